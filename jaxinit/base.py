@@ -91,21 +91,42 @@ def canonical_shape(shape: Any, argname: str = "shape") -> Shape:
   """A tuple of non-negative Python ints, or a TypeError/ValueError."""
   if isinstance(shape, (int, np.integer)):
     shape = (shape,)
+  if isinstance(shape, str):
+    raise TypeError(f"{argname} must be a sequence of ints, got {shape!r}")
   try:
     dims = tuple(int(d) for d in shape)
     if any(d != s for d, s in zip(dims, shape)):
       raise TypeError
-  except TypeError:
+  except (TypeError, ValueError):
     raise TypeError(f"{argname} must be a sequence of ints, got {shape!r}") from None
   if any(d < 0 for d in dims):
     raise ValueError(f"{argname} must have non-negative dimensions, got {dims}")
   return dims
 
 
+def _is_explicit(out_sharding: OutSharding) -> bool:
+  mesh = getattr(out_sharding, "mesh", None)
+  return isinstance(out_sharding, jax.sharding.PartitionSpec) or (
+      mesh is not None and any(t == jax.sharding.AxisType.Explicit for t in mesh.axis_types))
+
+
+def rng_sharding(out_sharding: OutSharding) -> OutSharding:
+  """What to hand ``jax.random``'s ``out_sharding``: it takes Explicit mesh axes only.
+
+  On Auto meshes we draw unsharded and constrain afterwards (:func:`shard`);
+  the partitionable threefry makes the values the same either way.
+  """
+  return out_sharding if out_sharding is not None and _is_explicit(out_sharding) else None
+
+
 def shard(x: jax.Array, out_sharding: OutSharding) -> jax.Array:
-  """Places ``x`` as ``out_sharding`` says (a no-op for None)."""
+  """Places ``x`` as ``out_sharding`` says (a no-op for None).
+
+  Explicit mesh axes (jax's sharding-in-types) take ``reshard``; Auto axes a
+  sharding constraint, which XLA propagates.
+  """
   if out_sharding is None:
     return x
-  if isinstance(out_sharding, jax.sharding.PartitionSpec):
+  if _is_explicit(out_sharding):
     return jax.sharding.reshard(x, out_sharding)
   return jax.lax.with_sharding_constraint(x, out_sharding)

@@ -207,7 +207,7 @@ class VarianceScaling:
       out = self.sampler.scaled(key, shape, draw_dtype, variance, out_sharding)
     else:
       out = self.sampler(key, shape, draw_dtype, out_sharding) * jnp.sqrt(variance)
-    return out.astype(dtype)
+    return shard(out.astype(dtype), out_sharding)
 
   def to_config(self) -> dict[str, Any]:
     """Plain-data description; ``jaxinit.get(init.to_config()) == init``."""

@@ -21,6 +21,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -30,7 +31,7 @@ import numpy as np
 from jax import lax, random
 from jax.typing import DTypeLike
 
-from jaxinit.base import OutSharding, Sampler, Shape, real_dtype, shard
+from jaxinit.base import OutSharding, Sampler, Shape, real_dtype, rng_sharding, shard
 
 __all__ = [
     "normal", "truncated_normal", "uniform", "orthogonal", "rademacher",
@@ -88,7 +89,7 @@ class Normal(_Base):
   """Standard normal ``N(0, 1)``; complex: real and imaginary parts ``N(0, 1/2)``."""
 
   def _raw(self, key, shape, dtype, out_sharding):
-    return random.normal(key, shape, dtype, out_sharding=out_sharding)
+    return random.normal(key, shape, dtype, out_sharding=rng_sharding(out_sharding))
 
 
 def _phi(x: float) -> float:
@@ -174,7 +175,7 @@ class TruncatedNormal(_Base):
   def _raw(self, key, shape, dtype, out_sharding):
     if not _is_complex(dtype):
       return random.truncated_normal(key, self.lower, self.upper, shape, dtype,
-                                     out_sharding=out_sharding)
+                                     out_sharding=rng_sharding(out_sharding))
     if self.lower != -self.upper:
       raise ValueError(
           "a complex truncated normal truncates the modulus |z| <= upper, so it "
@@ -183,10 +184,10 @@ class TruncatedNormal(_Base):
     key_r, key_theta = random.split(key)
     # Inverse CDF of |z|^2 ~ Exp(1) restricted to [0, upper^2].
     mass = -math.expm1(-self.upper**2) if math.isfinite(self.upper) else 1.0
-    u = random.uniform(key_r, shape, rdtype, out_sharding=out_sharding)
+    u = random.uniform(key_r, shape, rdtype, out_sharding=rng_sharding(out_sharding))
     r = jnp.sqrt(-jnp.log1p(-mass * u))
     theta = random.uniform(key_theta, shape, rdtype, 0.0, 2.0 * math.pi,
-                           out_sharding=out_sharding)
+                           out_sharding=rng_sharding(out_sharding))
     return lax.complex(r * jnp.cos(theta), r * jnp.sin(theta)).astype(dtype)
 
 
@@ -196,12 +197,12 @@ class Uniform(_Base):
 
   def _raw(self, key, shape, dtype, out_sharding):
     if not _is_complex(dtype):
-      return random.uniform(key, shape, dtype, -1.0, 1.0, out_sharding=out_sharding)
+      return random.uniform(key, shape, dtype, -1.0, 1.0, out_sharding=rng_sharding(out_sharding))
     rdtype = real_dtype(jnp.dtype(dtype))
     key_r, key_theta = random.split(key)
-    r = jnp.sqrt(2.0 * random.uniform(key_r, shape, rdtype, out_sharding=out_sharding))
+    r = jnp.sqrt(2.0 * random.uniform(key_r, shape, rdtype, out_sharding=rng_sharding(out_sharding)))
     theta = random.uniform(key_theta, shape, rdtype, 0.0, 2.0 * math.pi,
-                           out_sharding=out_sharding)
+                           out_sharding=rng_sharding(out_sharding))
     return lax.complex(r * jnp.cos(theta), r * jnp.sin(theta)).astype(dtype)
 
   def _raw_std(self, dtype):
@@ -223,7 +224,7 @@ class Rademacher(_Base):
   def _raw(self, key, shape, dtype, out_sharding):
     rdtype = real_dtype(jnp.dtype(dtype))
     if not _is_complex(dtype):
-      return random.rademacher(key, shape, jnp.int8, out_sharding=out_sharding).astype(dtype)
+      return random.rademacher(key, shape, jnp.int8, out_sharding=rng_sharding(out_sharding)).astype(dtype)
     signs = random.rademacher(key, (2, *shape), jnp.int8).astype(rdtype) / math.sqrt(2.0)
     return shard(lax.complex(signs[0], signs[1]), out_sharding)
 
@@ -264,6 +265,22 @@ class Sparse(_Base):
     boost = math.sqrt(rows / (rows - zeros)) if rows else 1.0
     out = jnp.where(ranks < zeros, jnp.zeros((), dtype), values * boost)
     return shard(out.reshape(shape), out_sharding)
+
+
+def _replicated_call(fn, key: jax.Array, out_sharding: OutSharding) -> jax.Array:
+  """``fn(key)`` computed whole on every device of ``out_sharding``'s mesh.
+
+  Inside ``shard_map`` no sharding propagates, so XLA cannot partition a
+  reduction differently on different meshes: the values are the same on
+  every mesh, to the bit, and only the final placement depends on it.
+  """
+  mesh = getattr(out_sharding, "mesh", None)
+  if mesh is None:
+    mesh = jax.sharding.get_abstract_mesh()
+  if mesh is None or mesh.empty:
+    return fn(key)
+  spec = jax.sharding.PartitionSpec()
+  return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec)(key)
 
 
 def haar_orthonormal(key: jax.Array, rows: int, cols: int, dtype: DTypeLike) -> jax.Array:
@@ -318,15 +335,15 @@ class Orthogonal(_Base):
     rows = math.prod(shape) // cols if cols else 0
     return rows, cols
 
-  def _raw_std(self, dtype):
-    return 1.0  # folded into _raw: it depends on the shape
-
-  def _raw(self, key, shape, dtype, out_sharding):
+  def scaled(self, key, shape, dtype, variance, out_sharding=None):
     rows, cols = self.matrix_shape(shape)
     if rows == 0 or cols == 0:
       return shard(jnp.zeros(shape, dtype), out_sharding)
     big, small = max(rows, cols), min(rows, cols)
-    q = haar_orthonormal(key, big, small, dtype) * math.sqrt(big)
+    # One multiply by one host-side constant: the same rounding on every mesh.
+    factor = _std_multiplier(variance, 1.0 / math.sqrt(big))
+    q = _replicated_call(functools.partial(haar_orthonormal, rows=big, cols=small, dtype=dtype),
+                         key, out_sharding) * factor
     if rows < cols:
       q = q.T
     axis = self.column_axis % len(shape)

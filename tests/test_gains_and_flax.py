@@ -1,0 +1,118 @@
+"""Gains against reference constants and closed forms; Flax linen and NNX integration."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+import jaxinit
+from jaxinit import _quadrature
+
+# 1 / sqrt(E[phi(z)^2]) to 6 decimals (shared/REFERENCES.md).
+REFERENCE_GAINS = {"relu": 1.414214, "tanh": 1.592537, "sigmoid": 1.846229, "silu": 1.676532,
+                   "gelu": 1.533530, "softplus": 1.041867, "linear": 1.0}
+
+
+@pytest.mark.parametrize("name", list(REFERENCE_GAINS))
+def test_gain_reference_values(name):
+  assert jaxinit.gain(name) == pytest.approx(REFERENCE_GAINS[name], abs=5e-7)
+
+
+def test_gain_closed_forms():
+  # ELU: E[elu^2] = 1/2 + e^2 Phi(-2) - 2 e^(1/2) Phi(-1) + 1/2 (exactly, by E[e^(az) 1{z<0}]).
+  elu_moment = 1.0 + math.e**2 * stats.norm.cdf(-2) - 2 * math.exp(0.5) * stats.norm.cdf(-1)
+  assert jaxinit.gain("elu") == pytest.approx(elu_moment**-0.5, rel=1e-12)
+  # Leaky ReLU: E[phi^2] = (1 + a^2) / 2, so gain^2 * (1 + a^2) / 2 = 1, i.e. He's scale.
+  for a in (0.01, 0.2, 1.0):
+    assert jaxinit.gain("leaky_relu", negative_slope=a) ** 2 == pytest.approx(
+        2 / (1 + a * a), rel=1e-12)
+  # SELU's self-normalizing fixed point: E[selu(z)^2] = 1 to the published constants' precision.
+  assert jaxinit.gain("selu") == pytest.approx(1.0, abs=5e-5)
+  # Any traceable callable.
+  assert jaxinit.gain(lambda x: 3.0 * x) == pytest.approx(1 / 3, rel=1e-14)
+
+
+def test_quadrature_matches_adaptive_integration_for_kinked_and_smooth():
+  for fn, ref in [
+      (lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))), None),
+      (lambda x: np.maximum(x, 0.0) ** 3, 2 / math.sqrt(2 * math.pi)),
+      (np.tanh, None),
+  ]:
+    x, w = _quadrature.standard_normal_rule(32)
+    value = float(np.sum(w * fn(x) ** 2))
+    if ref is None:
+      pdf = lambda t: math.exp(-t * t / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+      ref = sum(integrate.quad(lambda t: float(fn(np.array(t)) ** 2) * pdf(t), lo, hi,
+                               epsabs=1e-14, epsrel=1e-13)[0]
+                for lo, hi in [(-np.inf, 0), (0, np.inf)])
+    else:  # E[relu(z)^6] = 15 / 2 ... written above as the cube squared
+      ref = 15 / 2
+    assert value == pytest.approx(ref, rel=1e-11)
+
+
+def test_torch_gain_table():
+  assert jaxinit.torch_gain("linear") == 1.0
+  assert jaxinit.torch_gain("conv2d") == 1.0
+  assert jaxinit.torch_gain("sigmoid") == 1.0
+  assert jaxinit.torch_gain("tanh") == 5 / 3
+  assert jaxinit.torch_gain("relu") == math.sqrt(2)
+  assert jaxinit.torch_gain("leaky_relu") == math.sqrt(2 / (1 + 0.01**2))
+  assert jaxinit.torch_gain("leaky_relu", 0.2) == math.sqrt(2 / 1.04)
+  assert jaxinit.torch_gain("selu") == 0.75
+
+
+def test_gain_composes_with_variance_scaling():
+  g = jaxinit.gain("tanh")
+  init = jaxinit.variance_scaling(g**2, "fan_in", "normal")
+  x = jax.random.normal(jax.random.key(0), (4096, 512))
+  w = init(jax.random.key(1), (512, 512))
+  h = jnp.tanh(x) @ w  # tanh of unit-variance inputs, then a gain-scaled layer
+  var = float(jnp.var(h))
+  assert abs(var - 1.0) < 5 * math.sqrt(2 / 512)  # the spread over the 512 weight columns
+
+
+# ----------------------------------------------------------------------------- Flax
+
+def test_flax_linen_dense_and_conv():
+  import flax.linen as nn
+
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      x = nn.Conv(16, (3,), kernel_init=jaxinit.delta_orthogonal(),
+                  bias_init=jaxinit.zeros)(x)
+      x = nn.Dense(32, kernel_init=jaxinit.he_normal(), bias_init=jaxinit.normal(0.1),
+                   param_dtype=jnp.bfloat16)(x)
+      return nn.Dense(4, kernel_init=jaxinit.orthogonal())(x)
+
+  x = jnp.ones((2, 10, 16))
+  params = jax.jit(Net().init)(jax.random.key(0), x)["params"]
+  conv = params["Conv_0"]["kernel"]
+  assert conv.shape == (3, 16, 16) and np.count_nonzero(np.asarray(conv)[[0, 2]]) == 0
+  np.testing.assert_allclose(np.asarray(conv[1].T @ conv[1]), np.eye(16), atol=1e-5)
+  dense = params["Dense_0"]
+  assert dense["kernel"].dtype == jnp.bfloat16 and dense["bias"].dtype == jnp.bfloat16
+  readout = np.asarray(params["Dense_1"]["kernel"])
+  np.testing.assert_allclose(readout.T @ readout, np.eye(4), atol=1e-5)
+  assert Net().apply({"params": params}, x).shape == (2, 10, 4)
+
+
+def test_flax_nnx_linear_and_conv():
+  from flax import nnx
+
+  rngs = nnx.Rngs(0)
+  linear = nnx.Linear(64, 32, kernel_init=jaxinit.lecun_normal(),
+                      bias_init=jaxinit.torch_linear_bias(64), rngs=rngs)
+  conv = nnx.Conv(8, 8, kernel_size=(3,), kernel_init=jaxinit.dirac(), rngs=rngs)
+  assert linear.kernel.shape == (64, 32)
+  assert np.abs(np.asarray(linear.bias)).max() <= 1 / 8
+  x = jax.random.normal(jax.random.key(1), (1, 12, 8))
+  np.testing.assert_allclose(np.asarray(conv(x)), np.asarray(x), rtol=1e-6, atol=1e-6)
+  # And the NNX kernel is exactly the initializer's output for the key NNX drew.
+  replay = nnx.Rngs(0)
+  key = replay.params()
+  np.testing.assert_array_equal(np.asarray(linear.kernel),
+                                np.asarray(jaxinit.lecun_normal()(key, (64, 32))))
