@@ -283,6 +283,29 @@ def _replicated_call(fn, key: jax.Array, out_sharding: OutSharding) -> jax.Array
   return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec)(key)
 
 
+def _gaussian_lower_trapezoid(key: jax.Array, rows: int, cols: int,
+                              dtype: DTypeLike) -> jax.Array:
+  """A ``rows x cols`` matrix, iid N(0, 1) on and below the diagonal, 0 above.
+
+  Draws only the ~rows*cols - cols^2/2 numbers it needs (half of a square):
+  with ``a = ceil(cols / 2)``, ``b = cols - a``, the two triangles of the
+  leading ``cols x cols`` block, ``L11`` (a x a) and ``L22`` (b x b), share one
+  ``(a + 1) x a`` rectangle (its strictly lower part is L11, its upper part
+  transposed is L22, as in LAPACK's rectangular full packed format).
+  """
+  a = (cols + 1) // 2
+  b = cols - a
+  key_tri, key_left, key_right = random.split(key, 3)
+  packed = random.normal(key_tri, (a + 1, a), dtype)
+  l11 = jnp.tril(packed[1:, :])
+  l22 = jnp.tril(packed[:a, :].T)[:b, :b]
+  left = random.normal(key_left, (rows - a, a), dtype)            # below L11
+  right = random.normal(key_right, (rows - cols, b), dtype)       # below L22
+  top = jnp.concatenate([l11, jnp.zeros((a, b), dtype)], axis=1)
+  bottom = jnp.concatenate([left, jnp.concatenate([l22, right], axis=0)], axis=1)
+  return jnp.concatenate([top, bottom], axis=0)
+
+
 def haar_orthonormal(key: jax.Array, rows: int, cols: int, dtype: DTypeLike) -> jax.Array:
   """A Haar-distributed ``rows x cols`` matrix with orthonormal columns (rows >= cols).
 
@@ -291,11 +314,10 @@ def haar_orthonormal(key: jax.Array, rows: int, cols: int, dtype: DTypeLike) -> 
   is itself just an independent Gaussian vector of length ``rows - k``. So we
   draw the vectors directly and only form the product of reflectors
   (LAPACK's orgqr via ``lax.linalg.householder_product``), skipping the
-  factorization jax.random.orthogonal pays for: about half the flops of QR.
+  factorization jax.random.orthogonal pays for (about half the flops of QR)
+  and half of its random numbers.
   """
-  x = random.normal(key, (rows, cols), dtype)
-  below = jnp.arange(rows)[:, None] >= jnp.arange(cols)[None, :]
-  x = jnp.where(below, x, jnp.zeros((), dtype))
+  x = _gaussian_lower_trapezoid(key, rows, cols, dtype)
   alpha = jnp.diagonal(x)
   norm = jnp.sqrt(jnp.sum(jnp.real(x * jnp.conj(x)), axis=0))
   # beta = -sign(Re alpha) |x_k|: reflecting x_k onto beta e_1 never cancels.
