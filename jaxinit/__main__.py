@@ -1,0 +1,3 @@
+from jaxinit.cli import main
+
+raise SystemExit(main())
