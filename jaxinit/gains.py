@@ -134,7 +134,7 @@ def gain(activation: str | Activation, *, num_nodes: int = 64, **params: Any) ->
     >>> round(jaxinit.gain("relu"), 6)
     1.414214
     >>> round(jaxinit.gain("leaky_relu", negative_slope=0.2), 6)
-    1.386750
+    1.38675
   """
   moment = second_moment(activation, num_nodes=num_nodes, **params)
   if not math.isfinite(moment) or moment <= 0.0:

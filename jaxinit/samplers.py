@@ -197,7 +197,8 @@ class Uniform(_Base):
 
   def _raw(self, key, shape, dtype, out_sharding):
     if not _is_complex(dtype):
-      return random.uniform(key, shape, dtype, -1.0, 1.0, out_sharding=rng_sharding(out_sharding))
+      return random.uniform(key, shape, dtype, -1.0, 1.0,
+                            out_sharding=rng_sharding(out_sharding))
     rdtype = real_dtype(jnp.dtype(dtype))
     key_r, key_theta = random.split(key)
     r = jnp.sqrt(2.0 * random.uniform(key_r, shape, rdtype, out_sharding=rng_sharding(out_sharding)))
@@ -224,7 +225,8 @@ class Rademacher(_Base):
   def _raw(self, key, shape, dtype, out_sharding):
     rdtype = real_dtype(jnp.dtype(dtype))
     if not _is_complex(dtype):
-      return random.rademacher(key, shape, jnp.int8, out_sharding=rng_sharding(out_sharding)).astype(dtype)
+      signs = random.rademacher(key, shape, jnp.int8, out_sharding=rng_sharding(out_sharding))
+      return signs.astype(dtype)
     signs = random.rademacher(key, (2, *shape), jnp.int8).astype(rdtype) / math.sqrt(2.0)
     return shard(lax.complex(signs[0], signs[1]), out_sharding)
 
