@@ -175,8 +175,9 @@ def test_jit_and_vmap_over_keys():
                                atol=1e-6)
   he = jaxinit.he_normal()
   jitted = jax.jit(he, static_argnums=(1, 2))
-  np.testing.assert_array_equal(np.asarray(jitted(KEY, (5, 6), jnp.float32)),
-                                np.asarray(he(KEY, (5, 6))))
+  # Fused (jit) and op-by-op (eager) execution may round the scale multiply differently.
+  np.testing.assert_array_max_ulp(np.asarray(jitted(KEY, (5, 6), jnp.float32)),
+                                  np.asarray(he(KEY, (5, 6))), maxulp=1)
 
 
 def test_traced_scale_under_vmap():
