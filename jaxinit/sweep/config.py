@@ -1,0 +1,574 @@
+"""Sweep grids as data: the TOML schema, its validation, and the models it declares.
+
+A sweep is a grid of axes times a number of seeds. Every combination of axis
+values is a *cell*; every (cell, seed) pair is one model, trained
+independently of the others. A grid is written in TOML (or given as the same
+nested dict from Python)::
+
+  name = "quickstart"        # used for the default output folder
+  seeds = 2                  # n (seeds 0..n-1) or a list of seeds, e.g. [0, 5]
+  root_seed = 0              # every model's key is fold_in(key(root_seed), model_id)
+  eval_every = 100           # steps per compiled block; metrics come back per block
+  probes = ["second_moment"] # per-layer probes at every evaluation
+  probe_batch = 128          # probes see the first probe_batch training inputs
+  chunk_size = 256           # at most this many models share one compiled program call
+
+  [grid]                     # each axis: one value, or a list of values
+  model = "mlp"              # "mlp", "resmlp", "cnn1d", or {name = "resmlp", branch_scale = 0.5}
+  dataset = "mnist1d"        # "mnist1d", "digits", "teacher_student", or a dict with options
+  init = ["he_normal", {name = "normal", stddev = 0.01}]   # any jaxinit.get spec
+  activation = ["relu", "tanh"]
+  depth = [2, 8, 16]         # hidden layers (residual blocks for resmlp)
+  width = 64
+  weight_variance = 1.0      # multiplies the variance of every kernel the init draws
+  bias_variance = 0.0        # biases ~ N(0, bias_variance); 0 gives zeros
+  use_bias = true
+  optimizer = ["sgd", {name = "momentum", momentum = 0.9}, "adam"]
+  learning_rate = [0.1, 0.01]
+  batch_size = 128
+  steps = 1000               # a multiple of eval_every
+
+Every key is optional; :data:`AXES` holds the defaults. A bad file fails in
+:func:`load_config` (before anything compiles) with a :class:`ConfigError`
+that names the key and what it accepts.
+
+Static axes (model, dataset, activation, depth, width, use_bias, optimizer,
+batch_size, steps) change the compiled program and split the models into
+shape groups; the rest (init, weight_variance, bias_variance, learning_rate,
+seed) are vmapped inside one program.
+
+Examples:
+  >>> config = parse_config({"seeds": 2, "grid": {"depth": [2, 4],
+  ...                        "dataset": "teacher_student", "steps": 100}})
+  >>> len(config.models())
+  4
+  >>> parse_config({"grid": {"depht": 3}})
+  Traceback (most recent call last):
+  ...
+  jaxinit.sweep.config.ConfigError: [grid] has no key 'depht' (did you mean 'depth'?); accepted keys: activation, batch_size, bias_variance, dataset, depth, init, learning_rate, model, optimizer, steps, use_bias, weight_variance, width
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import inspect
+import itertools
+import json
+import math
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jaxinit
+from jaxinit import gains
+
+Spec = str | dict[str, Any]
+"""A name, or a dict ``{"name": ..., **options}``."""
+
+
+class ConfigError(ValueError):
+  """A sweep config that cannot run; the message names the key and what is accepted."""
+
+
+# ---------------------------------------------------------------------------
+# Registries of the named things a grid can hold.
+
+MODELS: dict[str, dict[str, type]] = {
+    "mlp": {},
+    "resmlp": {"branch_scale": float},
+    "cnn1d": {"kernel_size": int},
+}
+"""Model names and the extra options (with their types) each accepts."""
+
+DATASETS: dict[str, dict[str, type]] = {
+    "mnist1d": {},
+    "digits": {"test_fraction": float, "split_seed": int},
+    "teacher_student": {"n_train": int, "n_test": int, "in_features": int,
+                        "out_features": int, "teacher_width": int, "teacher_depth": int,
+                        "teacher_activation": str, "noise": float, "seed": int},
+}
+"""Dataset names and the options each accepts (see :mod:`jaxinit.sweep.data`)."""
+
+
+def _optax_factories() -> dict[str, tuple[str, dict[str, Any]]]:
+  # name -> (optax factory, fixed defaults). "momentum" and "nesterov" are SGD
+  # with a trace, as most papers mean by them.
+  return {
+      "sgd": ("sgd", {}),
+      "momentum": ("sgd", {"momentum": 0.9}),
+      "nesterov": ("sgd", {"momentum": 0.9, "nesterov": True}),
+      "adam": ("adam", {}),
+      "adamw": ("adamw", {}),
+      "nadam": ("nadam", {}),
+      "lamb": ("lamb", {}),
+      "lars": ("lars", {}),
+      "lion": ("lion", {}),
+      "rmsprop": ("rmsprop", {}),
+      "adagrad": ("adagrad", {}),
+  }
+
+
+OPTIMIZERS: tuple[str, ...] = tuple(_optax_factories())
+"""Optimizer names; each is an optax factory called with the grid's learning rate."""
+
+PROBES: tuple[str, ...] = ("second_moment", "mean", "variance", "dead_fraction", "grad_norm")
+"""Per-layer probes (see :mod:`jaxinit.sweep.engine`)."""
+
+AXES: dict[str, Any] = {
+    "model": "mlp",
+    "dataset": "mnist1d",
+    "init": "lecun_normal",
+    "activation": "relu",
+    "depth": 2,
+    "width": 64,
+    "weight_variance": 1.0,
+    "bias_variance": 0.0,
+    "use_bias": True,
+    "optimizer": "sgd",
+    "learning_rate": 0.01,
+    "batch_size": 128,
+    "steps": 1000,
+}
+"""Grid axes and their default values, in the order of the results' columns."""
+
+STATIC_AXES: tuple[str, ...] = ("model", "dataset", "activation", "depth", "width", "use_bias",
+                                "optimizer", "batch_size", "steps")
+"""Axes that change the compiled program: models that differ here never share one."""
+
+VMAPPED_AXES: tuple[str, ...] = ("init", "weight_variance", "bias_variance", "learning_rate")
+"""Axes (with the seed) that are arrays inside one compiled program."""
+
+TOP_LEVEL: dict[str, Any] = {
+    "name": "sweep",
+    "seeds": 1,
+    "root_seed": 0,
+    "eval_every": 100,
+    "probes": ["second_moment"],
+    "probe_batch": 128,
+    "chunk_size": 256,
+    "grid": {},
+}
+"""Top-level keys and their defaults."""
+
+
+# ---------------------------------------------------------------------------
+# Checks of single values. Each returns the canonical value or raises with `where`.
+
+
+def _accepted(names: Sequence[str]) -> str:
+  return ", ".join(sorted(names))
+
+
+def _unknown_key(where: str, key: str, accepted: Sequence[str]) -> ConfigError:
+  close = difflib.get_close_matches(key, list(accepted), n=1)
+  hint = f" (did you mean {close[0]!r}?)" if close else ""
+  return ConfigError(f"{where} has no key {key!r}{hint}; accepted keys: {_accepted(accepted)}")
+
+
+def _positive_int(where: str, value: Any) -> int:
+  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise ConfigError(f"{where} must be a positive int, got {value!r}")
+  return value
+
+
+def _non_negative_int(where: str, value: Any) -> int:
+  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    raise ConfigError(f"{where} must be an int >= 0, got {value!r}")
+  return value
+
+
+def _real(where: str, value: Any, *, positive: bool) -> float:
+  bound = "> 0" if positive else ">= 0"
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    raise ConfigError(f"{where} must be a finite number {bound}, got {value!r}")
+  value = float(value)
+  if not math.isfinite(value) or value < 0 or (positive and value == 0):
+    raise ConfigError(f"{where} must be a finite number {bound}, got {value!r}")
+  return value
+
+
+def _bool(where: str, value: Any) -> bool:
+  if not isinstance(value, bool):
+    raise ConfigError(f"{where} must be true or false, got {value!r}")
+  return value
+
+
+def _named_spec(where: str, value: Any, registry: Mapping[str, Mapping[str, type]],
+                what: str) -> Spec:
+  """A name of ``registry`` or a dict with a name and typed options."""
+  if isinstance(value, str):
+    name, options = value, {}
+  elif isinstance(value, Mapping):
+    options = dict(value)
+    name = options.pop("name", None)
+  else:
+    raise ConfigError(f"{where} must be a {what} name or a table with a 'name' key; "
+                      f"{what}s: {_accepted(registry)}; got {value!r}")
+  if name not in registry:
+    raise ConfigError(f"{where}: unknown {what} {name!r}; accepted: {_accepted(registry)}")
+  accepted = registry[name]
+  for key, option in options.items():
+    if key not in accepted:
+      keys = _accepted(accepted) if accepted else "none"
+      raise ConfigError(f"{where}: {what} {name!r} has no option {key!r}; accepted: {keys}")
+    kind = accepted[key]
+    ok = (isinstance(option, kind) and not isinstance(option, bool)) or (
+        kind is float and isinstance(option, int) and not isinstance(option, bool))
+    if not ok:
+      raise ConfigError(f"{where}: option {key!r} of {what} {name!r} must be a "
+                        f"{kind.__name__}, got {option!r}")
+  if not options:
+    return name
+  return {"name": name, **{k: float(v) if accepted[k] is float else v
+                           for k, v in options.items()}}
+
+
+def _init_spec(where: str, value: Any) -> Spec:
+  if not isinstance(value, (str, Mapping)):
+    raise ConfigError(f"{where} must be an initializer name or a table with a 'name' key "
+                      f"(anything jaxinit.get accepts), got {value!r}")
+  try:
+    jaxinit.get(dict(value) if isinstance(value, Mapping) else value)
+  except (TypeError, ValueError) as err:
+    raise ConfigError(f"{where}: {err}") from None
+  return _plain(value)
+
+
+def _activation(where: str, value: Any) -> str:
+  if not isinstance(value, str) or value not in gains.ACTIVATIONS:
+    raise ConfigError(f"{where}: unknown activation {value!r}; accepted: "
+                      f"{_accepted(gains.ACTIVATIONS)}")
+  return value
+
+
+def optimizer_factory(name: str) -> tuple[Callable[..., Any], dict[str, Any]]:
+  """The optax factory and fixed defaults behind an optimizer name."""
+  import optax  # pylint: disable=import-outside-toplevel
+  factory_name, defaults = _optax_factories()[name]
+  return getattr(optax, factory_name), dict(defaults)
+
+
+def _optimizer(where: str, value: Any) -> Spec:
+  if isinstance(value, str):
+    name, options = value, {}
+  elif isinstance(value, Mapping):
+    options = dict(value)
+    name = options.pop("name", None)
+  else:
+    raise ConfigError(f"{where} must be an optimizer name or a table with a 'name' key; "
+                      f"optimizers: {_accepted(OPTIMIZERS)}; got {value!r}")
+  if name not in OPTIMIZERS:
+    raise ConfigError(f"{where}: unknown optimizer {name!r}; accepted: {_accepted(OPTIMIZERS)}")
+  if "learning_rate" in options:
+    raise ConfigError(f"{where}: the learning rate is its own axis; set "
+                      f"[grid] learning_rate instead of an optimizer option")
+  factory, _ = optimizer_factory(name)
+  accepted = [p for p in inspect.signature(factory).parameters if p != "learning_rate"]
+  for key, option in options.items():
+    if key not in accepted:
+      raise ConfigError(f"{where}: optimizer {name!r} has no option {key!r}; "
+                        f"accepted: {_accepted(accepted)}")
+    if not isinstance(option, (bool, int, float)):
+      raise ConfigError(f"{where}: option {key!r} of optimizer {name!r} must be a number "
+                        f"or a bool, got {option!r}")
+  return _plain(value)
+
+
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "model": lambda w, v: _named_spec(w, v, MODELS, "model"),
+    "dataset": lambda w, v: _named_spec(w, v, DATASETS, "dataset"),
+    "init": _init_spec,
+    "activation": _activation,
+    "depth": _positive_int,
+    "width": _positive_int,
+    "weight_variance": lambda w, v: _real(w, v, positive=False),
+    "bias_variance": lambda w, v: _real(w, v, positive=False),
+    "use_bias": _bool,
+    "optimizer": _optimizer,
+    "learning_rate": lambda w, v: _real(w, v, positive=True),
+    "batch_size": _positive_int,
+    "steps": _positive_int,
+}
+assert set(_CHECKS) == set(AXES)
+
+
+def _plain(value: Any) -> Any:
+  """A copy as plain JSON data (TOML tables are dicts already; tuples become lists)."""
+  return json.loads(json.dumps(value))
+
+
+def _axis_values(key: str, value: Any) -> tuple[Any, ...]:
+  where = f"[grid] {key}"
+  values = list(value) if isinstance(value, list | tuple) else [value]
+  if not values:
+    raise ConfigError(f"{where} is an empty list; give at least one value")
+  out = tuple(_CHECKS[key](f"{where}[{i}]" if len(values) > 1 or isinstance(value, list)
+                           else where, v) for i, v in enumerate(values))
+  seen: set[str] = set()
+  for v in out:
+    text = _canonical_json(v)
+    if text in seen:
+      raise ConfigError(f"{where} lists {v!r} twice; each value must appear once")
+    seen.add(text)
+  return out
+
+
+def _canonical_json(value: Any) -> str:
+  return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+# ---------------------------------------------------------------------------
+# One model.
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ModelSpec:
+  """One model of a sweep: a grid cell (one value per axis) and a seed.
+
+  Attributes:
+    cell: ``{axis: value}`` for every axis of :data:`AXES`, plain data.
+    seed: the seed.
+  """
+  cell: Mapping[str, Any]
+  seed: int
+
+  @property
+  def model_id(self) -> int:
+    """A stable 31-bit integer of the cell and seed.
+
+    It depends on nothing else (not on the grid or on the other models), so a
+    model's key ``fold_in(key(root_seed), model_id)``, hence its
+    initialization and data order, is the same alone or in any sweep.
+    """
+    text = _canonical_json({"cell": _identity(self.cell), "seed": self.seed})
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") >> 1
+
+  def static_key(self) -> str:
+    """What decides the compiled program: models with equal keys share one."""
+    return _canonical_json({k: self.cell[k] for k in STATIC_AXES})
+
+  def __getitem__(self, axis: str) -> Any:
+    return self.cell[axis]
+
+  def __eq__(self, other: object) -> bool:
+    return isinstance(other, ModelSpec) and (
+        _canonical_json(dict(self.cell)), self.seed) == (
+            _canonical_json(dict(other.cell)), other.seed)
+
+  def __hash__(self) -> int:
+    return hash((_canonical_json(dict(self.cell)), self.seed))
+
+
+def _identity(cell: Mapping[str, Any]) -> dict[str, Any]:
+  """The cell with the initializer canonicalized ("he_normal" == {"name": "he_normal"})."""
+  out = dict(cell)
+  init = jaxinit.get(cell["init"])
+  if hasattr(init, "to_config"):
+    try:
+      out["init"] = init.to_config()
+    except TypeError:
+      pass
+  return out
+
+
+def label(value: Any) -> str:
+  """A short text for an axis value: names stay names, tables become ``name(k=v, ...)``.
+
+  Examples:
+    >>> label({"name": "normal", "stddev": 0.01})
+    'normal(stddev=0.01)'
+    >>> label("he_normal")
+    'he_normal'
+  """
+  if isinstance(value, Mapping):
+    options = {k: v for k, v in value.items() if k != "name"}
+    inner = ",".join(f"{k}={label(v)}" for k, v in options.items())
+    return f"{value.get('name', '')}({inner})"
+  if isinstance(value, list):
+    return "[" + ",".join(label(v) for v in value) + "]"
+  if isinstance(value, bool):
+    return "true" if value else "false"
+  return str(value)
+
+
+# ---------------------------------------------------------------------------
+# The sweep.
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+  """A validated sweep: use :func:`parse_config` or :func:`load_config` to build one.
+
+  Attributes:
+    name: the sweep's name.
+    seeds: the seeds every cell is trained with.
+    root_seed: seed of the root key.
+    eval_every: steps per compiled block (metrics and probes after each).
+    probes: names from :data:`PROBES`.
+    probe_batch: number of training inputs the probes see.
+    chunk_size: most models per program call (bounds memory).
+    grid: ``{axis: tuple of values}`` for every axis of :data:`AXES`.
+  """
+  name: str
+  seeds: tuple[int, ...]
+  root_seed: int
+  eval_every: int
+  probes: tuple[str, ...]
+  probe_batch: int
+  chunk_size: int
+  grid: Mapping[str, tuple[Any, ...]]
+
+  def cells(self) -> list[dict[str, Any]]:
+    """Every combination of axis values, the last axis varying fastest."""
+    axes = list(AXES)
+    return [dict(zip(axes, values))
+            for values in itertools.product(*(self.grid[a] for a in axes))]
+
+  def models(self) -> list[ModelSpec]:
+    """Every (cell, seed) pair, seeds varying fastest."""
+    return [ModelSpec(cell, seed) for cell in self.cells() for seed in self.seeds]
+
+  def varying_axes(self) -> list[str]:
+    """Axes with more than one value."""
+    return [a for a in AXES if len(self.grid[a]) > 1]
+
+  def to_dict(self) -> dict[str, Any]:
+    """The resolved config as plain data; ``parse_config(c.to_dict()) == c``."""
+    return {"name": self.name, "seeds": list(self.seeds), "root_seed": self.root_seed,
+            "eval_every": self.eval_every, "probes": list(self.probes),
+            "probe_batch": self.probe_batch, "chunk_size": self.chunk_size,
+            "grid": {a: list(v) for a, v in self.grid.items()}}
+
+
+def parse_config(data: Mapping[str, Any]) -> SweepConfig:
+  """Validates a sweep declared as a nested dict (the TOML file's structure).
+
+  Args:
+    data: top-level keys of :data:`TOP_LEVEL`, with the axes under ``"grid"``.
+
+  Returns:
+    The :class:`SweepConfig`, every value canonical and every default filled in.
+
+  Raises:
+    ConfigError: naming the first bad key or value and what is accepted.
+
+  Examples:
+    >>> parse_config({"grid": {"learning_rate": [0.1, 0.01]}}).grid["learning_rate"]
+    (0.1, 0.01)
+  """
+  if not isinstance(data, Mapping):
+    raise ConfigError(f"a sweep config must be a table (dict), got {type(data).__name__}")
+  for key in data:
+    if key not in TOP_LEVEL:
+      if key in AXES:
+        raise ConfigError(f"{key!r} is a grid axis: put it under [grid]")
+      raise _unknown_key("the top level", key, list(TOP_LEVEL))
+  get = lambda key: data.get(key, TOP_LEVEL[key])  # noqa: E731
+
+  name = get("name")
+  if not isinstance(name, str) or not name or any(c in name for c in "/\\"):
+    raise ConfigError(f"name must be a non-empty string without slashes, got {name!r}")
+  seeds_value = get("seeds")
+  if isinstance(seeds_value, list):
+    if not seeds_value:
+      raise ConfigError("seeds is an empty list; give a count n or a list of seeds")
+    seeds = tuple(_non_negative_int(f"seeds[{i}]", s) for i, s in enumerate(seeds_value))
+    if len(set(seeds)) != len(seeds):
+      raise ConfigError(f"seeds lists a seed twice: {list(seeds)}")
+  else:
+    if isinstance(seeds_value, bool) or not isinstance(seeds_value, int) or seeds_value < 1:
+      raise ConfigError(f"seeds must be a count n >= 1 (seeds 0..n-1) or a list of ints "
+                        f">= 0, got {seeds_value!r}")
+    seeds = tuple(range(seeds_value))
+  root_seed = _non_negative_int("root_seed", get("root_seed"))
+  eval_every = _positive_int("eval_every", get("eval_every"))
+  probes_value = get("probes")
+  if not isinstance(probes_value, list) or not all(isinstance(p, str) for p in probes_value):
+    raise ConfigError(f"probes must be a list of probe names ({_accepted(PROBES)}), "
+                      f"got {probes_value!r}")
+  for p in probes_value:
+    if p not in PROBES:
+      raise ConfigError(f"probes: unknown probe {p!r}; accepted: {_accepted(PROBES)}")
+  probe_batch = _positive_int("probe_batch", get("probe_batch"))
+  chunk_size = _positive_int("chunk_size", get("chunk_size"))
+
+  grid_data = get("grid")
+  if not isinstance(grid_data, Mapping):
+    raise ConfigError(f"grid must be a table of axes, got {grid_data!r}")
+  for key in grid_data:
+    if key not in AXES:
+      if key in TOP_LEVEL:
+        raise ConfigError(f"{key!r} is a top-level key, not a grid axis: put it above [grid]")
+      raise _unknown_key("[grid]", key, list(AXES))
+  grid = {a: _axis_values(a, grid_data.get(a, default)) for a, default in AXES.items()}
+  for steps in grid["steps"]:
+    if steps % eval_every:
+      raise ConfigError(f"[grid] steps = {steps} is not a multiple of eval_every = "
+                        f"{eval_every}; every steps value must be one")
+  return SweepConfig(name=name, seeds=seeds, root_seed=root_seed, eval_every=eval_every,
+                     probes=tuple(probes_value), probe_batch=probe_batch,
+                     chunk_size=chunk_size, grid=grid)
+
+
+def load_config(path: str | Path) -> SweepConfig:
+  """Reads and validates a ``.toml`` (or ``.json``) sweep file.
+
+  Args:
+    path: the file.
+
+  Returns:
+    The :class:`SweepConfig`.
+
+  Raises:
+    ConfigError: a syntax error or a bad key or value (the message names the
+      file and the key); FileNotFoundError.
+  """
+  path = Path(path)
+  text = path.read_text()
+  try:
+    data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+  except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+    raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: "
+                      f"{err}") from None
+  try:
+    return parse_config(data)
+  except ConfigError as err:
+    raise ConfigError(f"{path}: {err}") from None
+
+
+def to_toml(config: SweepConfig) -> str:
+  """The resolved config as TOML text that :func:`load_config` reads back.
+
+  Examples:
+    >>> import tomllib
+    >>> c = parse_config({"grid": {"init": [{"name": "normal", "stddev": 0.1}]}})
+    >>> parse_config(tomllib.loads(to_toml(c))) == c
+    True
+  """
+  data = config.to_dict()
+  grid = data.pop("grid")
+  lines = [f"{k} = {_toml_value(v)}" for k, v in data.items()]
+  lines += ["", "[grid]"] + [f"{k} = {_toml_value(v)}" for k, v in grid.items()]
+  return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+  if isinstance(value, bool):
+    return "true" if value else "false"
+  if isinstance(value, (int, float)):
+    return repr(value)
+  if isinstance(value, str):
+    return json.dumps(value)
+  if isinstance(value, list):
+    return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+  if isinstance(value, Mapping):
+    return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+  raise TypeError(f"cannot write {value!r} as TOML")
+
+
+__all__ = ["AXES", "ConfigError", "DATASETS", "MODELS", "ModelSpec", "OPTIMIZERS", "PROBES",
+           "STATIC_AXES", "SweepConfig", "TOP_LEVEL", "VMAPPED_AXES", "label", "load_config",
+           "optimizer_factory", "parse_config", "to_toml"]

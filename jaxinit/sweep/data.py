@@ -1,0 +1,212 @@
+"""Datasets of a sweep: small, loaded once, kept on device whole.
+
+* ``"mnist1d"``: MNIST-1D (Greydanus 2020), 4000 train / 1000 test signals of
+  length 40 in 10 classes, generated offline by the ``mnist1d`` package with
+  its default arguments and cached as ``.npz`` (generation takes seconds);
+* ``"digits"``: scikit-learn's 8x8 digits, 1797 images as 64 features in 10
+  classes, split 80/20 by a fixed permutation;
+* ``"teacher_student"``: regression onto a random MLP teacher on Gaussian
+  inputs (no dependencies), targets standardized to unit variance.
+
+mnist1d and scikit-learn are imported only when their dataset is asked for
+(``pip install -e ".[data]"``). The cache folder is ``$JAXINIT_CACHE_DIR``,
+else ``$XDG_CACHE_HOME/jaxinit``, else ``~/.cache/jaxinit``.
+
+Examples:
+  >>> ds = load_dataset({"name": "teacher_student", "n_train": 64, "n_test": 16})
+  >>> ds.x_train.shape, ds.y_train.shape, ds.task
+  ((64, 16), (64, 1), 'regression')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxinit.sweep.config import DATASETS, Spec
+
+_TEACHER_STUDENT_DEFAULTS: dict[str, Any] = {
+    "n_train": 1024, "n_test": 256, "in_features": 16, "out_features": 1,
+    "teacher_width": 32, "teacher_depth": 2, "teacher_activation": "tanh", "noise": 0.0,
+    "seed": 0,
+}
+_DIGITS_DEFAULTS: dict[str, Any] = {"test_fraction": 0.2, "split_seed": 0}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+  """Train and test arrays (host numpy) and what kind of task they pose.
+
+  Attributes:
+    name: the dataset's name.
+    x_train: float32 ``(n_train, features)``.
+    y_train: int32 labels ``(n_train,)`` (classification) or float32 targets
+      ``(n_train, outputs)`` (regression).
+    x_test: float32 ``(n_test, features)``.
+    y_test: as ``y_train``.
+    task: ``"classification"`` (softmax cross-entropy, accuracy) or
+      ``"regression"`` (mean squared error).
+    num_outputs: classes, or target dimensions.
+  """
+  name: str
+  x_train: np.ndarray
+  y_train: np.ndarray
+  x_test: np.ndarray
+  y_test: np.ndarray
+  task: str
+  num_outputs: int
+
+  @property
+  def in_features(self) -> int:
+    """Input features (the signal length, for MNIST-1D)."""
+    return int(self.x_train.shape[1])
+
+
+def cache_dir() -> Path:
+  """Where generated datasets are cached (created on first use)."""
+  if os.environ.get("JAXINIT_CACHE_DIR"):
+    return Path(os.environ["JAXINIT_CACHE_DIR"])
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return Path(base) / "jaxinit"
+
+
+def _missing_extra(package: str, dataset: str) -> ImportError:
+  return ImportError(f"dataset {dataset!r} needs the {package!r} package; install the data "
+                     f"extra: pip install -e \".[data]\" (or pip install {package})")
+
+
+def _save_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+  """Writes ``path`` whole or not at all (other processes may be reading it)."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+  os.close(fd)
+  try:
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def _mnist1d() -> Dataset:
+  try:
+    import mnist1d.data  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    raise _missing_extra("mnist1d", "mnist1d") from None
+  args = mnist1d.data.get_dataset_args(as_dict=True)
+  args.pop("url", None)
+  digest = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
+  path = cache_dir() / f"mnist1d-{digest}.npz"
+  if not path.exists():
+    # make_dataset seeds numpy's global generator: leave the caller's state as it was.
+    state = np.random.get_state()
+    try:
+      raw = mnist1d.data.make_dataset(mnist1d.data.get_dataset_args())
+    finally:
+      np.random.set_state(state)
+    _save_atomic(path, {"x": raw["x"], "y": raw["y"], "x_test": raw["x_test"],
+                        "y_test": raw["y_test"]})
+  with np.load(path) as arrays:
+    return Dataset("mnist1d", arrays["x"].astype(np.float32), arrays["y"].astype(np.int32),
+                   arrays["x_test"].astype(np.float32), arrays["y_test"].astype(np.int32),
+                   "classification", 10)
+
+
+def _digits(test_fraction: float, split_seed: int) -> Dataset:
+  if not 0.0 < test_fraction < 1.0:
+    raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+  try:
+    from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    raise _missing_extra("scikit-learn", "digits") from None
+  x, y = load_digits(return_X_y=True)
+  order = np.random.default_rng(split_seed).permutation(len(y))
+  n_test = int(round(test_fraction * len(y)))
+  test, train = order[:n_test], order[n_test:]
+  # Pixels are 0..16: standardize with the training set's statistics.
+  mean, std = x[train].mean(), x[train].std()
+  x = ((x - mean) / std).astype(np.float32)
+  y = y.astype(np.int32)
+  return Dataset("digits", x[train], y[train], x[test], y[test], "classification", 10)
+
+
+def _teacher_student(n_train: int, n_test: int, in_features: int, out_features: int,
+                     teacher_width: int, teacher_depth: int, teacher_activation: str,
+                     noise: float, seed: int) -> Dataset:
+  for name, value in (("n_train", n_train), ("n_test", n_test), ("in_features", in_features),
+                      ("out_features", out_features), ("teacher_width", teacher_width),
+                      ("teacher_depth", teacher_depth)):
+    if value < 1:
+      raise ValueError(f"teacher_student: {name} must be >= 1, got {value}")
+  if noise < 0:
+    raise ValueError(f"teacher_student: noise must be >= 0, got {noise}")
+  from jaxinit import gains  # pylint: disable=import-outside-toplevel
+  phi = gains.ACTIVATIONS.get(teacher_activation)
+  if phi is None:
+    raise ValueError(f"teacher_student: unknown teacher_activation {teacher_activation!r}; "
+                     f"accepted: {sorted(gains.ACTIVATIONS)}")
+  # float64 numpy draws: the teacher does not depend on jax's RNG or precision flags.
+  rng = np.random.default_rng(seed)
+  x = rng.standard_normal((n_train + n_test, in_features))
+  gain = gains.gain(teacher_activation)
+  h, fan_in = x, in_features
+  for _ in range(teacher_depth):
+    w = rng.standard_normal((fan_in, teacher_width)) * gain / np.sqrt(fan_in)
+    h = np.asarray(phi(h @ w), np.float64)
+    fan_in = teacher_width
+  y = h @ rng.standard_normal((fan_in, out_features)) / np.sqrt(fan_in)
+  y = (y - y[:n_train].mean(0)) / y[:n_train].std(0)
+  y = y + noise * rng.standard_normal(y.shape)
+  x, y = x.astype(np.float32), y.astype(np.float32)
+  return Dataset("teacher_student", x[:n_train], y[:n_train], x[n_train:], y[n_train:],
+                 "regression", out_features)
+
+
+_LOADED: dict[str, Dataset] = {}
+
+
+def load_dataset(spec: Spec) -> Dataset:
+  """Loads (or generates) a dataset; repeated calls return the same object.
+
+  Args:
+    spec: ``"mnist1d"``, ``"digits"``, ``"teacher_student"``, or a dict
+      ``{"name": ..., **options}`` with the options of
+      :data:`jaxinit.sweep.config.DATASETS` (teacher_student: ``n_train``,
+      ``n_test``, ``in_features``, ``out_features``, ``teacher_width``,
+      ``teacher_depth``, ``teacher_activation``, ``noise``, ``seed``; digits:
+      ``test_fraction``, ``split_seed``).
+
+  Returns:
+    The :class:`Dataset`.
+
+  Raises:
+    ImportError: naming the extra to install when mnist1d or scikit-learn is
+      missing. ValueError: an unknown name or a bad option.
+  """
+  options = dict(spec) if isinstance(spec, Mapping) else {"name": spec}
+  name = options.pop("name", None)
+  if name not in DATASETS:
+    raise ValueError(f"unknown dataset {name!r}; accepted: {sorted(DATASETS)}")
+  key = json.dumps({"name": name, **options}, sort_keys=True)
+  if key not in _LOADED:
+    if name == "mnist1d":
+      if options:
+        raise ValueError(f"dataset 'mnist1d' takes no options, got {sorted(options)}")
+      dataset = _mnist1d()
+    elif name == "digits":
+      dataset = _digits(**{**_DIGITS_DEFAULTS, **options})
+    else:
+      dataset = _teacher_student(**{**_TEACHER_STUDENT_DEFAULTS, **options})
+    _LOADED[key] = dataset
+  return _LOADED[key]
+
+
+__all__ = ["Dataset", "cache_dir", "load_dataset"]

@@ -1,0 +1,252 @@
+"""Each model's initial params, drawn layer by layer on the host.
+
+A model's params never depend on the other models: every layer is drawn by
+its own call of a small compiled function, the same call alone or in any
+sweep, so a model's initialization is identical bit for bit in any company.
+The draws are compiled once and shared by every shape group, depth and
+initializer of the sweep (XLA:CPU spends up to seconds on each random-number
+kernel, so drawing inside each group's training program would cost compiles
+per initializer per group).
+
+Keys: a model's init key is ``fold_in(model_key, 0)``. Its layers are
+numbered in params order: ``"input"`` first, then the stacked groups in
+key order (each layer of a stack in turn), ``"readout"`` last. Layer ``i``
+draws its kernel from ``fold_in(fold_in(init_key, i), 0)`` and its bias from
+``fold_in(fold_in(init_key, i), 1)``.
+
+Scales: a variance-scaling initializer ``variance_scaling(s, mode,
+sampler)`` is drawn as ``sampler`` at per-element variance
+``s * weight_variance / fan`` (the fans depend only on the shape), so presets
+that share a sampler (He, LeCun and Glorot normal all draw truncated normals)
+share compiled draws. Elementwise samplers (normal, truncated normal,
+uniform, Rademacher) draw flat at a power-of-two length and keep the first
+elements: jax's threefry is counter based, so these are the values a draw at
+the layer's shape gives, and one program per length serves every shape. With
+``weight_variance = 1`` a kernel is ``init(kernel_key, shape)`` up to the
+rounding of its scale (the variance is an argument of the compiled draw).
+Any other initializer (orthogonal, constants, identity, ``scaled``, your own)
+is called at the layer's shape and multiplied by ``sqrt(weight_variance)``.
+Biases are ``N(0, bias_variance)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+import jaxinit
+from jaxinit import samplers
+from jaxinit.base import Initializer
+from jaxinit.initializers import VarianceScaling
+
+Path = tuple[str, ...]
+
+_SINGLE = ("input", "readout")
+
+
+def layer_slots(shapes: Mapping[str, Any]) -> list[tuple[Path, int | None]]:
+  """The layers of a params tree in key order: ``(path, stack size or None)``.
+
+  A layer is a dict with a ``"kernel"``; ``"input"`` and ``"readout"`` are
+  single layers, every other layer dict is a stack along its leading axis
+  (the layout of :mod:`jaxinit.models`).
+
+  Args:
+    shapes: params (or their ``jax.eval_shape``) of a :mod:`jaxinit.models` network.
+
+  Returns:
+    ``"input"`` first, the stacks in key order, ``"readout"`` last.
+
+  Examples:
+    >>> import jax
+    >>> from jaxinit.models import MLP
+    >>> net = MLP(in_features=3, out_features=2, width=4, depth=3)
+    >>> layer_slots(jax.eval_shape(net.init, jax.random.key(0)))
+    [(('input',), None), (('hidden',), 2), (('readout',), None)]
+  """
+  found: list[tuple[Path, int | None]] = []
+
+  def walk(tree: Mapping[str, Any], path: Path) -> None:
+    if "kernel" in tree:
+      stacked = path not in [(name,) for name in _SINGLE]
+      found.append((path, tree["kernel"].shape[0] if stacked else None))
+      return
+    for key in sorted(tree):
+      walk(tree[key], path + (key,))
+
+  walk(shapes, ())
+  rank = lambda slot: (0 if slot[0] == ("input",) else 2 if slot[0] == ("readout",)  # noqa: E731
+                       else 1)
+  return sorted(found, key=rank)
+
+
+_ELEMENTWISE = (samplers.Normal, samplers.TruncatedNormal, samplers.Uniform, samplers.Rademacher)
+
+
+def _bucket(size: int) -> int:
+  """The flat length an elementwise draw of ``size`` elements is made at."""
+  return max(1024, 1 << (size - 1).bit_length())
+
+
+def _layer_key_impl(init_key: jax.Array, index: jax.Array, which: jax.Array) -> jax.Array:
+  key = jax.random.wrap_key_data(init_key)
+  return jax.random.key_data(jax.random.fold_in(jax.random.fold_in(key, index), which))
+
+
+def _draw_flat_impl(key: jax.Array, variance: jax.Array, *, sampler: Any, size: int,
+                    dtype: Any) -> jax.Array:
+  key = jax.random.wrap_key_data(key)
+  return jaxinit.variance_scaling(variance, "unit", sampler)(key, (size,), dtype)
+
+
+def _draw_shaped_impl(key: jax.Array, scale: jax.Array, *, init: Initializer,
+                      shape: tuple[int, ...], dtype: Any, variance_scaling: bool) -> jax.Array:
+  key = jax.random.wrap_key_data(key)
+  if variance_scaling:
+    # `init` is variance_scaling(1, "unit", sampler): `scale` is the variance itself.
+    return jaxinit.variance_scaling(scale, "unit", init.sampler)(key, shape, dtype)
+  w = init(key, shape, dtype)
+  return w * scale.astype(w.dtype)
+
+
+# Each compiles once per (sampler or initializer, size or shape) for the whole process.
+_layer_key = jax.jit(_layer_key_impl)
+_draw_flat = jax.jit(_draw_flat_impl, static_argnames=("sampler", "size", "dtype"))
+_draw_shaped = jax.jit(_draw_shaped_impl,
+                       static_argnames=("init", "shape", "dtype", "variance_scaling"))
+
+
+class _Pending:
+  """A dispatched draw: the device array and how to cut it to shape on the host."""
+
+  def __init__(self, array: jax.Array, shape: tuple[int, ...]) -> None:
+    self.array, self.shape = array, shape
+
+  def finish(self, host: np.ndarray) -> np.ndarray:
+    return host[:math.prod(self.shape)].reshape(self.shape) if host.ndim == 1 and \
+        host.shape != self.shape else host
+
+
+def _draw(key: jax.Array, init: Initializer, scale: float, is_vs: bool,
+          shape: tuple[int, ...], dtype: Any) -> _Pending:
+  if is_vs and isinstance(init.sampler, _ELEMENTWISE):
+    # Elementwise samplers draw the same values flat (counter-based bits), and a
+    # longer draw starts with the shorter one: one small program per size
+    # bucket instead of one per shape (XLA:CPU takes seconds per shape).
+    size = math.prod(shape)
+    flat = _draw_flat(key, np.float32(scale), sampler=init.sampler, size=_bucket(size),
+                      dtype=dtype)
+    return _Pending(flat, shape)
+  return _Pending(_draw_shaped(key, np.float32(scale), init=init, shape=shape, dtype=dtype,
+                               variance_scaling=is_vs), shape)
+
+
+def kernel_draw(init: Initializer, shape: tuple[int, ...],
+                weight_variance: float) -> tuple[Initializer, float, bool]:
+  """What to compile and what to pass for one kernel: ``(static init, scale, is_vs)``.
+
+  Args:
+    init: the grid's initializer.
+    shape: the kernel's shape.
+    weight_variance: the grid's variance multiplier.
+
+  Returns:
+    For a :class:`~jaxinit.VarianceScaling`, its sampler at unit mode and the
+    per-element variance ``scale * weight_variance / fan``; otherwise ``init``
+    and the factor ``sqrt(weight_variance)``.
+
+  Examples:
+    >>> import jaxinit
+    >>> static, variance, _ = kernel_draw(jaxinit.he_normal(), (50, 10), 0.5)
+    >>> static.mode, variance
+    ('unit', 0.02)
+  """
+  if isinstance(init, VarianceScaling) and not isinstance(init.scale, jax.core.Tracer):
+    variance = float(init.scale) * weight_variance / init.fan(shape)
+    return jaxinit.variance_scaling(1.0, "unit", init.sampler), variance, True
+  return init, math.sqrt(weight_variance), False
+
+
+def _dispatch(shapes: Mapping[str, Any], init: Initializer, init_key: jax.Array,
+              weight_variance: float, bias_variance: float) -> list[tuple[Path, str, list]]:
+  """Starts every draw of one model: ``(path, "kernel" | "bias", pending draws)`` per leaf."""
+  key_data = jax.random.key_data(init_key)
+  bias_init = jaxinit.variance_scaling(1.0, "unit", "normal")
+  out = []
+  index = 0
+  for path, stack in layer_slots(shapes):
+    layer_shapes = functools.reduce(lambda tree, k: tree[k], path, shapes)
+    single = lambda x: tuple(x.shape[1:] if stack is not None else x.shape)  # noqa: E731
+    kernel_shape = single(layer_shapes["kernel"])
+    static, scale, is_vs = kernel_draw(init, kernel_shape, weight_variance)
+    drawn: dict[str, list[_Pending]] = {name: [] for name in layer_shapes}
+    for _ in range(1 if stack is None else stack):
+      i = np.int32(index)
+      drawn["kernel"].append(_draw(_layer_key(key_data, i, np.uint32(0)), static, scale, is_vs,
+                                   kernel_shape, layer_shapes["kernel"].dtype))
+      if "bias" in layer_shapes:
+        drawn["bias"].append(_draw(_layer_key(key_data, i, np.uint32(1)), bias_init,
+                                   bias_variance, True, single(layer_shapes["bias"]),
+                                   layer_shapes["bias"].dtype))
+      index += 1
+    out += [(path, name, pending) for name, pending in drawn.items()]
+  return out
+
+
+def draw_population(shapes: Mapping[str, Any], inits: list[Initializer],
+                    init_keys: list[jax.Array], weight_variances: list[float],
+                    bias_variances: list[float]) -> dict[str, Any]:
+  """Every model's params, stacked on a leading model axis (host numpy).
+
+  Args:
+    shapes: ``jax.eval_shape`` of the network's ``init``: the layout to fill.
+    inits: per model, its kernel initializer.
+    init_keys: per model, its init key (a typed PRNG key).
+    weight_variances: per model, the multiplier of every kernel's variance.
+    bias_variances: per model, the variance of every bias.
+
+  Returns:
+    Params with ``shapes``' structure and a leading model axis.
+
+  Examples:
+    >>> import jax, jaxinit
+    >>> from jaxinit.models import MLP
+    >>> net = MLP(in_features=3, out_features=2, width=4, depth=3, activation="tanh")
+    >>> p = draw_population(jax.eval_shape(net.init, jax.random.key(0)),
+    ...                     [jaxinit.zeros, jaxinit.he_normal()],
+    ...                     list(jax.random.split(jax.random.key(1))), [1.0, 1.0], [0.0, 0.0])
+    >>> p["hidden"]["kernel"].shape, float(abs(p["hidden"]["kernel"][0]).max())
+    ((2, 2, 4, 4), 0.0)
+  """
+  started = [_dispatch(shapes, *args)
+             for args in zip(inits, init_keys, weight_variances, bias_variances)]
+  # One transfer, after every draw of every model is dispatched.
+  fetched = jax.device_get([[[p.array for p in pending] for _, _, pending in model]
+                            for model in started])
+  fetched = [[[p.finish(np.asarray(h)) for p, h in zip(pending, hosts)]
+              for (_, _, pending), hosts in zip(model, fetched_model)]
+             for model, fetched_model in zip(started, fetched)]
+  params: dict[str, Any] = {}
+  for j, (path, name, _) in enumerate(started[0]):
+    leaf = functools.reduce(lambda tree, k: tree[k], path, shapes)[name]
+    per_model = [model[j] for model in fetched]
+    if per_model[0]:
+      stack = [np.stack(arrays) for arrays in per_model]
+      if len(leaf.shape) == stack[0].ndim - 1:  # a single layer, not a stack
+        stack = [s[0] for s in stack]
+      value = np.stack(stack)
+    else:  # an empty stack (an MLP of depth 1)
+      value = np.zeros((len(per_model),) + leaf.shape, leaf.dtype)
+    node = params
+    for key in path:
+      node = node.setdefault(key, {})
+    node[name] = value
+  return params
+
+
+__all__ = ["draw_population", "kernel_draw", "layer_slots"]

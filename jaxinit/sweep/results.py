@@ -1,0 +1,206 @@
+"""A sweep's results on disk: one CSV row per model, curves in one ``.npz``.
+
+``DIR/results.csv``
+  one row per model: ``model_id``, ``group`` (shape group index), ``seed``,
+  every grid axis (tables written as ``name(option=value)``), then
+  ``final_*`` / ``best_*`` train and test loss and accuracy (``train_*`` is
+  measured on the first 1000 training examples; accuracy is empty for
+  regression), ``best_test_loss_step``, ``diverged`` and ``diverged_step``
+  (the first step whose loss or update was not finite; empty when none), and
+  per probe ``{probe}_{init,final}_{first,last}``: the probe at the first and
+  last hidden layer at step 0 and at the end.
+``DIR/curves.npz``
+  arrays over models in the CSV's order: ``model_id`` ``(M,)``,
+  ``eval_step`` ``(M, E)`` (-1 pads models with fewer evaluations),
+  ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy``
+  ``(M, E)``, ``step_loss`` ``(M, S)`` (each step's minibatch loss; after
+  the diverging step's, NaN), ``diverged_step`` ``(M,)`` and ``probe_{name}`` ``(M, E, L)``
+  (NaN pads shallower models).
+``DIR/config.toml``
+  the resolved config: ``jaxinit sweep DIR/config.toml`` runs the sweep again.
+``DIR/run.json``
+  wall time, per-group compile and run time, versions.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxinit.sweep import config as config_lib
+from jaxinit.sweep.config import AXES, ModelSpec, SweepConfig
+
+CURVE_METRICS: tuple[str, ...] = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+
+
+@dataclasses.dataclass
+class SweepResult:
+  """Everything a sweep produced.
+
+  Attributes:
+    config: the sweep.
+    models: the models trained, in the rows' order.
+    rows: one dict per model (the columns of ``results.csv``).
+    curves: the arrays of ``curves.npz``.
+    groups: per shape group ``{"key", "num_models", "chunk_models", "compile_s", "run_s"}``.
+    wall_s: seconds from start to the last result, compile included.
+    initial_params: per model, with ``keep_params`` (else None).
+    final_params: per model, with ``keep_params`` (else None).
+  """
+  config: SweepConfig
+  models: list[ModelSpec]
+  rows: list[dict[str, Any]]
+  curves: dict[str, np.ndarray]
+  groups: list[dict[str, Any]]
+  wall_s: float
+  initial_params: list[Any] | None = None
+  final_params: list[Any] | None = None
+
+  def row(self, model: ModelSpec) -> dict[str, Any]:
+    """The results row of ``model`` (matched by its cell and seed)."""
+    model_id = model.model_id
+    for row in self.rows:
+      if row["model_id"] == model_id:
+        return row
+    raise KeyError(f"model {model_id} is not part of this sweep")
+
+
+def _nan_best(values: np.ndarray, fn: Any) -> float:
+  values = np.asarray(values, np.float64)
+  return float(fn(values[np.isfinite(values)])) if np.isfinite(values).any() else math.nan
+
+
+def summarize(models: Sequence[ModelSpec], records: Sequence[Any], group_of: Sequence[int],
+              probes: Sequence[str]) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+  """Rows and padded curve arrays from the engine's per-model records.
+
+  Args:
+    models: the models.
+    records: their :class:`jaxinit.sweep.engine.ModelRecord`.
+    group_of: each model's shape-group index.
+    probes: the probe names.
+
+  Returns:
+    ``(rows, curves)`` as described in the module docstring.
+  """
+  num = len(models)
+  evals = max(len(r.eval_step) for r in records)
+  steps = max(len(r.step_loss) for r in records)
+  layers = max((r.metrics[p].shape[-1] for r in records for p in probes), default=0)
+  curves: dict[str, np.ndarray] = {
+      "model_id": np.array([m.model_id for m in models], np.int64),
+      "eval_step": np.full((num, evals), -1, np.int64),
+      "step_loss": np.full((num, steps), np.nan, np.float32),
+      "diverged_step": np.array([r.diverged_step for r in records], np.int64)}
+  for name in CURVE_METRICS:
+    curves[name] = np.full((num, evals), np.nan, np.float32)
+  for p in probes:
+    curves[f"probe_{p}"] = np.full((num, evals, layers), np.nan, np.float32)
+  rows = []
+  for i, (model, record, group) in enumerate(zip(models, records, group_of)):
+    e = len(record.eval_step)
+    curves["eval_step"][i, :e] = record.eval_step
+    curves["step_loss"][i, :len(record.step_loss)] = record.step_loss
+    for name in CURVE_METRICS:
+      curves[name][i, :e] = record.metrics[name]
+    row: dict[str, Any] = {"model_id": model.model_id, "group": group, "seed": model.seed}
+    for axis in AXES:
+      value = model[axis]
+      row[axis] = config_lib.label(value) if isinstance(value, (dict, list)) else value
+    m = record.metrics
+    for split in ("train", "test"):
+      row[f"final_{split}_loss"] = float(m[f"{split}_loss"][-1])
+      row[f"best_{split}_loss"] = _nan_best(m[f"{split}_loss"], np.min)
+      row[f"final_{split}_accuracy"] = float(m[f"{split}_accuracy"][-1])
+      row[f"best_{split}_accuracy"] = _nan_best(m[f"{split}_accuracy"], np.max)
+    test = np.asarray(m["test_loss"], np.float64)
+    row["best_test_loss_step"] = (int(record.eval_step[int(np.nanargmin(test))])
+                                  if np.isfinite(test).any() else None)
+    row["diverged"] = record.diverged_step >= 0
+    row["diverged_step"] = record.diverged_step if record.diverged_step >= 0 else None
+    for p in probes:
+      values = np.asarray(m[p])  # (evals, layers)
+      curves[f"probe_{p}"][i, :e, :values.shape[1]] = values
+      for when, index in (("init", 0), ("final", -1)):
+        row[f"{p}_{when}_first"] = float(values[index, 0])
+        row[f"{p}_{when}_last"] = float(values[index, -1])
+    rows.append(row)
+  return rows, curves
+
+
+def _csv_value(value: Any) -> str:
+  if value is None:
+    return ""
+  if isinstance(value, float):
+    return "" if math.isnan(value) else repr(value)
+  return str(value)
+
+
+def write_results(result: SweepResult, out_dir: str | Path) -> Path:
+  """Writes ``results.csv``, ``curves.npz``, ``config.toml`` and ``run.json``.
+
+  Args:
+    result: the sweep's results.
+    out_dir: the folder (created if missing).
+
+  Returns:
+    The folder's path.
+  """
+  out = Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  columns = list(result.rows[0]) if result.rows else ["model_id"]
+  with open(out / "results.csv", "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(columns)
+    for row in result.rows:
+      writer.writerow([_csv_value(row.get(c)) for c in columns])
+  np.savez_compressed(out / "curves.npz", **result.curves)
+  (out / "config.toml").write_text(config_lib.to_toml(result.config))
+  import jax  # pylint: disable=import-outside-toplevel
+  meta = {"name": result.config.name, "num_models": len(result.models),
+          "wall_s": result.wall_s, "groups": result.groups,
+          "versions": {"jax": jax.__version__, "python": platform.python_version()},
+          "device": str(jax.devices()[0].device_kind), "platform": platform.platform()}
+  (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+  return out
+
+
+def _parse_cell(text: str) -> Any:
+  if text == "":
+    return None
+  for cast in (int, float):
+    try:
+      return cast(text)
+    except ValueError:
+      pass
+  return {"True": True, "False": False}.get(text, text)
+
+
+def read_results(out_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, np.ndarray],
+                                               SweepConfig]:
+  """Reads a results folder back.
+
+  Args:
+    out_dir: a folder :func:`write_results` wrote.
+
+  Returns:
+    ``(rows, curves, config)``: rows with numbers parsed (empty cells None,
+    axis tables as their text labels), the curve arrays, the config.
+  """
+  out = Path(out_dir)
+  with open(out / "results.csv", newline="") as f:
+    rows = [{k: _parse_cell(v) for k, v in row.items()} for row in csv.DictReader(f)]
+  with np.load(out / "curves.npz") as arrays:
+    curves = {k: arrays[k] for k in arrays.files}
+  return rows, curves, config_lib.load_config(out / "config.toml")
+
+
+__all__ = ["CURVE_METRICS", "SweepResult", "read_results", "summarize", "write_results"]

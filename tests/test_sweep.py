@@ -1,0 +1,201 @@
+"""The sweep engine: a model trains the same alone or among 256, divergence is
+recorded, results land on disk, and the CLI runs end to end.
+
+Every test uses the tiny teacher-student shapes of ``sweep_tiny.toml`` and the
+process-wide program cache, so the whole file compiles two programs (256
+models and 1 model).
+"""
+
+import csv
+import math
+import tomllib
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import jaxinit
+from jaxinit import cli, sweep
+from jaxinit.sweep import params as params_lib
+
+TINY = Path(__file__).parent / "sweep_tiny.toml"
+DIVERGENT_LR = 1e3
+
+
+def _tiny() -> dict:
+  with open(TINY, "rb") as f:
+    return tomllib.load(f)
+
+
+def _group_config() -> dict:
+  data = _tiny()
+  data["seeds"] = 4
+  data["grid"].update(
+      init=["he_normal", "orthogonal", {"name": "normal", "stddev": 0.1}, "glorot_uniform"],
+      learning_rate=[0.01, 0.05, 0.1, DIVERGENT_LR],
+      weight_variance=[0.5, 1.0, 2.0, 4.0])
+  return data
+
+
+@pytest.fixture(scope="module")
+def group(tmp_path_factory):
+  """256 models in one shape group, written to disk."""
+  out = tmp_path_factory.mktemp("group")
+  result = sweep.run_sweep(_group_config(), out_dir=out, progress=False, keep_params=True)
+  return result, out
+
+
+@pytest.fixture(scope="module")
+def alone():
+  """The model of sweep_tiny.toml, trained by itself."""
+  return sweep.run_sweep(sweep.load_config(TINY), progress=False, keep_params=True)
+
+
+def test_one_shape_group_of_256(group):
+  result, _ = group
+  assert len(result.models) == 256
+  assert len(result.groups) == 1 and result.groups[0]["num_models"] == 256
+
+
+def test_alone_equals_in_group(group, alone):
+  result, _ = group
+  (model,) = alone.models
+  index = [m.model_id for m in result.models].index(model.model_id)
+  assert result.models[index] == model
+  # Initialization: bit for bit.
+  leaves_alone = jax.tree.leaves(alone.initial_params[0])
+  leaves_group = jax.tree.leaves(result.initial_params[index])
+  assert len(leaves_alone) == len(leaves_group) > 0
+  for a, b in zip(leaves_alone, leaves_group):
+    np.testing.assert_array_equal(a, b)
+  # Training: the same data order and updates, up to float reassociation.
+  row_alone, row_group = alone.rows[0], result.rows[index]
+  for key in ("final_test_loss", "final_train_loss", "best_test_loss"):
+    assert abs(row_alone[key] - row_group[key]) <= 1e-5, key
+  np.testing.assert_allclose(alone.curves["step_loss"][0], result.curves["step_loss"][index],
+                             rtol=1e-5, atol=1e-6)
+  # It did train: the loss moved.
+  assert row_group["final_train_loss"] < result.curves["train_loss"][index][0]
+
+
+def _find(result, **cell):
+  seed = cell.pop("seed")
+  (index,) = [i for i, m in enumerate(result.models)
+              if m.seed == seed and all(m[k] == v for k, v in cell.items())]
+  return index
+
+
+def test_initialization_follows_the_grid(group):
+  result, _ = group
+  params = lambda **cell: result.initial_params[_find(result, **cell)]  # noqa: E731
+  cell = dict(init="orthogonal", learning_rate=0.01, seed=0)
+  # Orthogonal at weight variance 1: orthonormal columns of the square hidden kernel.
+  w = params(weight_variance=1.0, **cell)["hidden"]["kernel"][0]
+  np.testing.assert_allclose(w.T @ w, np.eye(16), atol=1e-5)
+  # Weight variance multiplies the variance (another cell, so other keys).
+  w4 = params(weight_variance=4.0, **cell)["hidden"]["kernel"][0]
+  assert not np.allclose(w4, 2 * w)
+  np.testing.assert_allclose(w4.T @ w4, 4 * np.eye(16), atol=1e-4)
+  # He normal: variance 2 * weight_variance / fan_in.
+  he = params(init="he_normal", weight_variance=2.0, learning_rate=0.01, seed=1)
+  assert 0.6 < np.var(he["input"]["kernel"]) * 16 / (2 * 2.0) < 1.4
+  # Zero bias variance: zero biases.
+  assert not np.any(params(weight_variance=1.0, **cell)["hidden"]["bias"])
+
+
+def test_kernels_are_the_initializer_on_their_key():
+  net = jaxinit.models.MLP(in_features=16, out_features=1, width=16, depth=2)
+  shapes = jax.eval_shape(net.init, jax.random.key(0))
+  key = jax.random.key(7)
+  init = jaxinit.he_normal()
+  params = params_lib.draw_population(shapes, [init], [key], [1.0], [0.0])
+  kernel_key = jax.random.wrap_key_data(params_lib._layer_key(
+      jax.random.key_data(key), np.int32(1), np.uint32(0)))
+  # The same values up to the rounding of the scale (an argument of the draw).
+  np.testing.assert_allclose(params["hidden"]["kernel"][0, 0], init(kernel_key, (16, 16)),
+                             rtol=1e-6, atol=1e-7)
+
+
+def test_divergence_is_recorded_and_contained(group):
+  result, _ = group
+  diverged = [r for r in result.rows if r["diverged"]]
+  assert diverged and all(r["learning_rate"] == DIVERGENT_LR for r in diverged)
+  assert all(not r["diverged"] for r in result.rows if r["learning_rate"] <= 0.05)
+  for i, row in enumerate(result.rows):
+    if not row["diverged"]:
+      assert row["diverged_step"] is None and math.isfinite(row["final_test_loss"])
+      continue
+    step = row["diverged_step"]
+    assert isinstance(step, int) and 0 <= step < row["steps"]
+    losses = result.curves["step_loss"][i]
+    # Finite until the diverging step, whose loss is recorded, then NaN.
+    assert np.isfinite(losses[:step]).all() and not np.isfinite(losses[step])
+    assert np.isnan(losses[step + 1:]).all()
+    # Frozen at the last finite params.
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(result.final_params[i]))
+
+
+def test_results_on_disk(group):
+  result, out = group
+  with open(out / "results.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 256
+  for column in ("model_id", "seed", "init", "depth", "weight_variance", "learning_rate",
+                 "final_test_loss", "best_test_loss", "final_test_accuracy", "diverged",
+                 "diverged_step", "second_moment_init_first", "second_moment_final_last"):
+    assert column in rows[0], column
+  assert len({r["model_id"] for r in rows}) == 256
+  assert {r["init"] for r in rows} == {"he_normal", "orthogonal", "normal(stddev=0.1)",
+                                       "glorot_uniform"}
+  assert {r["seed"] for r in rows} == {"0", "1", "2", "3"}
+  assert all(r["final_test_accuracy"] == "" for r in rows)  # regression: no accuracy
+  assert {r["diverged"] for r in rows} == {"True", "False"}
+  # Second moment at init grows with the weight variance (same init and seed).
+  moments = {(r["init"], float(r["weight_variance"]), r["seed"], r["learning_rate"]):
+             float(r["second_moment_init_last"]) for r in rows}
+  assert moments[("he_normal", 4.0, "0", "0.01")] > moments[("he_normal", 0.5, "0", "0.01")]
+
+  rows_back, curves, config = sweep.read_results(out)
+  assert config == sweep.parse_config(_group_config())
+  assert rows_back[0]["model_id"] == result.rows[0]["model_id"]
+  assert curves["test_loss"].shape == (256, 3)  # step 0, 10, 20
+  assert curves["eval_step"][0].tolist() == [0, 10, 20]
+  assert curves["step_loss"].shape == (256, 20)
+  assert curves["probe_second_moment"].shape == (256, 3, 2)
+  assert (out / "config.toml").exists() and (out / "run.json").exists()
+
+
+def test_cli_end_to_end(alone, tmp_path, capsys):
+  out = tmp_path / "tiny"
+  assert cli.main(["sweep", str(TINY), "--out", str(out), "--no-progress"]) == 0
+  printed = capsys.readouterr().out
+  assert "1 models" in printed and str(out) in printed
+  with open(out / "results.csv", newline="") as f:
+    (row,) = list(csv.DictReader(f))
+  # The CLI trains the same model as the Python API.
+  assert abs(float(row["final_test_loss"]) - alone.rows[0]["final_test_loss"]) <= 1e-6
+  assert cli.main(["plot", str(out)]) == 0
+  for name in ("heatmap_final_test_loss.png", "curves_test_loss.png",
+               "probe_second_moment.png"):
+    assert (out / name).stat().st_size > 1000, name
+
+
+def test_plot_on_the_group(group):
+  pytest.importorskip("matplotlib")
+  _, out = group
+  from jaxinit.sweep import plot
+  written = plot.plot_results(out)
+  assert [p.name for p in written] == ["heatmap_final_test_loss.png", "curves_test_loss.png",
+                                       "probe_second_moment.png"]
+  rows, _, config = sweep.read_results(out)
+  values, diverged = plot.grid_values(rows, config, "final_test_loss", "weight_variance",
+                                      "learning_rate")
+  assert values.shape == (4, 4) and diverged[-1].all() and not diverged[:-1].any()
+
+
+def test_seeds_differ(group):
+  result, _ = group
+  cell = dict(init="he_normal", learning_rate=0.01, weight_variance=1.0)
+  a, b = (result.curves["step_loss"][_find(result, seed=s, **cell)] for s in (0, 1))
+  assert not np.allclose(a, b)
