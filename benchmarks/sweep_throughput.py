@@ -1,29 +1,36 @@
-"""The sweep engine against two loops over single models, on the same grid, in one process.
+"""The sweep engine against two loops over single models, on the same grids, in one process.
 
-Grid: ``--models`` tanh MLPs (4 initializers x 4 learning rates x seeds) of
-depth 8 on MNIST-1D, batch 128, Adam, one shape group; at width 64 for
-``--steps`` steps and at width 256 (fewer models and steps: it is 16x the
-work per model-step).
+Grids (one shape group each): tanh MLPs of depth 8 on MNIST-1D, Adam, 4
+initializers x 4 learning rates x seeds:
 
-* engine: ``jaxinit.sweep.train_models``, every model ``vmap``-ed in one
-  ``lax.scan`` per block; its time includes the evaluations at step 0 and
-  at the end (train and test loss), excludes compiling and drawing params;
+* ``width64``: 256 models, width 64, batch 128, 200 steps;
+* ``width256``: 32 models, width 256, batch 128, 40 steps (16x the work per
+  model-step);
+* ``small``: 256 models, width 32, batch 32, 200 steps (small networks,
+  where a step's fixed costs matter).
+
+Contenders, all running the engine's own single-model step (same batches,
+optimizer and divergence mask):
+
+* engine: the group's compiled block program (``jaxinit.sweep.engine``),
+  timed training only (a block minus an evaluation-only call of the same
+  program); ``end_to_end_*`` in the JSON is ``train_models`` with its
+  evaluations at step 0 and at the end;
 * (a) a Python loop over steps calling a jitted single-model step;
 * (b) a loop over models, each trained by one jitted ``lax.scan``.
 
-(a) and (b) run the engine's own single-model step (same batches, same
-optimizer, same divergence mask) on the first ``--baseline-models`` models and
-are extrapolated per model-step. All throughputs are model-steps per second.
+(a) and (b) run on the first ``--baseline-models`` models (half as many at
+width 256) and are extrapolated per model-step. Throughputs are model-steps
+per second; timed sections are the best of ``--repeats``.
 
 Achieved FLOP/s counts ``6 x params x batch`` per model-step (forward and
-backward matmuls; evaluation and optimizer FLOPs are left out, so it
-understates) and is divided by the FLOP/s of a 2048 x 2048 float32 matmul
-measured just before and after each engine run. The machine may be shared:
-ratios measured side by side are what to read.
+backward matmuls only, so it understates) and is divided by the FLOP/s of a
+2048 x 2048 float32 matmul measured just before and after the engine's timed
+section. The machine may be shared: read the ratios measured side by side.
 
-Also: compile time of one shape group at depth 4 and 64 (scan over layers:
-nearly the same), peak memory (``ru_maxrss``) and the block program's
-``memory_analysis``.
+Also: compile time of one shape group at depth 4 and 64 (layers are
+scanned: nearly the same), peak memory (``ru_maxrss``) and the block
+program's ``memory_analysis``.
 
 Usage:
   python benchmarks/sweep_throughput.py [--grids width64 width256 small]
@@ -33,7 +40,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import os
@@ -46,10 +52,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import jaxinit
 from jaxinit.sweep import config as config_lib
 from jaxinit.sweep import engine, load_dataset
-from jaxinit.sweep import params as params_lib
 
 INITS = ["lecun_normal", "glorot_normal", "orthogonal", {"name": "normal", "stddev": 0.05}]
 LEARNING_RATES = [3e-4, 1e-3, 3e-3, 1e-2]

@@ -153,7 +153,7 @@ def _teacher_student(n_train: int, n_test: int, in_features: int, out_features: 
   if phi is None:
     raise ValueError(f"teacher_student: unknown teacher_activation {teacher_activation!r}; "
                      f"accepted: {sorted(gains.ACTIVATIONS)}")
-  # float64 numpy draws: the teacher does not depend on jax's RNG or precision flags.
+  # numpy draws: the teacher does not depend on jax's PRNG settings.
   rng = np.random.default_rng(seed)
   x = rng.standard_normal((n_train + n_test, in_features))
   gain = gains.gain(teacher_activation)

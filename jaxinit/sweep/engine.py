@@ -3,26 +3,30 @@
 Models that agree on every static axis (model, dataset, activation, depth,
 width, use_bias, optimizer, batch_size) form a *shape group*. A group
 compiles two programs, whatever its size and however many initializers,
-variances, learning rates and seeds it holds:
+variances, learning rates and seeds it holds (those are arrays):
 
-* ``block``: ``eval_every`` training steps in one ``lax.scan`` of the
-  ``vmap``-ed step over models, then an evaluation, reduced on device (the
-  same program with ``train=False`` evaluates the initial params);
-* ``opt_init``: every model's optimizer state, its learning rate an array
-  entry.
+* ``block`` (:func:`train_block`): ``eval_every`` optimizer steps of every
+  model, then an evaluation reduced on device; the same program with
+  ``train=False`` evaluates the initial params. Inside, ``lax.map`` runs over
+  chunks of :attr:`Program.vmap_models` models, each chunk a ``lax.scan``
+  over the block's steps of the ``vmap``-ed single-model :func:`train_step`;
+* ``opt_init`` (:func:`init_opt_state`): every model's optimizer state, its
+  learning rate a state entry.
 
-Every block runs the same program (its first step is an argument), so groups
-that differ only in ``steps`` share it too. The host only sees a block's
-metrics. Params are drawn before, model by model (:mod:`jaxinit.sweep.params`).
+Every block runs the same program (its first step is an argument), so the
+host syncs once per block, and groups that differ only in ``steps`` share the
+programs too. Params are drawn before, model by model, by
+:mod:`jaxinit.sweep.params`; on device they are one flat vector per model.
 
-Every model's key is ``fold_in(key(root_seed), model_id)``; its params come
+Keys: a model's key is ``fold_in(key(root_seed), model_id)``; its params come
 from ``fold_in(model_key, 0)`` and its step-``t`` minibatch (drawn with
 replacement) from ``fold_in(fold_in(model_key, 1), t)``. Neither depends on
-the other models, so a model trains the same alone or in any group.
+the other models or on the block length, so a model trains the same alone or
+in any group.
 
-A step whose loss or new params are not finite marks its model diverged at
-that step: from then on its params and optimizer state stay as they were
-(``jnp.where``) and its step losses are NaN; the sweep goes on.
+Divergence: a step whose loss or new params are not finite marks its model
+diverged at that step; from then on its params and optimizer state stay as
+they were (``jnp.where``) and its step losses are NaN; the sweep goes on.
 """
 
 from __future__ import annotations
@@ -111,7 +115,7 @@ class Program:
 
 
 def network(program: Program) -> MLP | ResMLP | CNN1D:
-  """The group's network (its initializers unused: params are drawn by :mod:`~jaxinit.sweep.params`).
+  """The group's network; its initializers go unused (see :mod:`jaxinit.sweep.params`).
 
   Args:
     program: the shape group.
@@ -340,12 +344,18 @@ def evaluate(program: Program, data: Mapping[str, jax.Array],
 # The two compiled programs of a group. Leading axis of every argument but data: models.
 
 
+def _map_models(fn: Callable[[Any], Any], xs: Any, vmap_models: int) -> Any:
+  """``fn`` over the leading (model) axis: a loop over chunks of ``vmap_models`` vmapped models."""
+  # One model at a time is a plain loop: vmap over a chunk of one would add a
+  # unit axis to every op (XLA:CPU then gathers minibatches ~2x slower).
+  return jax.lax.map(fn, xs, batch_size=None if vmap_models == 1 else vmap_models)
+
+
 def _evaluate_models(program: Program, data: Mapping[str, jax.Array],
                      params: PyTree) -> dict[str, jax.Array]:
   # In chunks of models: a whole group's activations on the test set at once
   # could need gigabytes.
-  return jax.lax.map(functools.partial(evaluate, program, data), params,
-                     batch_size=program.vmap_models)
+  return _map_models(functools.partial(evaluate, program, data), params, program.vmap_models)
 
 
 def init_opt_state(program: Program, params: jax.Array,
@@ -396,7 +406,7 @@ def train_block(program: Program, data: Mapping[str, jax.Array], data_keys: jax.
                         (index, steps))
 
   def run(state):
-    return jax.lax.map(train_one, (state, data_keys), batch_size=program.vmap_models)
+    return _map_models(train_one, (state, data_keys), program.vmap_models)
 
   def skip(state):
     return state, jnp.full(state["alive"].shape + (program.block_steps,), jnp.nan)
@@ -588,7 +598,7 @@ _block_jit = jax.jit(train_block, static_argnums=0, donate_argnums=3)
 
 
 class ProgramCache:
-  """Compiled group programs by (program, models per call).
+  """Compiled group programs by (program, models per call, data shapes).
 
   Programs are lowered and compiled ahead of time, so compile time is
   measured apart from run time; one cache serves every sweep of a process
@@ -601,7 +611,9 @@ class ProgramCache:
   def get(self, program: Program, data: Any, params: Any,
           learning_rate: Any) -> tuple[Any, Any, float]:
     """``(opt_init, block, seconds spent compiling now)`` for these argument shapes."""
-    key = (program, learning_rate.shape[0])
+    # Data are arguments, not constants: two datasets of one shape share programs.
+    key = (program, learning_rate.shape[0],
+           tuple((k, v.shape, str(v.dtype)) for k, v in sorted(data.items())))
     if key in self._compiled:
       return (*self._compiled[key], 0.0)
     tick = time.perf_counter()
@@ -810,8 +822,9 @@ def _run_chunk(program: Program, data: Any, params: np.ndarray, learning_rate: n
           for j in range(n)]
 
 
-__all__ = ["GroupReport", "ModelRecord", "Program", "ProgramCache", "Progress",
-           "LAYERWISE_OPTIMIZERS", "TRAIN_EVAL_SIZE", "VMAP_FLOPS", "batch_indices", "device_data", "evaluate", "param_shapes", "ravel",
-           "unravel", "group_models", "initial_arrays", "loss_and_accuracy",
-           "make_program", "model_keys", "network", "optimizer", "prepare_inputs", "start_state",
-           "train_block", "train_models", "train_step", "vmap_width"]
+__all__ = ["GroupReport", "LAYERWISE_OPTIMIZERS", "ModelRecord", "Program", "ProgramCache",
+           "Progress", "TRAIN_EVAL_SIZE", "VMAP_FLOPS", "batch_indices", "device_data",
+           "evaluate", "group_models", "init_opt_state", "initial_arrays", "loss_and_accuracy",
+           "make_program", "model_keys", "network", "optimizer", "param_shapes",
+           "prepare_inputs", "ravel", "start_state", "train_block", "train_models",
+           "train_step", "unravel", "vmap_width"]
