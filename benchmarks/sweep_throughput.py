@@ -6,8 +6,8 @@ initializers x 4 learning rates x seeds:
 * ``width64``: 256 models, width 64, batch 128, 200 steps;
 * ``width256``: 32 models, width 256, batch 128, 40 steps (16x the work per
   model-step);
-* ``small``: 256 models, width 32, batch 32, 200 steps (small networks,
-  where a step's fixed costs matter).
+* ``small``: 256 models, width 32, batch 32, 200 steps, and ``tiny``: width
+  16, batch 16 (small networks, where a step's fixed costs matter).
 
 Contenders, all running the engine's own single-model step (same batches,
 optimizer and divergence mask):
@@ -21,12 +21,14 @@ optimizer and divergence mask):
 
 (a) and (b) run on the first ``--baseline-models`` models (half as many at
 width 256) and are extrapolated per model-step. Throughputs are model-steps
-per second; timed sections are the best of ``--repeats``.
+per second. The contenders take turns in ``--rounds`` rounds, so load from
+other processes hits them alike; medians of rates and of per-round ratios
+are reported.
 
 Achieved FLOP/s counts ``6 x params x batch`` per model-step (forward and
 backward matmuls only, so it understates) and is divided by the FLOP/s of a
-2048 x 2048 float32 matmul measured just before and after the engine's timed
-section. The machine may be shared: read the ratios measured side by side.
+2048 x 2048 float32 matmul measured just before and after the engine's turn
+in each round. The machine may be shared: read the ratios measured side by side.
 
 Also: compile time of one shape group at depth 4 and 64 (layers are
 scanned: nearly the same), peak memory (``ru_maxrss``) and the block
@@ -34,7 +36,8 @@ program's ``memory_analysis``.
 
 Usage:
   python benchmarks/sweep_throughput.py [--grids width64 width256 small]
-      [--scale 1.0] [--baseline-models 8] [--out benchmarks/results/sweep_throughput.json]
+      [--scale 1.0] [--rounds 3] [--baseline-models 8]
+      [--out benchmarks/results/sweep_throughput.json]
 """
 
 from __future__ import annotations
@@ -97,19 +100,17 @@ def _single_states(program, params: np.ndarray, learning_rate: np.ndarray) -> li
           for j in range(len(learning_rate))]
 
 
-def _best_of(fn, repeats: int) -> float:
-  times = []
-  for _ in range(repeats):
-    tick = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - tick)
-  return min(times)
+def _seconds(fn) -> float:
+  tick = time.perf_counter()
+  fn()
+  return time.perf_counter() - tick
 
 
-def baseline_step_loop(program, data, states, data_keys, steps: int, repeats: int) -> dict:
+def step_loop(program, data, states, data_keys, steps: int):
   """(a): a Python loop over steps calling a jitted single-model step.
 
-  The step draws its own minibatch, as a single-model step would.
+  The step draws its own minibatch, as a single-model step would. Returns
+  ``(run, compile seconds)``; ``run()`` trains every model from its state.
   """
   num_train = data["x_train"].shape[0]
 
@@ -118,10 +119,8 @@ def baseline_step_loop(program, data, states, data_keys, steps: int, repeats: in
     return engine.train_step(program, data, state, index, t)
 
   step = jax.jit(one_step, donate_argnums=2)
-  tick = time.perf_counter()
-  jax.block_until_ready(step(data, data_keys[0], jax.tree.map(jnp.copy, states[0]),
-                             np.int32(0)))
-  compile_s = time.perf_counter() - tick
+  compile_s = _seconds(lambda: jax.block_until_ready(step(
+      data, data_keys[0], jax.tree.map(jnp.copy, states[0]), np.int32(0))))
 
   def run():
     for state, key in zip(states, data_keys):
@@ -129,13 +128,10 @@ def baseline_step_loop(program, data, states, data_keys, steps: int, repeats: in
       for t in range(steps):
         state, _ = step(data, key, state, np.int32(t))
       jax.block_until_ready(state)
-
-  seconds = _best_of(run, repeats)
-  return {"model_steps": len(states) * steps, "seconds": seconds,
-          "model_steps_per_s": len(states) * steps / seconds, "compile_s": compile_s}
+  return run, compile_s
 
 
-def baseline_scan_loop(program, data, states, data_keys, steps: int, repeats: int) -> dict:
+def scan_loop(program, data, states, data_keys, steps: int):
   """(b): a loop over models, each trained by one jitted lax.scan over its steps."""
   num_train = data["x_train"].shape[0]
 
@@ -152,78 +148,91 @@ def baseline_scan_loop(program, data, states, data_keys, steps: int, repeats: in
   def run():
     for state, key in zip(states, data_keys):
       jax.block_until_ready(compiled(data, key, state))
-
-  seconds = _best_of(run, repeats)
-  return {"model_steps": len(states) * steps, "seconds": seconds,
-          "model_steps_per_s": len(states) * steps / seconds, "compile_s": compile_s}
+  return run, compile_s
 
 
 def measure(width: int, batch: int, models: int, steps: int, baseline_models: int,
-            dataset: str, repeats: int) -> dict:
-  """Engine, (a) and (b) on one grid; matmul FLOP/s around the engine run."""
+            dataset: str, rounds: int) -> dict:
+  """Engine, (a) and (b) on one grid, in interleaved rounds (medians reported)."""
   config = sweep_config(width, 8, models, steps, batch, dataset)
   specs = config.models()[:models]
   ds = load_dataset(specs[0]["dataset"])
-  program = engine.make_program(specs[0], ds, config, len(specs))
+  program = engine.make_program(specs[0], ds, config,
+                                len(specs) // engine.device_count(len(specs)))
   data = engine.device_data(program, ds, config.probe_batch)
   num_params = params_per_model(program)
   flops_per_step = 6 * num_params * batch
+  model_steps = len(specs) * steps
   print(f"\nwidth {width}, batch {batch}: {len(specs)} models x {steps} steps, "
-        f"{num_params:,} params per model, {program.vmap_models} models per vmapped step",
+        f"{num_params:,} params per model; {engine.device_count(len(specs))} devices, "
+        f"{program.vmap_models} models per vmapped step",
         flush=True)
 
-  # End to end, as `jaxinit sweep` runs it (evaluations at step 0 and at the end).
+  # End to end, as `jaxinit sweep` runs it: compile, draw params, train, evaluate.
   cache = engine.ProgramCache()
   tick = time.perf_counter()
   _, (report,) = engine.train_models(config, specs, progress=False, cache=cache)
   wall = time.perf_counter() - tick
-  model_steps = len(specs) * steps
-
-  # Training alone: the block program minus its evaluation, timed directly.
   params, lr, data_keys = engine.initial_arrays(program, specs, config.root_seed)
   opt_init_fn, block_fn, _ = cache.get(program, data, params, lr)
 
-  def block(train: bool):
+  def block(train: bool) -> None:
     state = engine.start_state(opt_init_fn, params, lr)
     jax.block_until_ready(block_fn(data, data_keys, state, np.int32(0), np.bool_(train)))
 
-  matmul_before = matmul_flops()
-  eval_s = _best_of(lambda: block(False), repeats)
-  block_s = _best_of(lambda: block(True), repeats)
-  matmul_after = matmul_flops()
-  train_s = block_s - eval_s
-  rate = model_steps / train_s
-  flops = flops_per_step * rate
-  matmul = (matmul_before + matmul_after) / 2
-  memory = block_fn.memory_analysis()
-  engine_result = {
-      "model_steps": model_steps, "train_s": train_s, "model_steps_per_s": rate,
-      "end_to_end_s": report.run_s, "end_to_end_model_steps_per_s": model_steps / report.run_s,
-      "eval_s": eval_s, "compile_s": report.compile_s, "init_s": report.init_s,
-      "wall_s": wall, "vmap_models": program.vmap_models,
-      "achieved_flops": flops, "matmul_flops": matmul,
-      "matmul_flops_before_after": [matmul_before, matmul_after],
-      "flops_fraction_of_matmul": flops / matmul,
-      "block_program_bytes": {"arguments": int(memory.argument_size_in_bytes),
-                              "outputs": int(memory.output_size_in_bytes),
-                              "temporaries": int(memory.temp_size_in_bytes)}}
-  print(f"  engine: {rate:,.1f} model-steps/s training ({model_steps / report.run_s:,.1f} end "
-        f"to end with 2 evaluations; compile {report.compile_s:.1f} s, params "
-        f"{report.init_s:.1f} s); {flops / 1e9:.1f} GFLOP/s = {flops / matmul:.0%} of a "
-        f"2048^2 matmul ({matmul / 1e9:.1f} GFLOP/s)", flush=True)
-
   n = baseline_models
   states = _single_states(program, params[:n], lr[:n])
-  a = baseline_step_loop(program, data, states, data_keys[:n], steps, repeats)
-  b = baseline_scan_loop(program, data, states, data_keys[:n], steps, repeats)
-  for name, res in (("(a) step loop", a), ("(b) scan per model", b)):
-    res["measured_on_models"] = n
-    res["engine_speedup"] = rate / res["model_steps_per_s"]
-    print(f"  {name}: {res['model_steps_per_s']:,.1f} model-steps/s on {n} models "
-          f"(extrapolated per model-step); engine is {res['engine_speedup']:.2f}x", flush=True)
-  return {"width": width, "depth": 8, "batch": batch, "models": len(specs), "steps": steps,
-          "params_per_model": num_params, "flops_per_model_step": flops_per_step,
-          "engine": engine_result, "a_step_loop": a, "b_scan_per_model": b}
+  run_a, compile_a = step_loop(program, data, states, data_keys[:n], steps)
+  run_b, compile_b = scan_loop(program, data, states, data_keys[:n], steps)
+  per_round = []
+  for _ in range(rounds):
+    # Side by side: every contender once per round, so load from other
+    # processes hits them alike; the matmul brackets the engine.
+    matmul_before = matmul_flops(repeats=3)
+    eval_s, block_s = _seconds(lambda: block(False)), _seconds(lambda: block(True))
+    matmul_after = matmul_flops(repeats=3)
+    a_s, b_s = _seconds(run_a), _seconds(run_b)
+    engine_rate = model_steps / (block_s - eval_s)
+    per_round.append({
+        "engine": engine_rate, "a": n * steps / a_s, "b": n * steps / b_s,
+        "matmul_flops": (matmul_before + matmul_after) / 2, "eval_s": eval_s,
+        "block_s": block_s})
+  med = lambda key: statistics.median(r[key] for r in per_round)  # noqa: E731
+  ratio = lambda key: statistics.median(r["engine"] / r[key] for r in per_round)  # noqa: E731
+  fraction = statistics.median(flops_per_step * r["engine"] / r["matmul_flops"]
+                               for r in per_round)
+  rate = med("engine")
+  memory = block_fn.memory_analysis()
+  result = {
+      "width": width, "depth": 8, "batch": batch, "models": len(specs), "steps": steps,
+      "params_per_model": num_params, "flops_per_model_step": flops_per_step,
+      "rounds": per_round,
+      "engine": {
+          "model_steps_per_s": rate, "vmap_models": program.vmap_models,
+          "devices": engine.device_count(len(specs)),
+          "end_to_end_model_steps_per_s": model_steps / report.run_s,
+          "end_to_end_wall_s": wall, "compile_s": report.compile_s,
+          "init_s": report.init_s, "eval_s": med("eval_s"),
+          "achieved_flops": flops_per_step * rate, "matmul_flops": med("matmul_flops"),
+          "flops_fraction_of_matmul": fraction,
+          "block_program_bytes": {"arguments": int(memory.argument_size_in_bytes),
+                                  "outputs": int(memory.output_size_in_bytes),
+                                  "temporaries": int(memory.temp_size_in_bytes)}},
+      "a_step_loop": {"model_steps_per_s": med("a"), "engine_speedup": ratio("a"),
+                      "measured_on_models": n, "compile_s": compile_a},
+      "b_scan_per_model": {"model_steps_per_s": med("b"), "engine_speedup": ratio("b"),
+                           "measured_on_models": n, "compile_s": compile_b},
+  }
+  e = result["engine"]
+  print(f"  engine: {rate:,.1f} model-steps/s training ({e['end_to_end_model_steps_per_s']:,.1f} "
+        f"with its evaluations; whole run {wall:.1f} s, of which compile {e['compile_s']:.1f} s, "
+        f"params {e['init_s']:.1f} s); {e['achieved_flops'] / 1e9:.1f} GFLOP/s = "
+        f"{fraction:.0%} of a 2048^2 matmul ({e['matmul_flops'] / 1e9:.1f} GFLOP/s)", flush=True)
+  for name, key in (("(a) step loop", "a_step_loop"), ("(b) scan per model", "b_scan_per_model")):
+    r = result[key]
+    print(f"  {name}: {r['model_steps_per_s']:,.1f} model-steps/s on {n} models "
+          f"(extrapolated per model-step); engine is {r['engine_speedup']:.2f}x", flush=True)
+  return result
 
 
 def compile_times(depths: list[int], width: int, models: int, dataset: str) -> dict:
@@ -233,7 +242,7 @@ def compile_times(depths: list[int], width: int, models: int, dataset: str) -> d
     config = sweep_config(width, depth, models, 200, 128, dataset)
     spec = config.models()[0]
     ds = load_dataset(spec["dataset"])
-    program = engine.make_program(spec, ds, config, models)
+    program = engine.make_program(spec, ds, config, models // engine.device_count(models))
     data = engine.device_data(program, ds, config.probe_batch)
     flat = jax.ShapeDtypeStruct((models, params_per_model(program)), jnp.float32)
     lr = jax.ShapeDtypeStruct((models,), jnp.float32)
@@ -247,6 +256,7 @@ GRIDS = {
     "width64": (64, 128, 256, 200),
     "width256": (256, 128, 32, 40),
     "small": (32, 32, 256, 200),
+    "tiny": (16, 16, 256, 200),
 }
 
 
@@ -256,13 +266,19 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--scale", type=float, default=1.0,
                       help="multiply every grid's models and steps (0.25 for a quick look)")
   parser.add_argument("--baseline-models", type=int, default=8)
-  parser.add_argument("--repeats", type=int, default=2, help="best of, for timed sections")
+  parser.add_argument("--rounds", type=int, default=3,
+                      help="interleaved rounds of engine, (a) and (b); medians reported")
   parser.add_argument("--dataset", default="mnist1d")
+  parser.add_argument("--cpu-devices", type=int, default=os.cpu_count() or 1,
+                      help="CPU devices the engine spreads models over (1: one device)")
   parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                     "sweep_throughput.json"))
   args = parser.parse_args(argv)
+  if args.cpu_devices > 1:
+    # Before any computation: the engine spreads models over devices, one per core.
+    jax.config.update("jax_num_cpu_devices", args.cpu_devices)
   print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax "
-        f"{jax.__version__}, {os.cpu_count()} CPUs")
+        f"{jax.__version__}, {os.cpu_count()} CPUs, {len(jax.devices())} devices")
   runs = []
   for name in args.grids:
     width, batch, models, steps = GRIDS[name]
@@ -270,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     baseline = min(models, args.baseline_models if width < 256 else
                    max(2, args.baseline_models // 2))
     runs.append({"grid": name, **measure(width, batch, models, steps, baseline, args.dataset,
-                                          args.repeats)})
+                                          args.rounds)})
   print("\ncompile time of one shape group (256 models, width 64, batch 128):")
   compiles = compile_times([4, 64], 64, 256, args.dataset)
   ratio = compiles[64] / compiles[4]
@@ -292,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         "extrapolated per model-step; FLOP/s = 6 x params x batch per model-step over a "
         "2048^2 matmul's")
   out = {"device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
+         "devices": len(jax.devices()),
          "jax": jax.__version__, "machine": platform.machine(), "cpu_count": os.cpu_count(),
          "note": ("model-steps/s of training (the engine's block program minus its "
                   "evaluation; end_to_end_* includes evaluations); (a) and (b) are measured "

@@ -34,7 +34,7 @@ from jaxinit.specs import get, register
 __version__ = "0.1.0"
 
 # Heavier layers load on first use: `import jaxinit` needs jax alone.
-_LAZY_SUBMODULES = ("theory", "models", "probes", "plots")
+_LAZY_SUBMODULES = ("theory", "models", "probes", "plots", "sweep")
 
 
 def __getattr__(name: str) -> Any:

@@ -7,7 +7,11 @@ models and 1 model).
 """
 
 import csv
+import json
 import math
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -168,7 +172,8 @@ def test_results_on_disk(group):
 
 def test_cli_end_to_end(alone, tmp_path, capsys):
   out = tmp_path / "tiny"
-  assert cli.main(["sweep", str(TINY), "--out", str(out), "--no-progress"]) == 0
+  assert cli.main(["sweep", str(TINY), "--out", str(out), "--no-progress",
+                   "--cpu-devices", "1"]) == 0
   printed = capsys.readouterr().out
   assert "1 models" in printed and str(out) in printed
   with open(out / "results.csv", newline="") as f:
@@ -199,3 +204,48 @@ def test_seeds_differ(group):
   cell = dict(init="he_normal", learning_rate=0.01, weight_variance=1.0)
   a, b = (result.curves["step_loss"][_find(result, seed=s, **cell)] for s in (0, 1))
   assert not np.allclose(a, b)
+
+
+def test_models_spread_over_devices_train_the_same(group, tmp_path):
+  """The CLI's default: models sharded over one CPU device per core (here 2)."""
+  data = _tiny()
+  data["seeds"] = [2, 3]  # two models, one per device; both also in the group
+  config = tmp_path / "two.toml"
+  config.write_text(sweep.to_toml(sweep.parse_config(data)))
+  out = tmp_path / "two_devices"
+  code = ("import sys; from jaxinit import cli; "
+          f"sys.exit(cli.main(['sweep', {str(config)!r}, '--out', {str(out)!r}, "
+          "'--no-progress', '--cpu-devices', '2']))")
+  # A fresh process: the device count is fixed once jax has computed anything.
+  env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+  subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
+  rows, _, _ = sweep.read_results(out)
+  run = json.loads((out / "run.json").read_text())
+  assert run["devices"] == 2 and len(rows) == 2
+  result, _ = group
+  ids = [m.model_id for m in result.models]
+  for row in rows:
+    expected = result.rows[ids.index(row["model_id"])]
+    assert abs(row["final_test_loss"] - expected["final_test_loss"]) <= 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("grid", [
+    {"model": ["mlp", {"name": "resmlp", "branch_scale": 0.5}, {"name": "cnn1d", "kernel_size": 3}],
+     "optimizer": "adam"},
+    {"optimizer": ["lars", "lamb", {"name": "momentum", "momentum": 0.5}, "nesterov", "lion"]},
+    {"dataset": ["digits", "mnist1d"], "activation": ["relu", "gelu"]},
+])
+def test_every_kind_of_axis_trains(grid):
+  """Models, optimizers (layer-wise ones included) and datasets: all run, all learn."""
+  pytest.importorskip("sklearn")
+  pytest.importorskip("mnist1d")
+  data = _tiny()
+  data["probes"] = ["second_moment", "mean", "variance", "dead_fraction", "grad_norm"]
+  data["grid"].update(init="he_normal", learning_rate=0.01, steps=40, batch_size=16, **grid)
+  result = sweep.run_sweep(data, progress=False)
+  for row, losses in zip(result.rows, result.curves["test_loss"]):
+    assert not row["diverged"], row
+    assert losses[-1] < losses[0], (row, losses)
+    for probe in data["probes"]:
+      assert math.isfinite(row[f"{probe}_init_last"]), (probe, row)

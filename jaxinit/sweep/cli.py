@@ -1,5 +1,6 @@
 """``jaxinit sweep CONFIG.toml --out DIR``: train every network of a grid, write the results.
 
+Each group's models are spread over one CPU device per core (``--cpu-devices``).
 The config is validated before anything compiles; a bad key or value exits
 with status 2 and a message naming it. While training, a line on stderr shows
 the models done, model-steps per second and the ETA. At the end a table gives
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 from collections.abc import Sequence
@@ -62,6 +64,26 @@ def summary_table(rows: Sequence[dict[str, Any]], axes: Sequence[str], limit: in
   return "\n".join(lines)
 
 
+def use_cpu_devices(count: int) -> bool:
+  """Asks jax for ``count`` CPU devices, so the engine can use every core.
+
+  XLA runs a small network's matmuls on one thread; the engine spreads a
+  group's models over devices instead. Only possible before jax computes
+  anything: afterwards (e.g. when called from a notebook) this does nothing.
+
+  Returns:
+    Whether the setting took.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  if count <= 1:
+    return False
+  try:
+    jax.config.update("jax_num_cpu_devices", count)
+  except RuntimeError:  # jax already computed something: keep its devices
+    return False
+  return True
+
+
 def main(argv: list[str] | None = None) -> int:
   """Runs a sweep from a TOML file; returns the exit status."""
   parser = argparse.ArgumentParser(prog="jaxinit sweep", description=__doc__.splitlines()[0])
@@ -70,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
   parser.add_argument("--dry-run", action="store_true",
                       help="validate the config, list the shape groups, train nothing")
+  parser.add_argument("--cpu-devices", type=int, default=os.cpu_count() or 1,
+                      help="on CPU, spread each group's models over this many devices, one "
+                           "per core (default: the CPU count)")
   args = parser.parse_args(argv)
   try:
     config = load_config(args.config)
@@ -88,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, members in groups.items():
       print(f"  {len(members):5d} models  {key}")
     return 0
+  use_cpu_devices(args.cpu_devices)
   from jaxinit.sweep import run_sweep  # pylint: disable=import-outside-toplevel
   out = Path(args.out) if args.out else Path("runs") / config.name
   try:

@@ -28,9 +28,29 @@ nested dict from Python)::
   batch_size = 128
   steps = 1000               # a multiple of eval_every
 
-Every key is optional; :data:`AXES` holds the defaults. A bad file fails in
-:func:`load_config` (before anything compiles) with a :class:`ConfigError`
-that names the key and what it accepts.
+Every key is optional; :data:`AXES` and :data:`TOP_LEVEL` hold the defaults.
+Accepted values:
+
+* ``init``: anything :func:`jaxinit.get` takes, a name or a table
+  ``{name = ..., **params}``;
+* ``activation``: a name of :data:`jaxinit.gains.ACTIVATIONS`;
+* ``optimizer``: ``sgd``, ``momentum`` (SGD with momentum 0.9),
+  ``nesterov``, ``adam``, ``adamw``, ``nadam``, ``lamb``, ``lars``, ``lion``,
+  ``rmsprop``, ``adagrad``; a table adds keyword arguments of the optax
+  factory (all but ``learning_rate``, which is its own axis);
+* ``model``: ``mlp``, ``resmlp`` (option ``branch_scale``), ``cnn1d``
+  (option ``kernel_size``; inputs become 1-channel signals);
+* ``dataset``: ``mnist1d`` (the ``data`` extra), ``digits`` (scikit-learn;
+  options ``test_fraction``, ``split_seed``), ``teacher_student`` (options
+  ``n_train``, ``n_test``, ``in_features``, ``out_features``,
+  ``teacher_width``, ``teacher_depth``, ``teacher_activation``, ``noise``,
+  ``seed``);
+* ``probes``: ``second_moment``, ``mean``, ``variance`` (of each layer's
+  pre-activations), ``dead_fraction``, ``grad_norm`` (of the loss gradient
+  with respect to each layer's pre-activations).
+
+A bad file fails in :func:`load_config` (before anything compiles) with a
+:class:`ConfigError` that names the key and what it accepts.
 
 Static axes (model, dataset, activation, depth, width, use_bias, optimizer,
 batch_size, steps) split the models into shape groups, one compiled program

@@ -13,6 +13,10 @@ variances, learning rates and seeds it holds (those are arrays):
 * ``opt_init`` (:func:`init_opt_state`): every model's optimizer state, its
   learning rate a state entry.
 
+With several local devices (``jax_num_cpu_devices`` on CPU, as ``jaxinit
+sweep`` sets it; or GPUs) the block is a ``shard_map`` over the model axis:
+each device trains its share (:func:`device_count`).
+
 Every block runs the same program (its first step is an argument), so the
 host syncs once per block, and groups that differ only in ``steps`` share the
 programs too. Params are drawn before, model by model, by
@@ -574,7 +578,7 @@ def make_program(spec: ModelSpec, dataset: Dataset, config: SweepConfig,
     spec: any model of the group.
     dataset: its dataset.
     config: the sweep (block length, probes).
-    num_models: models per program call.
+    num_models: models per device in a program call (see :func:`device_count`).
 
   Returns:
     The program.
@@ -597,8 +601,35 @@ _opt_init_jit = jax.jit(init_opt_state, static_argnums=0)
 _block_jit = jax.jit(train_block, static_argnums=0, donate_argnums=3)
 
 
+def device_count(num_models: int) -> int:
+  """Devices a group's models are spread over: the most local devices that divide them.
+
+  Each device trains its share of the models (``shard_map`` over the model
+  axis). On CPU, XLA runs a small model's matmuls on one thread, so set
+  ``jax.config.update("jax_num_cpu_devices", os.cpu_count())`` before any
+  computation (``jaxinit sweep`` does) to use every core.
+
+  Examples:
+    >>> device_count(1)
+    1
+  """
+  available = len(jax.local_devices())
+  return max(d for d in range(1, available + 1) if num_models % d == 0)
+
+
+def _placed(compiled: Any) -> Callable[..., Any]:
+  """``compiled`` that first moves its arguments where it wants them (no-op when there)."""
+  shardings = compiled.input_shardings[0]
+
+  def call(*args: Any) -> Any:
+    return compiled(*jax.device_put(args, shardings))
+
+  call.memory_analysis = compiled.memory_analysis  # type: ignore[attr-defined]
+  return call
+
+
 class ProgramCache:
-  """Compiled group programs by (program, models per call, data shapes).
+  """Compiled group programs by (program, models per call, devices, data shapes).
 
   Programs are lowered and compiled ahead of time, so compile time is
   measured apart from run time; one cache serves every sweep of a process
@@ -610,25 +641,42 @@ class ProgramCache:
 
   def get(self, program: Program, data: Any, params: Any,
           learning_rate: Any) -> tuple[Any, Any, float]:
-    """``(opt_init, block, seconds spent compiling now)`` for these argument shapes."""
+    """``(opt_init, block, seconds spent compiling now)`` for these argument shapes.
+
+    ``block`` spreads the models over :func:`device_count` devices and moves
+    its arguments there itself.
+    """
+    num = learning_rate.shape[0]
+    devices = jax.local_devices()[:device_count(num)]
     # Data are arguments, not constants: two datasets of one shape share programs.
-    key = (program, learning_rate.shape[0],
+    key = (program, num, len(devices),
            tuple((k, v.shape, str(v.dtype)) for k, v in sorted(data.items())))
     if key in self._compiled:
       return (*self._compiled[key], 0.0)
     tick = time.perf_counter()
     opt_init = _opt_init_jit.lower(program, params, learning_rate).compile()
-    num = learning_rate.shape[0]
     state = {"params": jax.ShapeDtypeStruct(params.shape, params.dtype),
              "opt_state": jax.eval_shape(functools.partial(init_opt_state, program), params,
                                          learning_rate),
              "alive": jax.ShapeDtypeStruct((num,), jnp.bool_),
              "diverged_step": jax.ShapeDtypeStruct((num,), jnp.int32)}
     scalar = lambda dtype: jax.ShapeDtypeStruct((), dtype)  # noqa: E731
-    block = _block_jit.lower(program, data, jax.ShapeDtypeStruct((num, 2), jnp.uint32), state,
-                             scalar(jnp.int32), scalar(jnp.bool_)).compile()
-    self._compiled[key] = (opt_init, block)
-    return opt_init, block, time.perf_counter() - tick
+    args = (data, jax.ShapeDtypeStruct((num, 2), jnp.uint32), state, scalar(jnp.int32),
+            scalar(jnp.bool_))
+    if len(devices) == 1:
+      block = _block_jit.lower(program, *args).compile()
+    else:
+      mesh = jax.sharding.Mesh(np.array(devices), ("models",))
+      spec = jax.sharding.PartitionSpec
+      split = jax.sharding.NamedSharding(mesh, spec("models"))
+      whole = jax.sharding.NamedSharding(mesh, spec())
+      fn = jax.shard_map(functools.partial(train_block, program), mesh=mesh,
+                         in_specs=(spec(), spec("models"), spec("models"), spec(), spec()),
+                         out_specs=spec("models"), check_vma=False)
+      block = jax.jit(fn, in_shardings=(whole, split, split, whole, whole),
+                      out_shardings=split, donate_argnums=2).lower(*args).compile()
+    self._compiled[key] = (opt_init, _placed(block))
+    return opt_init, self._compiled[key][1], time.perf_counter() - tick
 
 
 _SHARED_CACHE = ProgramCache()
@@ -755,7 +803,7 @@ def train_models(config: SweepConfig, models: Sequence[ModelSpec] | None = None,
     first = models[members[0]]
     dataset = datasets[_dataset_key(first["dataset"])]
     chunk = min(len(members), config.chunk_size)
-    program = make_program(first, dataset, config, chunk)
+    program = make_program(first, dataset, config, chunk // device_count(chunk))
     data = device_data(program, dataset, config.probe_batch)
     report = GroupReport(key=key, num_models=len(members), chunk_models=chunk)
     for lo in range(0, len(members), chunk):
@@ -823,8 +871,8 @@ def _run_chunk(program: Program, data: Any, params: np.ndarray, learning_rate: n
 
 
 __all__ = ["GroupReport", "LAYERWISE_OPTIMIZERS", "ModelRecord", "Program", "ProgramCache",
-           "Progress", "TRAIN_EVAL_SIZE", "VMAP_FLOPS", "batch_indices", "device_data",
-           "evaluate", "group_models", "init_opt_state", "initial_arrays", "loss_and_accuracy",
+           "Progress", "TRAIN_EVAL_SIZE", "VMAP_FLOPS", "batch_indices", "device_count",
+           "device_data", "evaluate", "group_models", "init_opt_state", "initial_arrays", "loss_and_accuracy",
            "make_program", "model_keys", "network", "optimizer", "param_shapes",
            "prepare_inputs", "ravel", "start_state", "train_block", "train_models",
            "train_step", "unravel", "vmap_width"]

@@ -175,6 +175,7 @@ def probe_profiles(rows: Sequence[dict[str, Any]], curves: dict[str, np.ndarray]
       ax.plot(layers, at_end, linestyle="--", color=line.get_color())
     ax.set_title(f"{y} = {yv}" if y else config.name, fontsize=9)
     ax.set_xlabel("layer")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     if probe in ("second_moment", "variance", "grad_norm"):
       ax.set_yscale("log")
   axes[0][0].set_ylabel(f"{probe} (solid: init, dashed: end)")

@@ -168,7 +168,8 @@ def write_results(result: SweepResult, out_dir: str | Path) -> Path:
   meta = {"name": result.config.name, "num_models": len(result.models),
           "wall_s": result.wall_s, "groups": result.groups,
           "versions": {"jax": jax.__version__, "python": platform.python_version()},
-          "device": str(jax.devices()[0].device_kind), "platform": platform.platform()}
+          "device": str(jax.devices()[0].device_kind), "devices": len(jax.devices()),
+          "platform": platform.platform()}
   (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
   return out
 
