@@ -16,6 +16,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                                  "and a phase diagram"),
     "sweep": ("jaxinit.sweep.cli", "train every network of a grid (TOML) in parallel"),
     "plot": ("jaxinit.sweep.plot", "heatmaps and learning curves of a sweep's results"),
+    "experiments": ("jaxinit_experiments.cli", "reproduce the literature's studies (figures, "
+                                               "CSV, report.md)"),
 }
 
 
