@@ -157,14 +157,16 @@ def measure(width: int, batch: int, models: int, steps: int, baseline_models: in
   config = sweep_config(width, 8, models, steps, batch, dataset)
   specs = config.models()[:models]
   ds = load_dataset(specs[0]["dataset"])
-  program = engine.make_program(specs[0], ds, config,
-                                len(specs) // engine.device_count(len(specs)))
-  data = engine.device_data(program, ds, config.probe_batch)
+  devices = engine.device_count()
+  per_device = engine.models_per_device(len(specs), devices, len(specs))
+  program = engine.make_program(specs[0], ds, config, per_device)
+  host_data = engine.device_data(program, ds, config.probe_batch)
+  data = jax.device_put(host_data)  # the baselines' copy, on the default device
   num_params = params_per_model(program)
   flops_per_step = 6 * num_params * batch
   model_steps = len(specs) * steps
   print(f"\nwidth {width}, batch {batch}: {len(specs)} models x {steps} steps, "
-        f"{num_params:,} params per model; {engine.device_count(len(specs))} devices, "
+        f"{num_params:,} params per model; {devices} devices, "
         f"{program.vmap_models} models per vmapped step",
         flush=True)
 
@@ -173,12 +175,16 @@ def measure(width: int, batch: int, models: int, steps: int, baseline_models: in
   tick = time.perf_counter()
   _, (report,) = engine.train_models(config, specs, progress=False, cache=cache)
   wall = time.perf_counter() - tick
-  params, lr, data_keys = engine.initial_arrays(program, specs, config.root_seed)
-  opt_init_fn, block_fn, _ = cache.get(program, data, params, lr)
+  padded = specs + [specs[-1]] * (per_device * devices - len(specs))
+  params, lr, data_keys = engine.initial_arrays(program, padded, config.root_seed)
+  programs, _ = cache.get(program, host_data, len(padded))
+  rows = programs.local_rows()
+  placed, keys = programs.put(host_data), programs.put(data_keys[rows], rows)
 
   def block(train: bool) -> None:
-    state = engine.start_state(opt_init_fn, params, lr)
-    jax.block_until_ready(block_fn(data, data_keys, state, np.int32(0), np.bool_(train)))
+    state = engine.start_state(programs, params[rows], lr[rows], rows)
+    jax.block_until_ready(programs.block(placed, keys, state, programs.put(np.int32(0)),
+                                         programs.put(np.bool_(train))))
 
   n = baseline_models
   states = _single_states(program, params[:n], lr[:n])
@@ -202,14 +208,14 @@ def measure(width: int, batch: int, models: int, steps: int, baseline_models: in
   fraction = statistics.median(flops_per_step * r["engine"] / r["matmul_flops"]
                                for r in per_round)
   rate = med("engine")
-  memory = block_fn.memory_analysis()
+  memory = programs.block.memory_analysis()
   result = {
       "width": width, "depth": 8, "batch": batch, "models": len(specs), "steps": steps,
       "params_per_model": num_params, "flops_per_model_step": flops_per_step,
       "rounds": per_round,
       "engine": {
           "model_steps_per_s": rate, "vmap_models": program.vmap_models,
-          "devices": engine.device_count(len(specs)),
+          "devices": devices,
           "end_to_end_model_steps_per_s": model_steps / report.run_s,
           "end_to_end_wall_s": wall, "compile_s": report.compile_s,
           "init_s": report.init_s, "eval_s": med("eval_s"),
@@ -242,11 +248,10 @@ def compile_times(depths: list[int], width: int, models: int, dataset: str) -> d
     config = sweep_config(width, depth, models, 200, 128, dataset)
     spec = config.models()[0]
     ds = load_dataset(spec["dataset"])
-    program = engine.make_program(spec, ds, config, models // engine.device_count(models))
+    per_device = engine.models_per_device(models, engine.device_count(), models)
+    program = engine.make_program(spec, ds, config, per_device)
     data = engine.device_data(program, ds, config.probe_batch)
-    flat = jax.ShapeDtypeStruct((models, params_per_model(program)), jnp.float32)
-    lr = jax.ShapeDtypeStruct((models,), jnp.float32)
-    out[depth] = engine.ProgramCache().get(program, data, flat, lr)[2]
+    out[depth] = engine.ProgramCache().get(program, data, per_device * engine.device_count())[1]
     print(f"  compile, depth {depth:3d}: {out[depth]:.2f} s", flush=True)
   return out
 

@@ -1,7 +1,11 @@
 """``jaxinit sweep CONFIG.toml --out DIR``: train every network of a grid, write the results.
 
-Each group's models are spread over one CPU device per core (``--cpu-devices``).
-The config is validated before anything compiles; a bad key or value exits
+Each group's models are spread over one CPU device per core (``--cpu-devices``),
+or over every GPU/TPU, in chunks that fit ``--memory-budget``. Every finished
+chunk is saved at once: ``--resume`` continues a killed sweep where it
+stopped. ``--coordinator/--num-processes/--process-id`` (or ``--distributed``
+on a Slurm/TPU cluster) run one sweep over several processes and hosts
+(:mod:`jaxinit.sweep.distributed`). The config is validated before anything compiles; a bad key or value exits
 with status 2 and a message naming it. While training, a line on stderr shows
 the models done, model-steps per second and the ETA. At the end a table gives
 the median final test loss and accuracy per cell, and ``DIR`` holds
@@ -95,7 +99,29 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--cpu-devices", type=int, default=os.cpu_count() or 1,
                       help="on CPU, spread each group's models over this many devices, one "
                            "per core (default: the CPU count)")
+  parser.add_argument("--memory-budget", default=None,
+                      help="bytes this process's programs may use, e.g. 4GiB (default: half of "
+                           "the accelerators' memory, 2GiB on CPU)")
+  parser.add_argument("--resume", action="store_true",
+                      help="continue the sweep saved in --out: train only the models it lacks "
+                           "(refused if --out holds another config's sweep)")
+  parser.add_argument("--overwrite", action="store_true",
+                      help="discard an interrupted sweep saved in --out and start over")
+  parser.add_argument("--coordinator", help="multi-process: HOST:PORT of process 0")
+  parser.add_argument("--num-processes", type=int, help="multi-process: number of processes")
+  parser.add_argument("--process-id", type=int, help="multi-process: this process's index")
+  parser.add_argument("--distributed", action="store_true",
+                      help="multi-process with coordinates detected by JAX (Slurm, Open MPI, "
+                           "Cloud TPU, Kubernetes)")
   args = parser.parse_args(argv)
+  if args.resume and args.overwrite:
+    parser.error("--resume and --overwrite exclude each other")
+  if args.memory_budget is not None:
+    from jaxinit.sweep.engine import parse_bytes  # pylint: disable=import-outside-toplevel
+    try:
+      parse_bytes(args.memory_budget)
+    except ValueError as err:
+      parser.error(f"--memory-budget: {err}")
   try:
     config = load_config(args.config)
   except (ConfigError, FileNotFoundError) as err:
@@ -113,14 +139,33 @@ def main(argv: list[str] | None = None) -> int:
     for key, members in groups.items():
       print(f"  {len(members):5d} models  {key}")
     return 0
-  use_cpu_devices(args.cpu_devices)
-  from jaxinit.sweep import run_sweep  # pylint: disable=import-outside-toplevel
-  out = Path(args.out) if args.out else Path("runs") / config.name
+  from jaxinit.sweep import distributed  # pylint: disable=import-outside-toplevel
   try:
-    result = run_sweep(config, out_dir=out, progress=not args.no_progress)
-  except ImportError as err:  # a dataset's optional package
+    multi = distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+                                   auto=args.distributed)
+  except ValueError as err:
     print(f"jaxinit sweep: {err}", file=sys.stderr)
     return 2
+  use_cpu_devices(args.cpu_devices)
+  import jax  # pylint: disable=import-outside-toplevel
+  from jaxinit.sweep import SweepDirError, run_sweep  # pylint: disable=import-outside-toplevel
+  from jaxinit.sweep.engine import MemoryBudgetError  # pylint: disable=import-outside-toplevel
+  out = Path(args.out) if args.out else Path("runs") / config.name
+  if multi:
+    print(f"process {jax.process_index()} of {jax.process_count()}: "
+          f"{jax.local_device_count()} of {jax.device_count()} devices", file=sys.stderr)
+  try:
+    result = run_sweep(config, out_dir=out, progress=not args.no_progress,
+                       memory_budget=args.memory_budget, resume=args.resume,
+                       overwrite=args.overwrite)
+  except (ImportError, SweepDirError, MemoryBudgetError) as err:  # ImportError: a dataset's extra
+    print(f"jaxinit sweep: {err}", file=sys.stderr)
+    return 2
+  if jax.process_index() != 0:
+    return 0
+  if result.resumed_models:
+    print(f"resumed: {result.resumed_models} models read from {out}/chunks, "
+          f"{len(models) - result.resumed_models} trained now")
   compile_s = sum(g["compile_s"] + g["init_s"] for g in result.groups)
   print(summary_table(result.rows, [a for a in AXES if a in varying]))
   print(f"{len(models)} models in {result.wall_s:.1f} s ({compile_s:.1f} s compiling and "

@@ -13,9 +13,13 @@ variances, learning rates and seeds it holds (those are arrays):
 * ``opt_init`` (:func:`init_opt_state`): every model's optimizer state, its
   learning rate a state entry.
 
-With several local devices (``jax_num_cpu_devices`` on CPU, as ``jaxinit
-sweep`` sets it; or GPUs) the block is a ``shard_map`` over the model axis:
-each device trains its share (:func:`device_count`).
+With several devices (``jax_num_cpu_devices`` on CPU, as ``jaxinit sweep``
+sets it; GPUs; the devices of several processes, see
+:mod:`jaxinit.sweep.distributed`) the block is a ``shard_map`` over a mesh
+axis ``"models"`` spanning all of them (:func:`model_mesh`): each device
+trains its share, the model count padded to a multiple of the device count.
+A group runs in program calls ("chunks") sized by ``chunk_size`` and by a
+memory budget checked against XLA's memory analysis (:func:`plan_group`).
 
 Every block runs the same program (its first step is an argument), so the
 host syncs once per block, and groups that differ only in ``steps`` share the
@@ -302,6 +306,36 @@ def train_step(program: Program, data: Mapping[str, jax.Array], state: Mapping[s
   return new_state, jnp.where(alive, loss, jnp.nan)
 
 
+_FINGERPRINT_MULTIPLIER = 2654435761  # Knuth's multiplicative hash constant (odd)
+
+
+def params_fingerprint(flat: jax.Array) -> jax.Array:
+  """A uint32 checksum of a model's params, equal only for (almost surely) equal bits.
+
+  ``sum_i bits(p_i) * (2654435761 i + 1 | 1) mod 2^32``: integer sums wrap
+  exactly, so the value does not depend on how XLA orders the reduction or
+  on the device a model runs on. Used to check that a model starts from the
+  same params bit for bit in any company, on any number of devices.
+
+  Args:
+    flat: one model's params, float32 ``(size,)``.
+
+  Returns:
+    A uint32 scalar.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> a = params_fingerprint(jnp.array([1.0, 2.0]))
+    >>> bool(a == params_fingerprint(jnp.array([1.0, 2.0]))), bool(
+    ...     a == params_fingerprint(jnp.array([2.0, 1.0])))
+    (True, False)
+  """
+  bits = jax.lax.bitcast_convert_type(flat.astype(jnp.float32), jnp.uint32)
+  index = jnp.arange(flat.shape[-1], dtype=jnp.uint32)
+  weights = (index * jnp.uint32(_FINGERPRINT_MULTIPLIER) + jnp.uint32(1)) | jnp.uint32(1)
+  return jnp.sum(bits * weights, axis=-1, dtype=jnp.uint32)
+
+
 def evaluate(program: Program, data: Mapping[str, jax.Array],
              params: PyTree) -> dict[str, jax.Array]:
   """Train and test loss and accuracy and the probes of one model.
@@ -315,15 +349,15 @@ def evaluate(program: Program, data: Mapping[str, jax.Array],
 
   Returns:
     Scalars ``train_loss``, ``train_accuracy``, ``test_loss``,
-    ``test_accuracy`` and one ``(depth,)`` array per probe: ``second_moment``,
+    ``test_accuracy``, ``params_fingerprint`` (:func:`params_fingerprint`) and one ``(depth,)`` array per probe: ``second_moment``,
     ``mean``, ``variance`` (of the pre-activations, as
     :func:`jaxinit.probes.layer_moments`), ``dead_fraction`` and
     ``grad_norm`` (the norm of the loss gradient with respect to each
     layer's pre-activations, :func:`jaxinit.probes.gradient_norms`).
   """
   net = network(program)
+  out = {"params_fingerprint": params_fingerprint(params)}
   params = unravel(param_shapes(program), params)
-  out = {}
   for split in ("train", "test"):
     x, y = data[f"x_{split}_eval"], data[f"y_{split}_eval"]
     out[f"{split}_loss"], out[f"{split}_accuracy"] = loss_and_accuracy(
@@ -514,8 +548,8 @@ class Progress:
     print(("\r" if self._tty else "") + line, end=end, file=self.stream, flush=True)
 
 
-def device_data(program: Program, dataset: Dataset, probe_batch: int) -> dict[str, jax.Array]:
-  """The dataset on device, as a group's programs take it.
+def device_data(program: Program, dataset: Dataset, probe_batch: int) -> dict[str, np.ndarray]:
+  """The dataset as a group's programs take it (host arrays; :meth:`GroupPrograms.put` places them).
 
   Args:
     program: the shape group (CNNs take 1-channel signals).
@@ -527,15 +561,17 @@ def device_data(program: Program, dataset: Dataset, probe_batch: int) -> dict[st
     ``x_train_eval``, ``y_train_eval`` (the first :data:`TRAIN_EVAL_SIZE`),
     ``x_test_eval``, ``y_test_eval``, ``x_probe``, ``y_probe``.
   """
-  prep = lambda x: prepare_inputs(program, jnp.asarray(x))  # noqa: E731
+  def prep(x: Any) -> np.ndarray:
+    return np.asarray(x)[..., None] if program.model == "cnn1d" else np.asarray(x)
+
   n_eval = min(TRAIN_EVAL_SIZE, len(dataset.x_train))
   n_probe = min(probe_batch, len(dataset.x_train))
-  return {"x_train": prep(dataset.x_train), "y_train": jnp.asarray(dataset.y_train),
+  return {"x_train": prep(dataset.x_train), "y_train": np.asarray(dataset.y_train),
           "x_train_eval": prep(dataset.x_train[:n_eval]),
-          "y_train_eval": jnp.asarray(dataset.y_train[:n_eval]),
-          "x_test_eval": prep(dataset.x_test), "y_test_eval": jnp.asarray(dataset.y_test),
+          "y_train_eval": np.asarray(dataset.y_train[:n_eval]),
+          "x_test_eval": prep(dataset.x_test), "y_test_eval": np.asarray(dataset.y_test),
           "x_probe": prep(dataset.x_train[:n_probe]),
-          "y_probe": jnp.asarray(dataset.y_train[:n_probe])}
+          "y_probe": np.asarray(dataset.y_train[:n_probe])}
 
 
 VMAP_FLOPS = 16e6
@@ -601,31 +637,232 @@ _opt_init_jit = jax.jit(init_opt_state, static_argnums=0)
 _block_jit = jax.jit(train_block, static_argnums=0, donate_argnums=3)
 
 
-def device_count(num_models: int) -> int:
-  """Devices a group's models are spread over: the most local devices that divide them.
+def model_mesh() -> jax.sharding.Mesh | None:
+  """One mesh axis ``"models"`` over every device of every process (None with one device).
 
-  Each device trains its share of the models (``shard_map`` over the model
-  axis). On CPU, XLA runs a small model's matmuls on one thread, so set
-  ``jax.config.update("jax_num_cpu_devices", os.cpu_count())`` before any
-  computation (``jaxinit sweep`` does) to use every core.
+  A group's models are sharded over it (padded to a multiple of its size):
+  each device trains its share, with no communication until metrics are
+  fetched. With several processes (:mod:`jaxinit.sweep.distributed`) it
+  spans all of them. On CPU, XLA runs a small model's matmuls on one thread,
+  so set ``jax.config.update("jax_num_cpu_devices", os.cpu_count())`` before
+  any computation (``jaxinit sweep`` does) to use every core.
+  """
+  devices = jax.devices()
+  return None if len(devices) == 1 else jax.sharding.Mesh(np.array(devices), ("models",))
+
+
+def device_count() -> int:
+  """Devices a group's models are spread over: all of them, in every process.
 
   Examples:
-    >>> device_count(1)
+    >>> device_count() == len(jax.devices())
+    True
+  """
+  return jax.device_count()
+
+
+def parse_bytes(value: int | float | str) -> int:
+  """A memory size: bytes, or text such as ``"4GiB"``, ``"512MB"``, ``"1.5G"``.
+
+  Raises:
+    ValueError: anything else, naming the accepted forms.
+
+  Examples:
+    >>> parse_bytes("4GiB"), parse_bytes("512MB"), parse_bytes(1024)
+    (4294967296, 512000000, 1024)
+  """
+  units = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6,
+           "mib": 2**20, "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12,
+           "tib": 2**40}
+  if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+    return int(value)
+  if isinstance(value, str):
+    text = value.strip().lower().replace(" ", "")
+    number = text.rstrip("kmgtib")
+    try:
+      size = float(number) * units[text[len(number):]]
+    except (ValueError, KeyError):
+      size = -1.0
+    if size > 0:
+      return int(size)
+  raise ValueError(f"memory_budget must be a positive number of bytes or a size such as "
+                   f"'4GiB', '512MB' or '1.5G' (units B, K/KiB, M/MiB, G/GiB, T/TiB, KB, MB, "
+                   f"GB, TB); got {value!r}")
+
+
+DEFAULT_CPU_BUDGET = 2 * 2**30
+"""Default memory budget of a process on CPU (its devices share the host's RAM)."""
+
+
+def default_memory_budget() -> int:
+  """Bytes the programs of one process may use: half its devices' memory on accelerators,
+  :data:`DEFAULT_CPU_BUDGET` on CPU."""
+  devices = jax.local_devices()
+  if devices[0].platform == "cpu":
+    return DEFAULT_CPU_BUDGET
+  total = 0
+  for device in devices:
+    stats = device.memory_stats() or {}
+    total += int(stats.get("bytes_limit", DEFAULT_CPU_BUDGET))
+  return total // 2
+
+
+def models_per_device(num_models: int, num_devices: int, most_per_device: int) -> int:
+  """Models per device per program call: the fewest calls, balanced.
+
+  Args:
+    num_models: models in the shape group.
+    num_devices: devices they are spread over.
+    most_per_device: the cap (from ``chunk_size`` and the memory budget).
+
+  Returns:
+    ``m``: each call trains ``m * num_devices`` models, the last one padded.
+
+  Examples:
+    >>> models_per_device(1000, 8, 64)  # two calls of 8 x 63 (8 padded)
+    63
+    >>> models_per_device(3, 8, 64)
     1
   """
-  available = len(jax.local_devices())
-  return max(d for d in range(1, available + 1) if num_models % d == 0)
+  calls = -(-num_models // (num_devices * most_per_device))
+  return max(1, -(-num_models // (num_devices * calls)))
 
 
-def _placed(compiled: Any) -> Callable[..., Any]:
-  """``compiled`` that first moves its arguments where it wants them (no-op when there)."""
-  shardings = compiled.input_shardings[0]
+@dataclasses.dataclass
+class GroupPrograms:
+  """A shape group's compiled programs for ``num_models`` models per call.
 
-  def call(*args: Any) -> Any:
-    return compiled(*jax.device_put(args, shardings))
+  Attributes:
+    program: the group.
+    num_models: models per call (a multiple of the device count).
+    mesh: the model mesh (None on one device).
+    opt_init: compiled :func:`init_opt_state` ``(params, learning_rate)``.
+    block: compiled :func:`train_block`.
+    memory_bytes: the block's memory per device (arguments, outputs and
+      temporaries, less donated buffers), from XLA's memory analysis.
+    model_bytes: of which are not the (replicated) data: params, optimizer
+      state, metrics and temporaries, which grow with the models per device.
+  """
+  program: Program
+  num_models: int
+  mesh: jax.sharding.Mesh | None
+  opt_init: Any
+  block: Any
+  memory_bytes: int
+  model_bytes: int
 
-  call.memory_analysis = compiled.memory_analysis  # type: ignore[attr-defined]
-  return call
+  def sharding(self, split: bool) -> jax.sharding.Sharding:
+    """Where arrays go: split over the model axis, or replicated."""
+    if self.mesh is None:
+      return jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    spec = jax.sharding.PartitionSpec("models") if split else jax.sharding.PartitionSpec()
+    return jax.sharding.NamedSharding(self.mesh, spec)
+
+  def local_rows(self) -> list[int]:
+    """The rows (models of a call) that live on this process's devices, in order."""
+    if self.mesh is None:
+      return list(range(self.num_models))
+    rows: set[int] = set()
+    for index in self.sharding(True).addressable_devices_indices_map(
+        (self.num_models,)).values():
+      rows.update(range(self.num_models)[index[0]])
+    return sorted(rows)
+
+  def put(self, local: Any, rows: Sequence[int] | None = None) -> Any:
+    """Host arrays as global device arrays: split over models (``rows`` given) or replicated.
+
+    Args:
+      local: a pytree of numpy arrays: with ``rows``, the rows
+        :meth:`local_rows` lists (leading axis), else the whole value.
+      rows: the local rows ``local`` holds.
+
+    Returns:
+      The same pytree of ``jax.Array`` on the mesh.
+    """
+    if rows is None:
+      sharding = self.sharding(False)
+      return jax.tree.map(lambda x: jax.make_array_from_callback(
+          np.shape(x), sharding, lambda index: np.asarray(x)[index]), local)
+    sharding = self.sharding(True)
+    position = {r: i for i, r in enumerate(rows)}
+
+    def one(x: np.ndarray) -> jax.Array:
+      def part(index: tuple[slice, ...]) -> np.ndarray:
+        lo, hi, _ = index[0].indices(self.num_models)
+        return x[position[lo]:position[lo] + hi - lo]
+      return jax.make_array_from_callback((self.num_models,) + x.shape[1:], sharding, part)
+
+    return jax.tree.map(one, local)
+
+
+def fetch(tree: PyTree) -> PyTree:
+  """Device arrays split over models as whole host arrays, from every process.
+
+  With several processes this is a collective (every process must call it).
+  """
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.device_get(tree)
+
+
+def _state_struct(program: Program, num: int, size: int,
+                  split: jax.sharding.Sharding | None) -> dict[str, Any]:
+  struct = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=split)  # noqa: E731
+  params, lr = struct((num, size), jnp.float32), struct((num,), jnp.float32)
+  opt_state = jax.eval_shape(functools.partial(init_opt_state, program), params, lr)
+  if split is not None:
+    opt_state = jax.tree.map(lambda x: struct(x.shape, x.dtype), opt_state)
+  return {"params": params, "opt_state": opt_state, "alive": struct((num,), jnp.bool_),
+          "diverged_step": struct((num,), jnp.int32)}
+
+
+def compile_group(program: Program, data: Mapping[str, np.ndarray],
+                  num_models: int) -> GroupPrograms:
+  """Lowers and compiles a group's two programs for ``num_models`` models per call.
+
+  Args:
+    program: the group (``vmap_models`` divides ``num_models`` / devices).
+    data: the host data (:func:`device_data`): only shapes are used.
+    num_models: models per call, a multiple of :func:`device_count`.
+
+  Returns:
+    The :class:`GroupPrograms`.
+  """
+  mesh = model_mesh()
+  size = sum(math.prod(x.shape) for x in jax.tree.leaves(param_shapes(program)))
+  spec = jax.sharding.PartitionSpec
+  split = None if mesh is None else jax.sharding.NamedSharding(mesh, spec("models"))
+  whole = None if mesh is None else jax.sharding.NamedSharding(mesh, spec())
+  struct = lambda shape, dtype, sharding: jax.ShapeDtypeStruct(  # noqa: E731
+      shape, dtype, sharding=sharding)
+  state = _state_struct(program, num_models, size, split)
+  data_structs = {k: struct(v.shape, v.dtype, whole) for k, v in data.items()}
+  args = (data_structs, struct((num_models, 2), jnp.uint32, split), state,
+          struct((), jnp.int32, whole), struct((), jnp.bool_, whole))
+  lr = struct((num_models,), jnp.float32, split)
+  if mesh is None:
+    opt_init = _opt_init_jit.lower(program, state["params"], lr).compile()
+    block = _block_jit.lower(program, *args).compile()
+  else:
+    opt_init = jax.jit(functools.partial(init_opt_state, program), out_shardings=split).lower(
+        state["params"], lr).compile()
+    fn = jax.shard_map(functools.partial(train_block, program), mesh=mesh,
+                       in_specs=(spec(), spec("models"), spec("models"), spec(), spec()),
+                       out_specs=spec("models"), check_vma=False)
+    block = jax.jit(fn, out_shardings=split, donate_argnums=2).lower(*args).compile()
+  stats = block.memory_analysis()
+  data_bytes = sum(v.nbytes for v in data.values())
+  if stats is None:  # backends without an analysis: count the arguments only
+    devices = 1 if mesh is None else mesh.size
+    per_device = data_bytes + sum(x.size * x.dtype.itemsize
+                                  for x in jax.tree.leaves(state)) // devices
+  else:
+    per_device = int(stats.argument_size_in_bytes + stats.output_size_in_bytes
+                     + stats.temp_size_in_bytes - stats.alias_size_in_bytes)
+  return GroupPrograms(program=program, num_models=num_models, mesh=mesh, opt_init=opt_init,
+                       block=block, memory_bytes=per_device,
+                       model_bytes=max(0, per_device - data_bytes))
 
 
 class ProgramCache:
@@ -637,49 +874,77 @@ class ProgramCache:
   """
 
   def __init__(self) -> None:
-    self._compiled: dict[Any, tuple[Any, Any]] = {}
+    self._compiled: dict[Any, GroupPrograms] = {}
 
-  def get(self, program: Program, data: Any, params: Any,
-          learning_rate: Any) -> tuple[Any, Any, float]:
-    """``(opt_init, block, seconds spent compiling now)`` for these argument shapes.
-
-    ``block`` spreads the models over :func:`device_count` devices and moves
-    its arguments there itself.
-    """
-    num = learning_rate.shape[0]
-    devices = jax.local_devices()[:device_count(num)]
+  def get(self, program: Program, data: Mapping[str, np.ndarray],
+          num_models: int) -> tuple[GroupPrograms, float]:
+    """``(programs, seconds spent compiling now)`` for ``num_models`` models per call."""
     # Data are arguments, not constants: two datasets of one shape share programs.
-    key = (program, num, len(devices),
+    key = (program, num_models, jax.device_count(),
            tuple((k, v.shape, str(v.dtype)) for k, v in sorted(data.items())))
     if key in self._compiled:
-      return (*self._compiled[key], 0.0)
+      return self._compiled[key], 0.0
     tick = time.perf_counter()
-    opt_init = _opt_init_jit.lower(program, params, learning_rate).compile()
-    state = {"params": jax.ShapeDtypeStruct(params.shape, params.dtype),
-             "opt_state": jax.eval_shape(functools.partial(init_opt_state, program), params,
-                                         learning_rate),
-             "alive": jax.ShapeDtypeStruct((num,), jnp.bool_),
-             "diverged_step": jax.ShapeDtypeStruct((num,), jnp.int32)}
-    scalar = lambda dtype: jax.ShapeDtypeStruct((), dtype)  # noqa: E731
-    args = (data, jax.ShapeDtypeStruct((num, 2), jnp.uint32), state, scalar(jnp.int32),
-            scalar(jnp.bool_))
-    if len(devices) == 1:
-      block = _block_jit.lower(program, *args).compile()
-    else:
-      mesh = jax.sharding.Mesh(np.array(devices), ("models",))
-      spec = jax.sharding.PartitionSpec
-      split = jax.sharding.NamedSharding(mesh, spec("models"))
-      whole = jax.sharding.NamedSharding(mesh, spec())
-      fn = jax.shard_map(functools.partial(train_block, program), mesh=mesh,
-                         in_specs=(spec(), spec("models"), spec("models"), spec(), spec()),
-                         out_specs=spec("models"), check_vma=False)
-      block = jax.jit(fn, in_shardings=(whole, split, split, whole, whole),
-                      out_shardings=split, donate_argnums=2).lower(*args).compile()
-    self._compiled[key] = (opt_init, _placed(block))
-    return opt_init, self._compiled[key][1], time.perf_counter() - tick
+    self._compiled[key] = compile_group(program, data, num_models)
+    return self._compiled[key], time.perf_counter() - tick
 
 
 _SHARED_CACHE = ProgramCache()
+
+
+class MemoryBudgetError(ValueError):
+  """The memory budget cannot hold even one model per device of a group."""
+
+
+def plan_group(spec: ModelSpec, dataset: Dataset, config: SweepConfig, num_models: int,
+               data: Mapping[str, np.ndarray], budget_per_device: int, cache: ProgramCache
+               ) -> tuple[GroupPrograms, float]:
+  """The largest balanced program call of a group within ``chunk_size`` and the budget.
+
+  The call's size comes from XLA's memory analysis of the compiled block:
+  if it needs more than the budget, the per-model bytes it reports give the
+  size that fits, and that is compiled instead (a model's results do not
+  depend on its chunk).
+
+  Args:
+    spec: any model of the group.
+    dataset: its dataset.
+    config: the sweep (``chunk_size``).
+    num_models: models in the group.
+    data: the group's host data.
+    budget_per_device: bytes one device's programs may use.
+    cache: the program cache.
+
+  Returns:
+    ``(programs, seconds compiling)``.
+
+  Raises:
+    MemoryBudgetError: one model per device does not fit.
+  """
+  devices = device_count()
+  most = max(1, config.chunk_size // devices)
+  compile_s = 0.0
+  for _ in range(4):
+    per_device = models_per_device(num_models, devices, most)
+    program = make_program(spec, dataset, config, per_device)
+    programs, seconds = cache.get(program, data, per_device * devices)
+    compile_s += seconds
+    if programs.memory_bytes <= budget_per_device:
+      return programs, compile_s
+    if per_device == 1:
+      break
+    # Temporaries grow with the models vmapped together, so count everything
+    # but the data as per-model: conservative where part of it is fixed.
+    data_bytes = programs.memory_bytes - programs.model_bytes
+    per_model = max(1, programs.model_bytes // per_device)
+    most = min(per_device - 1, max(1, (budget_per_device - data_bytes) // per_model))
+  if programs.memory_bytes <= budget_per_device:
+    return programs, compile_s
+  raise MemoryBudgetError(
+      f"memory_budget: {programs.memory_bytes:,} bytes per device are needed for "
+      f"{programs.num_models // devices} model(s) per device of shape group "
+      f"{spec.static_key()}, but the budget allows {budget_per_device:,}; raise "
+      f"memory_budget or lower chunk_size")
 
 
 _model_key = jax.jit(lambda root, model_id, which: jax.random.fold_in(
@@ -731,21 +996,24 @@ def initial_arrays(program: Program, models: Sequence[ModelSpec], root_seed: int
   return ravel(params, batch_dims=1), learning_rate, data_keys
 
 
-def start_state(opt_init_fn: Callable[..., Any], params: np.ndarray,
-                learning_rate: np.ndarray) -> dict[str, Any]:
-  """The state a group's first block takes (on device).
+def start_state(programs: GroupPrograms, params: np.ndarray, learning_rate: np.ndarray,
+                rows: Sequence[int]) -> dict[str, Any]:
+  """The state a group's first block takes, on the model mesh.
 
   Args:
-    opt_init_fn: the compiled :func:`init_opt_state` (from :class:`ProgramCache`).
-    params: ``(models, size)`` flat params.
-    learning_rate: ``(models,)``.
+    programs: the group's compiled programs.
+    params: flat params of this process's ``rows`` of the call.
+    learning_rate: their learning rates.
+    rows: :meth:`GroupPrograms.local_rows`.
 
   Returns:
-    ``{"params", "opt_state", "alive", "diverged_step"}``.
+    ``{"params", "opt_state", "alive", "diverged_step"}``, each split over models.
   """
-  num = len(learning_rate)
-  return {"params": jnp.asarray(params), "opt_state": opt_init_fn(params, learning_rate),
-          "alive": jnp.ones(num, bool), "diverged_step": jnp.full(num, -1, jnp.int32)}
+  n = len(rows)
+  params_, lr = programs.put(params, rows), programs.put(learning_rate, rows)
+  return {"params": params_, "opt_state": programs.opt_init(params_, lr),
+          "alive": programs.put(np.ones(n, bool), rows),
+          "diverged_step": programs.put(np.full(n, -1, np.int32), rows)}
 
 
 def group_models(models: Sequence[ModelSpec]) -> dict[str, list[int]]:
@@ -767,11 +1035,22 @@ def _dataset_key(spec: Any) -> str:
   return json.dumps(spec, sort_keys=True)
 
 
+ChunkCallback = Callable[[Sequence[ModelSpec], Sequence["ModelRecord"]], None]
+
+
 def train_models(config: SweepConfig, models: Sequence[ModelSpec] | None = None, *,
                  progress: bool | Progress = True, keep_params: bool = False,
-                 cache: ProgramCache | None = None
+                 cache: ProgramCache | None = None,
+                 memory_budget: int | str | None = None,
+                 on_chunk: ChunkCallback | None = None
                  ) -> tuple[list[ModelRecord], list[GroupReport]]:
-  """Trains ``models`` (default: all of ``config``'s) group by group.
+  """Trains ``models`` (default: all of ``config``'s) group by group, chunk by chunk.
+
+  Each group's models go through program calls of at most ``chunk_size``
+  models, as many as fit ``memory_budget`` (:func:`plan_group`), split
+  over every device of every process (:func:`model_mesh`). With several
+  processes, every process calls this with the same arguments: each trains
+  the models on its devices, and all of them get every record.
 
   Args:
     config: the sweep (root seed, block length, probes, chunk size).
@@ -781,77 +1060,95 @@ def train_models(config: SweepConfig, models: Sequence[ModelSpec] | None = None,
     keep_params: also return every model's initial and final params.
     cache: where compiled programs are kept (default: one shared by the
       process, so a later sweep with the same shapes compiles nothing).
+    memory_budget: bytes (or ``"4GiB"``) this process's programs may use
+      (default :func:`default_memory_budget`); shared by its local devices.
+    on_chunk: called with each finished chunk's models and records (e.g. to
+      save them, see :mod:`jaxinit.sweep.store`).
 
   Returns:
     One :class:`ModelRecord` per model (in the order given) and one
     :class:`GroupReport` per shape group.
+
+  Raises:
+    MemoryBudgetError: a group does not fit the budget even one model per device.
   """
   models = list(config.models() if models is None else models)
   ids = [m.model_id for m in models]
   if len(set(ids)) != len(ids):
     raise ValueError("two models of the sweep have the same cell and seed")
+  budget = default_memory_budget() if memory_budget is None else parse_bytes(memory_budget)
+  budget_per_device = budget // jax.local_device_count()
   # Every dataset is loaded before anything compiles: a missing extra fails fast.
   datasets = {_dataset_key(m["dataset"]): None for m in models}
   for key in datasets:
     datasets[key] = load_dataset(json.loads(key))
   cache = _SHARED_CACHE if cache is None else cache
   reporter = progress if isinstance(progress, Progress) else Progress(
-      len(models), sum(m["steps"] for m in models), enabled=bool(progress))
+      len(models), sum(m["steps"] for m in models),
+      enabled=bool(progress) and jax.process_index() == 0)
   records: list[Any] = [None] * len(models)
   reports = []
   for key, members in group_models(models).items():
     first = models[members[0]]
     dataset = datasets[_dataset_key(first["dataset"])]
-    chunk = min(len(members), config.chunk_size)
-    program = make_program(first, dataset, config, chunk // device_count(chunk))
-    data = device_data(program, dataset, config.probe_batch)
-    report = GroupReport(key=key, num_models=len(members), chunk_models=chunk)
+    host_data = device_data(make_program(first, dataset, config, 1), dataset,
+                            config.probe_batch)
+    programs, compile_s = plan_group(first, dataset, config, len(members), host_data,
+                                     budget_per_device, cache)
+    program, chunk = programs.program, programs.num_models
+    data = programs.put(host_data)
+    rows = programs.local_rows()
+    report = GroupReport(key=key, num_models=len(members), chunk_models=chunk,
+                         compile_s=compile_s)
     for lo in range(0, len(members), chunk):
       part = [models[i] for i in members[lo:lo + chunk]]
       # Pad the last chunk with copies of its last model so it reuses the program.
       padded = part + [part[-1]] * (chunk - len(part))
       tick = time.perf_counter()
-      params, learning_rate, data_keys = initial_arrays(program, padded, config.root_seed)
+      # Each process draws only the models on its own devices.
+      params, learning_rate, data_keys = initial_arrays(program, [padded[r] for r in rows],
+                                                        config.root_seed)
       report.init_s += time.perf_counter() - tick
-      opt_init_fn, block_fn, compile_s = cache.get(program, data, params, learning_rate)
-      report.compile_s += compile_s
-      chunk_records = _run_chunk(program, data, params, learning_rate, data_keys, opt_init_fn,
-                                 block_fn, first["steps"], len(part), reporter, report,
-                                 keep_params)
+      chunk_records = _run_chunk(programs, data, rows, params, learning_rate, data_keys,
+                                 first["steps"], len(part), reporter, report, keep_params)
       for i, record in zip(members[lo:lo + chunk], chunk_records):
         records[i] = record
+      if on_chunk is not None:
+        on_chunk(part, chunk_records)
     reports.append(report)
   reporter.update(0, 0.0, final=True)
   return records, reports
 
 
-def _run_chunk(program: Program, data: Any, params: np.ndarray, learning_rate: np.ndarray,
-               data_keys: np.ndarray, opt_init_fn: Any, block_fn: Any, steps: int, n: int,
+def _run_chunk(programs: GroupPrograms, data: Any, rows: Sequence[int], params: np.ndarray,
+               learning_rate: np.ndarray, data_keys: np.ndarray, steps: int, n: int,
                reporter: Progress, report: GroupReport,
                keep_params: bool) -> list[ModelRecord]:
   tick = time.perf_counter()
-  num = len(learning_rate)
-  state = start_state(opt_init_fn, params, learning_rate)
+  program, num = programs.program, programs.num_models
+  state = start_state(programs, params, learning_rate, rows)
+  keys = programs.put(data_keys, rows)
+  initial = fetch(state["params"]) if keep_params else None
   num_blocks = steps // program.block_steps
   pending = []
   fetched = []
   last = time.perf_counter()
   for b in range(num_blocks + 1):
     # Block 0 only evaluates the initial params; block b trains steps [b-1, b) * block_steps.
-    start = np.int32(max(b - 1, 0) * program.block_steps)
-    state, metrics = block_fn(data, data_keys, state, start, np.bool_(b > 0))
+    start = programs.put(np.int32(max(b - 1, 0) * program.block_steps))
+    state, metrics = programs.block(data, keys, state, start, programs.put(np.bool_(b > 0)))
     pending.append(metrics)
     # Fetch the previous block's metrics while this one runs: the device never waits.
     if len(pending) > 1:
-      fetched.append(jax.device_get(pending.pop(0)))
+      fetched.append(fetch(pending.pop(0)))
       now = time.perf_counter()
       if b > 1:
         reporter.update(n * program.block_steps, now - last)
       last = now
-  fetched.append(jax.device_get(pending.pop(0)))
+  fetched.append(fetch(pending.pop(0)))
   now = time.perf_counter()
   reporter.update(n * program.block_steps if num_blocks else 0, now - last, models_done=n)
-  final = jax.device_get(state["params"]) if keep_params else None
+  final = fetch(state["params"]) if keep_params else None
   report.run_s += time.perf_counter() - tick
 
   skip = ("step_loss", "alive", "diverged_step")
@@ -865,14 +1162,16 @@ def _run_chunk(program: Program, data: Any, params: np.ndarray, learning_rate: n
       np.asarray, unravel(shapes, flat[j]))
   return [ModelRecord(eval_step=eval_step, metrics={k: v[j] for k, v in stacked.items()},
                       step_loss=step_loss[j], diverged_step=int(fetched[-1]["diverged_step"][j]),
-                      initial_params=pick(params if keep_params else None, j),
-                      final_params=pick(final, j))
+                      initial_params=pick(initial, j), final_params=pick(final, j))
           for j in range(n)]
 
 
-__all__ = ["GroupReport", "LAYERWISE_OPTIMIZERS", "ModelRecord", "Program", "ProgramCache",
-           "Progress", "TRAIN_EVAL_SIZE", "VMAP_FLOPS", "batch_indices", "device_count",
-           "device_data", "evaluate", "group_models", "init_opt_state", "initial_arrays", "loss_and_accuracy",
-           "make_program", "model_keys", "network", "optimizer", "param_shapes",
+__all__ = ["DEFAULT_CPU_BUDGET", "GroupPrograms", "GroupReport", "LAYERWISE_OPTIMIZERS",
+           "MemoryBudgetError", "ModelRecord", "Program", "ProgramCache", "Progress",
+           "TRAIN_EVAL_SIZE", "VMAP_FLOPS", "batch_indices", "compile_group",
+           "default_memory_budget", "device_count", "device_data", "evaluate", "fetch",
+           "group_models", "init_opt_state", "initial_arrays", "loss_and_accuracy",
+           "make_program", "model_keys", "model_mesh", "models_per_device", "network",
+           "optimizer", "param_shapes", "params_fingerprint", "parse_bytes", "plan_group",
            "prepare_inputs", "ravel", "start_state", "train_block", "train_models",
            "train_step", "unravel", "vmap_width"]

@@ -5,7 +5,9 @@
   every grid axis (tables written as ``name(option=value)``), then
   ``final_*`` / ``best_*`` train and test loss and accuracy (``train_*`` is
   measured on the first 1000 training examples; accuracy is empty for
-  regression), ``best_test_loss_step``, ``diverged`` and ``diverged_step``
+  regression), ``best_test_loss_step``, ``init_fingerprint`` (a checksum of
+  the initial params' bits, see :func:`jaxinit.sweep.engine.params_fingerprint`),
+  ``diverged`` and ``diverged_step``
   (the first step whose loss or update was not finite; empty when none), and
   per probe ``{probe}_{init,final}_{first,last}``: the probe at the first and
   last hidden layer at step 0 and at the end.
@@ -19,13 +21,20 @@
 ``DIR/config.toml``
   the resolved config: ``jaxinit sweep DIR/config.toml`` runs the sweep again.
 ``DIR/run.json``
-  wall time, per-group compile and run time, versions.
+  ``complete``, wall time, per-group compile and run time, models taken
+  from an earlier run (``--resume``), devices, processes, versions.
+``DIR/chunks/``
+  every finished program call's results (:mod:`jaxinit.sweep.store`), what
+  ``--resume`` continues from.
+
+Every file is written to a temporary name and renamed into place.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import platform
@@ -54,6 +63,8 @@ class SweepResult:
     wall_s: seconds from start to the last result, compile included.
     initial_params: per model, with ``keep_params`` (else None).
     final_params: per model, with ``keep_params`` (else None).
+    resumed_models: models whose results were read from a resumed folder
+      (their params are not kept).
   """
   config: SweepConfig
   models: list[ModelSpec]
@@ -63,6 +74,7 @@ class SweepResult:
   wall_s: float
   initial_params: list[Any] | None = None
   final_params: list[Any] | None = None
+  resumed_models: int = 0
 
   def row(self, model: ModelSpec) -> dict[str, Any]:
     """The results row of ``model`` (matched by its cell and seed)."""
@@ -124,6 +136,8 @@ def summarize(models: Sequence[ModelSpec], records: Sequence[Any], group_of: Seq
     test = np.asarray(m["test_loss"], np.float64)
     row["best_test_loss_step"] = (int(record.eval_step[int(np.nanargmin(test))])
                                   if np.isfinite(test).any() else None)
+    if "params_fingerprint" in m:
+      row["init_fingerprint"] = f"{int(m['params_fingerprint'][0]):08x}"
     row["diverged"] = record.diverged_step >= 0
     row["diverged_step"] = record.diverged_step if record.diverged_step >= 0 else None
     for p in probes:
@@ -154,23 +168,27 @@ def write_results(result: SweepResult, out_dir: str | Path) -> Path:
   Returns:
     The folder's path.
   """
+  from jaxinit.sweep.store import atomic_write, npz_bytes  # pylint: disable=import-outside-toplevel
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   columns = list(result.rows[0]) if result.rows else ["model_id"]
-  with open(out / "results.csv", "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(columns)
-    for row in result.rows:
-      writer.writerow([_csv_value(row.get(c)) for c in columns])
-  np.savez_compressed(out / "curves.npz", **result.curves)
-  (out / "config.toml").write_text(config_lib.to_toml(result.config))
+  text = io.StringIO(newline="")
+  writer = csv.writer(text)
+  writer.writerow(columns)
+  for row in result.rows:
+    writer.writerow([_csv_value(row.get(c)) for c in columns])
+  # Each file whole or not at all: a sweep killed while writing leaves no torn table.
+  atomic_write(out / "results.csv", text.getvalue())
+  atomic_write(out / "curves.npz", npz_bytes(result.curves))
+  atomic_write(out / "config.toml", config_lib.to_toml(result.config))
   import jax  # pylint: disable=import-outside-toplevel
-  meta = {"name": result.config.name, "num_models": len(result.models),
-          "wall_s": result.wall_s, "groups": result.groups,
+  meta = {"name": result.config.name, "num_models": len(result.models), "complete": True,
+          "wall_s": result.wall_s, "resumed_models": result.resumed_models,
+          "groups": result.groups,
           "versions": {"jax": jax.__version__, "python": platform.python_version()},
           "device": str(jax.devices()[0].device_kind), "devices": len(jax.devices()),
-          "platform": platform.platform()}
-  (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+          "processes": jax.process_count(), "platform": platform.platform()}
+  atomic_write(out / "run.json", json.dumps(meta, indent=2) + "\n")
   return out
 
 
