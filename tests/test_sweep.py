@@ -249,3 +249,19 @@ def test_every_kind_of_axis_trains(grid):
     assert losses[-1] < losses[0], (row, losses)
     for probe in data["probes"]:
       assert math.isfinite(row[f"{probe}_init_last"]), (probe, row)
+
+
+def test_batched_draws_equal_a_model_drawn_alone():
+  # Elementwise draws run vmapped over every model of a chunk: the batch size
+  # (and company) must not change a model's bits.
+  net = jaxinit.models.MLP(in_features=8, out_features=3, width=8, depth=3)
+  shapes = jax.eval_shape(net.init, jax.random.key(0))
+  inits = [jaxinit.get(n) for n in ("he_normal", "glorot_uniform", "orthogonal",
+                                    "lecun_normal", "normal")] * 8
+  keys = list(jax.random.split(jax.random.key(3), len(inits)))
+  wv, bv = [0.5 + 0.1 * i for i in range(len(inits))], [0.01 * i for i in range(len(inits))]
+  together = params_lib.draw_population(shapes, inits, keys, wv, bv)
+  for j in (0, 1, 2, 37):
+    alone = params_lib.draw_population(shapes, [inits[j]], [keys[j]], [wv[j]], [bv[j]])
+    for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(together)):
+      np.testing.assert_array_equal(a[0], b[j])

@@ -152,3 +152,19 @@ def test_bad_budget_and_flags_are_named(tmp_path):
     sweep.distributed.initialize("localhost:1234", 2, 2)
   with pytest.raises(ValueError, match="resume and overwrite exclude"):
     store.RunStore(tmp_path, sweep.load_config(CONFIG)).prepare(resume=True, overwrite=True)
+
+
+@pytest.mark.slow
+def test_twenty_thousand_models_within_four_gib(tmp_path):
+  import resource  # pylint: disable=import-outside-toplevel
+  config = Path(__file__).parents[1] / "experiments" / "configs" / "scale_20k.toml"
+  # A fresh process, so RUSAGE_CHILDREN's peak is this sweep's.
+  probe = (f"import resource, subprocess, sys; subprocess.run([sys.executable, '-m', "
+           f"'jaxinit', 'sweep', {str(config)!r}, '--out', {str(tmp_path)!r}, '--no-progress', "
+           f"'--memory-budget', '4GiB'], check=True); "
+           f"print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+  out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                       check=True, timeout=3000).stdout
+  peak_kib = int(out.strip().splitlines()[-1])
+  assert len(_rows(tmp_path)) == 20000
+  assert peak_kib * 1024 < 4 * 2**30, f"peak RSS {peak_kib / 2**20:.2f} GiB"

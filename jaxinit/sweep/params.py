@@ -121,31 +121,6 @@ _draw_shaped = jax.jit(_draw_shaped_impl,
                        static_argnames=("init", "shape", "dtype", "variance_scaling"))
 
 
-class _Pending:
-  """A dispatched draw: the device array and how to cut it to shape on the host."""
-
-  def __init__(self, array: jax.Array, shape: tuple[int, ...]) -> None:
-    self.array, self.shape = array, shape
-
-  def finish(self, host: np.ndarray) -> np.ndarray:
-    return host[:math.prod(self.shape)].reshape(self.shape) if host.ndim == 1 and \
-        host.shape != self.shape else host
-
-
-def _draw(key: jax.Array, init: Initializer, scale: float, is_vs: bool,
-          shape: tuple[int, ...], dtype: Any) -> _Pending:
-  if is_vs and isinstance(init.sampler, _ELEMENTWISE):
-    # Elementwise samplers draw the same values flat (counter-based bits), and a
-    # longer draw starts with the shorter one: one small program per size
-    # bucket instead of one per shape (XLA:CPU takes seconds per shape).
-    size = math.prod(shape)
-    flat = _draw_flat(key, np.float32(scale), sampler=init.sampler, size=_bucket(size),
-                      dtype=dtype)
-    return _Pending(flat, shape)
-  return _Pending(_draw_shaped(key, np.float32(scale), init=init, shape=shape, dtype=dtype,
-                               variance_scaling=is_vs), shape)
-
-
 def kernel_draw(init: Initializer, shape: tuple[int, ...],
                 weight_variance: float) -> tuple[Initializer, float, bool]:
   """What to compile and what to pass for one kernel: ``(static init, scale, is_vs)``.
@@ -172,36 +147,38 @@ def kernel_draw(init: Initializer, shape: tuple[int, ...],
   return init, math.sqrt(weight_variance), False
 
 
-def _dispatch(shapes: Mapping[str, Any], init: Initializer, init_key: jax.Array,
-              weight_variance: float, bias_variance: float) -> list[tuple[Path, str, list]]:
-  """Starts every draw of one model: ``(path, "kernel" | "bias", pending draws)`` per leaf."""
-  key_data = jax.random.key_data(init_key)
-  bias_init = jaxinit.variance_scaling(1.0, "unit", "normal")
-  out = []
-  index = 0
-  for path, stack in layer_slots(shapes):
-    layer_shapes = functools.reduce(lambda tree, k: tree[k], path, shapes)
-    single = lambda x: tuple(x.shape[1:] if stack is not None else x.shape)  # noqa: E731
-    kernel_shape = single(layer_shapes["kernel"])
-    static, scale, is_vs = kernel_draw(init, kernel_shape, weight_variance)
-    drawn: dict[str, list[_Pending]] = {name: [] for name in layer_shapes}
-    for _ in range(1 if stack is None else stack):
-      i = np.int32(index)
-      drawn["kernel"].append(_draw(_layer_key(key_data, i, np.uint32(0)), static, scale, is_vs,
-                                   kernel_shape, layer_shapes["kernel"].dtype))
-      if "bias" in layer_shapes:
-        drawn["bias"].append(_draw(_layer_key(key_data, i, np.uint32(1)), bias_init,
-                                   bias_variance, True, single(layer_shapes["bias"]),
-                                   layer_shapes["bias"].dtype))
-      index += 1
-    out += [(path, name, pending) for name, pending in drawn.items()]
-  return out
+def _batch_bucket(n: int) -> int:
+  """Models per vmapped draw: a power of two >= 8, so few batch sizes ever compile."""
+  return max(8, 1 << (n - 1).bit_length())
+
+
+# Layer keys of many models at once: (models, 2) raw keys, (L,) indices, (2,) which.
+_layer_keys = jax.jit(jax.vmap(jax.vmap(jax.vmap(
+    _layer_key_impl, (None, None, 0)), (None, 0, None)), (0, None, None)))
+
+
+def _draw_flat_batch_impl(keys: jax.Array, variances: jax.Array, *, sampler: Any, size: int,
+                          dtype: Any) -> jax.Array:
+  draw = functools.partial(_draw_flat_impl, sampler=sampler, size=size, dtype=dtype)
+  return jax.vmap(draw)(keys, variances)
+
+
+_draw_flat_batch = jax.jit(_draw_flat_batch_impl, static_argnames=("sampler", "size", "dtype"))
+
+
+def _pad_rows(x: np.ndarray, n: int) -> np.ndarray:
+  return np.concatenate([x, np.repeat(x[:1], n - len(x), axis=0)]) if n > len(x) else x
 
 
 def draw_population(shapes: Mapping[str, Any], inits: list[Initializer],
                     init_keys: list[jax.Array], weight_variances: list[float],
                     bias_variances: list[float]) -> dict[str, Any]:
   """Every model's params, stacked on a leading model axis (host numpy).
+
+  Elementwise draws (normal, truncated normal, uniform, Rademacher) of the
+  same layer are made for all models at once, ``vmap``-ed over their keys
+  and variances (random bits are counter based, so a model's values are
+  the same in a batch of any size); other initializers draw model by model.
 
   Args:
     shapes: ``jax.eval_shape`` of the network's ``init``: the layout to fill.
@@ -223,30 +200,80 @@ def draw_population(shapes: Mapping[str, Any], inits: list[Initializer],
     >>> p["hidden"]["kernel"].shape, float(abs(p["hidden"]["kernel"][0]).max())
     ((2, 2, 4, 4), 0.0)
   """
-  started = [_dispatch(shapes, *args)
-             for args in zip(inits, init_keys, weight_variances, bias_variances)]
-  # One transfer, after every draw of every model is dispatched.
-  fetched = jax.device_get([[[p.array for p in pending] for _, _, pending in model]
-                            for model in started])
-  fetched = [[[p.finish(np.asarray(h)) for p, h in zip(pending, hosts)]
-              for (_, _, pending), hosts in zip(model, fetched_model)]
-             for model, fetched_model in zip(started, fetched)]
+  num = len(inits)
+  padded = _batch_bucket(num)
+  raw = np.stack([np.asarray(jax.random.key_data(k)) for k in init_keys])
+  slots = layer_slots(shapes)
+  num_layers = sum(1 if stack is None else stack for _, stack in slots)
+  # One call for every layer key of every model: (models, layers, kernel|bias, key).
+  keys = np.asarray(_layer_keys(_pad_rows(raw, padded), np.arange(num_layers, dtype=np.int32),
+                                np.arange(2, dtype=np.uint32)))
+  bias_init = jaxinit.variance_scaling(1.0, "unit", "normal")
+  # Per leaf: a list over stack positions of (per-model pending draws).
+  pending: list[tuple[Path, str, Any, list[list[Any]]]] = []
+  index = 0
+  for path, stack in slots:
+    layer_shapes = functools.reduce(lambda tree, k: tree[k], path, shapes)
+    single = lambda x: tuple(x.shape[1:] if stack is not None else x.shape)  # noqa: E731
+    drawn: dict[str, list[list[Any]]] = {name: [] for name in layer_shapes}
+    for _ in range(1 if stack is None else stack):
+      for which, name in enumerate(("kernel", "bias")):
+        if name not in layer_shapes:
+          continue
+        shape, dtype = single(layer_shapes[name]), layer_shapes[name].dtype
+        plans = [kernel_draw(init, shape, wv) if name == "kernel" else (bias_init, bv, True)
+                 for init, wv, bv in zip(inits, weight_variances, bias_variances)]
+        drawn[name].append(_dispatch_layer(keys[:, index, which], plans, shape, dtype))
+      index += 1
+    pending += [(path, name, layer_shapes[name], per_stack) for name, per_stack in drawn.items()]
+  # One transfer, after every draw is dispatched.
+  hosts = jax.device_get([[[d for d, _, _ in per_model] for per_model in per_stack]
+                          for _, _, _, per_stack in pending])
   params: dict[str, Any] = {}
-  for j, (path, name, _) in enumerate(started[0]):
-    leaf = functools.reduce(lambda tree, k: tree[k], path, shapes)[name]
-    per_model = [model[j] for model in fetched]
-    if per_model[0]:
-      stack = [np.stack(arrays) for arrays in per_model]
-      if len(leaf.shape) == stack[0].ndim - 1:  # a single layer, not a stack
-        stack = [s[0] for s in stack]
-      value = np.stack(stack)
+  for (path, name, leaf, per_stack), host in zip(pending, hosts):
+    if per_stack:
+      layers = [np.stack([cut(np.asarray(h) if row is None else np.asarray(h)[row])
+                          for h, (_, row, cut) in zip(host_layer, layer)])
+                for host_layer, layer in zip(host, per_stack)]
+      value = np.stack(layers, axis=1) if len(leaf.shape) == layers[0].ndim else layers[0]
     else:  # an empty stack (an MLP of depth 1)
-      value = np.zeros((len(per_model),) + leaf.shape, leaf.dtype)
+      value = np.zeros((num,) + leaf.shape, leaf.dtype)
     node = params
     for key in path:
       node = node.setdefault(key, {})
     node[name] = value
   return params
+
+
+def _dispatch_layer(keys: jax.Array, plans: list[tuple[Initializer, float, bool]],
+                    shape: tuple[int, ...], dtype: Any) -> list[tuple[Any, Any, Any]]:
+  """Starts one layer's draws for every model.
+
+  Returns:
+    Per model ``(device array, its row in it or None, cut to shape)``.
+  """
+  size = math.prod(shape)
+  out: list[Any] = [None] * len(plans)
+  batches: dict[Any, list[int]] = {}
+  for j, (static, scale, is_vs) in enumerate(plans):
+    if is_vs and isinstance(static.sampler, _ELEMENTWISE):
+      batches.setdefault(static.sampler, []).append(j)
+    else:
+      draw = _draw_shaped(keys[j], np.float32(scale), init=static, shape=shape, dtype=dtype,
+                          variance_scaling=is_vs)
+      out[j] = (draw, None, lambda h: h)
+  cut = lambda h: h[:size].reshape(shape)  # noqa: E731
+  for sampler, members in batches.items():
+    n = _batch_bucket(len(members))
+    index = np.array(members + [members[0]] * (n - len(members)))
+    scales = np.array([plans[j][1] for j in index], np.float32)
+    # Elementwise samplers draw the same values flat (counter-based bits), and a
+    # longer draw starts with the shorter one: one small program per size
+    # bucket and batch bucket instead of one per shape and model.
+    flat = _draw_flat_batch(keys[index], scales, sampler=sampler, size=_bucket(size), dtype=dtype)
+    for row, j in enumerate(members):
+      out[j] = (flat, row, cut)
+  return out
 
 
 __all__ = ["draw_population", "kernel_draw", "layer_slots"]
