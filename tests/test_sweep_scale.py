@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from jaxinit import sweep
+from jaxinit.sweep import cli as sweep_cli
 from jaxinit.sweep import engine, store
 
 CONFIG = Path(__file__).with_name("sweep_scale.toml")
@@ -86,7 +87,7 @@ def test_two_processes_equal_one(reference, tmp_path):
   _assert_same_table(_rows(tmp_path), reference)
 
 
-def test_sigkill_then_resume_equals_uninterrupted(reference, tmp_path):
+def test_sigkill_then_resume_equals_uninterrupted(reference, tmp_path, capsys):
   # One model per chunk: 18 chunk files, saved as they finish.
   config = tmp_path / "config.toml"
   config.write_text(CONFIG.read_text().replace("chunk_size = 8", "chunk_size = 1"))
@@ -105,15 +106,16 @@ def test_sigkill_then_resume_equals_uninterrupted(reference, tmp_path):
     with np.load(path) as z:
       assert z["model_id"].shape == (1,)
 
-  # Not resuming into an interrupted sweep is refused; so is another config.
-  proc = _jaxinit(config, "--out", out, "--no-progress")
-  assert proc.wait() == 2 and "--resume" in proc.communicate()[1]
+  # Not resuming into an interrupted sweep is refused; so is another config
+  # (in this process: both are refused before anything trains).
+  assert sweep_cli.main([str(config), "--out", str(out), "--no-progress"]) == 2
+  assert "pass --resume to continue it" in capsys.readouterr().err
   other = tmp_path / "other.toml"
   other.write_text(config.read_text().replace("[0.01, 0.03]", "[0.01, 0.05]"))
-  proc = _jaxinit(other, "--out", out, "--resume", "--no-progress")
-  err = proc.communicate()[1]
-  assert proc.returncode == 2
+  assert sweep_cli.main([str(other), "--out", str(out), "--resume", "--no-progress"]) == 2
+  err = capsys.readouterr().err
   assert "different config" in err and "learning_rate" in err
+  assert len(list((out / "chunks").glob("chunk-*.npz"))) == len(saved)  # nothing touched
 
   # Resume (in chunks of 8 this time: chunking does not change results).
   out_text, _ = _finish(_jaxinit(CONFIG, "--out", out, "--resume", "--cpu-devices", 2,

@@ -951,6 +951,11 @@ _model_key = jax.jit(lambda root, model_id, which: jax.random.fold_in(
     jax.random.fold_in(jax.random.wrap_key_data(root), model_id), which))
 
 
+_model_keys_batch = jax.jit(jax.vmap(lambda root, model_id: jax.vmap(
+    lambda which: jax.random.key_data(_model_key(root, model_id, which)))(
+        jnp.arange(2, dtype=jnp.uint32)), (None, 0)))
+
+
 def model_keys(root_seed: int, model_id: int) -> tuple[jax.Array, jax.Array]:
   """A model's ``(init key, data key)``: ``fold_in(fold_in(key(root_seed), model_id), 0 | 1)``.
 
@@ -987,11 +992,15 @@ def initial_arrays(program: Program, models: Sequence[ModelSpec], root_seed: int
     :func:`ravel`), ``learning_rate`` ``(models,)`` and raw ``data_keys``
     ``(models, 2)``, as numpy arrays.
   """
-  keys = [model_keys(root_seed, m.model_id) for m in models]
+  # Every model's keys in one call (ids padded to a power of two: few compiles).
+  ids = np.array([m.model_id for m in models], np.uint32)
+  padded = np.resize(ids, max(8, 1 << (len(ids) - 1).bit_length()))
+  root = jax.random.key_data(jax.random.key(root_seed))
+  raw = np.asarray(_model_keys_batch(root, padded))[:len(ids)]  # (models, 2, key)
   params = params_lib.draw_population(
-      param_shapes(program), [jaxinit.get(m["init"]) for m in models], [k[0] for k in keys],
+      param_shapes(program), [jaxinit.get(m["init"]) for m in models], raw[:, 0],
       [m["weight_variance"] for m in models], [m["bias_variance"] for m in models])
-  data_keys = np.stack([np.asarray(jax.random.key_data(k[1])) for k in keys])
+  data_keys = raw[:, 1]
   learning_rate = np.asarray([m["learning_rate"] for m in models], np.float32)
   return ravel(params, batch_dims=1), learning_rate, data_keys
 

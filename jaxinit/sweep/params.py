@@ -171,7 +171,7 @@ def _pad_rows(x: np.ndarray, n: int) -> np.ndarray:
 
 
 def draw_population(shapes: Mapping[str, Any], inits: list[Initializer],
-                    init_keys: list[jax.Array], weight_variances: list[float],
+                    init_keys: list[jax.Array] | np.ndarray, weight_variances: list[float],
                     bias_variances: list[float]) -> dict[str, Any]:
   """Every model's params, stacked on a leading model axis (host numpy).
 
@@ -183,7 +183,8 @@ def draw_population(shapes: Mapping[str, Any], inits: list[Initializer],
   Args:
     shapes: ``jax.eval_shape`` of the network's ``init``: the layout to fill.
     inits: per model, its kernel initializer.
-    init_keys: per model, its init key (a typed PRNG key).
+    init_keys: per model, its init key: typed PRNG keys, or their raw key
+      data stacked ``(models, 2)``.
     weight_variances: per model, the multiplier of every kernel's variance.
     bias_variances: per model, the variance of every bias.
 
@@ -202,7 +203,8 @@ def draw_population(shapes: Mapping[str, Any], inits: list[Initializer],
   """
   num = len(inits)
   padded = _batch_bucket(num)
-  raw = np.stack([np.asarray(jax.random.key_data(k)) for k in init_keys])
+  raw = init_keys if isinstance(init_keys, np.ndarray) else np.stack(
+      [np.asarray(jax.random.key_data(k)) for k in init_keys])
   slots = layer_slots(shapes)
   num_layers = sum(1 if stack is None else stack for _, stack in slots)
   # One call for every layer key of every model: (models, layers, kernel|bias, key).
