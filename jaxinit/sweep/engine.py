@@ -997,8 +997,14 @@ def initial_arrays(program: Program, models: Sequence[ModelSpec], root_seed: int
   padded = np.resize(ids, max(8, 1 << (len(ids) - 1).bit_length()))
   root = jax.random.key_data(jax.random.key(root_seed))
   raw = np.asarray(_model_keys_batch(root, padded))[:len(ids)]  # (models, 2, key)
+  inits: dict[str, Any] = {}  # one initializer object per distinct spec
+  for m in models:
+    spec = json.dumps(m["init"], sort_keys=True)
+    if spec not in inits:
+      inits[spec] = jaxinit.get(m["init"])
   params = params_lib.draw_population(
-      param_shapes(program), [jaxinit.get(m["init"]) for m in models], raw[:, 0],
+      param_shapes(program), [inits[json.dumps(m["init"], sort_keys=True)] for m in models],
+      raw[:, 0],
       [m["weight_variance"] for m in models], [m["bias_variance"] for m in models])
   data_keys = raw[:, 1]
   learning_rate = np.asarray([m["learning_rate"] for m in models], np.float32)

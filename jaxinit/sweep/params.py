@@ -121,6 +121,7 @@ _draw_shaped = jax.jit(_draw_shaped_impl,
                        static_argnames=("init", "shape", "dtype", "variance_scaling"))
 
 
+@functools.lru_cache(maxsize=4096)  # the same few (init, shape, variance) for many models
 def kernel_draw(init: Initializer, shape: tuple[int, ...],
                 weight_variance: float) -> tuple[Initializer, float, bool]:
   """What to compile and what to pass for one kernel: ``(static init, scale, is_vs)``.
