@@ -221,8 +221,21 @@ def gradient_norms(net: Network, params: Params, x: jax.Array,
 
 
 def _frobenius(stack: jax.Array) -> jax.Array:
-  """Frobenius norm of each slice along the leading axis."""
-  return jnp.sqrt(jnp.sum(jnp.square(stack), axis=tuple(range(1, stack.ndim))))
+  """Frobenius norm of each slice along the leading axis.
+
+  Scaled by each slice's largest magnitude first, so vanishing gradients
+  (entries below ~1e-19 in float32, whose squares underflow) keep their norm.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> round(float(_frobenius(jnp.full((1, 4), 1e-25))[0]) / 2e-25, 6)
+    1.0
+  """
+  axes = tuple(range(1, stack.ndim))
+  scale = jnp.max(jnp.abs(stack), axis=axes, keepdims=True)
+  safe = jnp.where(scale > 0, scale, 1.0)
+  norm = jnp.sqrt(jnp.sum(jnp.square(stack / safe), axis=axes))
+  return norm * jnp.reshape(safe, norm.shape)
 
 
 # ---------------------------------------------------------------------------
