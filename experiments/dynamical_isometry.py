@@ -61,7 +61,8 @@ import jaxinit
 from jaxinit import gains, probes, theory
 from jaxinit.models import MLP
 from jaxinit.sweep import load_dataset, run_sweep
-from jaxinit_experiments.study import Report, Study, pick, pyplot, save_figure, write_csv
+from jaxinit_experiments.study import (Report, Study, pick, pyplot, save_figure, verdict_of,
+                                       write_csv)
 
 TITLE = "Dynamical isometry: Jacobian spectra and deep linear learning speed"
 
@@ -329,8 +330,7 @@ def run(scale: str, out: Path) -> Report:
       "ever more slowly (Saxe, McClelland & Ganguli 2013)."), setup=_setup(s, floor))
   checks = _compare_spectra(report, s, moments)
   checks += _compare_learning(report, s, best)
-  report.verdict = ("held" if all(checks) else "partly held" if any(checks)
-                    else "did not hold")
+  report.verdict = verdict_of(checks)
   report.discussion = _discussion(s, moments, best, scale)
   report.figures = figures
   report.data = data

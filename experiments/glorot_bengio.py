@@ -47,7 +47,8 @@ import jaxinit
 from jaxinit import probes, theory
 from jaxinit.models import MLP
 from jaxinit.sweep import load_dataset, run_sweep
-from jaxinit_experiments.study import Report, Study, pick, pyplot, save_figure, write_csv
+from jaxinit_experiments.study import (Report, Study, pick, pyplot, save_figure, verdict_of,
+                                       write_csv)
 
 TITLE = "Glorot & Bengio 2010: standard vs normalized init of a deep tanh network"
 
@@ -269,8 +270,7 @@ def run(scale: str, out: Path) -> Report:
       "mean Jacobian singular value within 0.1 of the paper's; normalized reaches a lower "
       "final train loss than standard at the best learning rate of each."))
   checks = _compare(report, at_init, predicted, train_rows, best_lr)
-  report.verdict = ("held" if all(checks) else "partly held" if any(checks)
-                    else "did not hold")
+  report.verdict = verdict_of(checks)
   report.discussion = _discussion(s, at_init, predicted, train_rows, best_lr, scale)
   report.figures = figures
   report.data = data

@@ -33,7 +33,8 @@ import numpy as np
 import jaxinit
 from jaxinit import plots, theory
 from jaxinit.sweep import load_dataset, run_sweep
-from jaxinit_experiments.study import Report, Study, pick, pyplot, save_figure, write_csv
+from jaxinit_experiments.study import (Report, Study, pick, pyplot, save_figure, verdict_of,
+                                       write_csv)
 
 TITLE = "He vs Glorot initialization of deep ReLU networks (He et al. 2015)"
 
@@ -182,8 +183,7 @@ def run(scale: str, out: Path) -> Report:
       f"does; (3) at {s['depths'][0]} layers every seed of both inits reaches it, He in "
       "fewer steps (median over seeds)."))
   checks = _compare(report, rows, s)
-  report.verdict = ("held" if all(checks) else "partly held" if any(checks)
-                    else "did not hold")
+  report.verdict = verdict_of(checks)
   report.discussion = _discussion(rows, s, scale, checks)
   report.figures = figures
   report.data = data

@@ -40,7 +40,8 @@ import optax
 
 import jaxinit
 from jaxinit.sweep import load_dataset, run_sweep
-from jaxinit_experiments.study import Report, Study, pick, pyplot, save_figure, write_csv
+from jaxinit_experiments.study import (Report, Study, pick, pyplot, save_figure, verdict_of,
+                                       write_csv)
 
 TITLE = "MNIST-1D baselines (Greydanus 2020): logistic regression and MLP"
 
@@ -210,8 +211,7 @@ def run(scale: str, out: Path) -> Report:
       f"the MLP: of {PAPER_MLP} or the notebook's {NOTEBOOK_MLP}); the engine agrees with "
       f"the reference loop when their means differ by less than {AGREEMENT}."))
   checks = _compare(report, summary)
-  report.verdict = ("held" if all(checks) else "partly held" if any(checks)
-                    else "did not hold")
+  report.verdict = verdict_of(checks)
   report.discussion = _discussion(summary, runs, steps_axis, s, scale)
   report.figures = [(fig, "Test accuracy (mean over seeds, band: +-1 std) during training; "
                           "dotted: train accuracy on the first 1000 training examples; "

@@ -168,6 +168,16 @@ def pyplot() -> Any:
   return plt
 
 
+def verdict_of(checks: Sequence[bool]) -> str:
+  """The verdict of a list of per-criterion outcomes: all, some or none held.
+
+  Examples:
+    >>> verdict_of([True, True]), verdict_of([True, False]), verdict_of([False])
+    ('held', 'partly held', 'did not hold')
+  """
+  return "held" if all(checks) else "partly held" if any(checks) else "did not hold"
+
+
 def pick(scale: str, tiny: Any, quick: Any, full: Any) -> Any:
   """The value for ``scale``.
 
@@ -179,4 +189,4 @@ def pick(scale: str, tiny: Any, quick: Any, full: Any) -> Any:
 
 
 __all__ = ["Comparison", "Report", "SCALES", "Study", "VERDICTS", "pick", "pyplot",
-           "run_study", "save_figure", "write_csv"]
+           "run_study", "save_figure", "verdict_of", "write_csv"]

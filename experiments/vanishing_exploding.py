@@ -40,7 +40,8 @@ import numpy as np
 from jaxinit import probes, theory
 from jaxinit.models import MLP
 from jaxinit.sweep import load_dataset, run_sweep
-from jaxinit_experiments.study import Report, Study, pick, pyplot, save_figure, write_csv
+from jaxinit_experiments.study import (Report, Study, pick, pyplot, save_figure, verdict_of,
+                                       write_csv)
 
 TITLE = "Too small and too large random init: vanishing and exploding signals"
 
@@ -223,8 +224,7 @@ def run(scale: str, out: Path) -> Report:
       "decay of critical tanh) and trains (final train loss < 0.6 ln 10); theory and "
       "measurement agree within one decade on every log10 ratio that does not underflow."))
   checks = _compare(report, s, summary, measured, predicted)
-  report.verdict = ("held" if all(checks) else "partly held" if any(checks)
-                    else "did not hold")
+  report.verdict = verdict_of(checks)
   report.discussion = _discussion(s, summary, measured, scale)
   report.figures = figures
   report.data = data

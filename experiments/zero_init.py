@@ -48,7 +48,8 @@ from jaxinit import probes
 from jaxinit.models import MLP
 from jaxinit.sweep import load_dataset, run_sweep
 from jaxinit.sweep.config import optimizer_factory
-from jaxinit_experiments.study import Report, Study, pick, pyplot, save_figure, write_csv
+from jaxinit_experiments.study import (Report, Study, pick, pyplot, save_figure, verdict_of,
+                                       write_csv)
 
 TITLE = "Zero and constant initialization: the symmetry problem"
 
@@ -238,8 +239,7 @@ def run(scale: str, out: Path) -> Report:
   main_rows = [r for r in rows if r["width"] == s["width"]]
   checks = _compare(report, main_rows, s["width"],
                     {opt: float(acc[-1]) for opt, acc in linear.items()}, best_constant)
-  report.verdict = ("held" if all(checks) else "partly held" if any(checks)
-                    else "did not hold")
+  report.verdict = verdict_of(checks)
   report.discussion = _discussion(rows, s, linear, best_constant, scale)
   report.figures = [(fig_name, "Test accuracy during training (mean over seeds) per "
                                "optimizer, activation and init, with the logistic-regression "
