@@ -149,7 +149,7 @@ def plot_phase_diagram(diagram: Any, path: str | os.PathLike | None = None, *,
   """Draws ``xi_c`` over ``(weight variance, bias variance)`` with the critical line.
 
   Every cell has a colour and a legend entry: finite ``xi_c`` on a log
-  scale; grey hatching where ``q*`` is unbounded (no fixed point, so no
+  scale; grey where ``q*`` is unbounded (no fixed point, so no
   depth scale); the critical line ``chi1 = 1`` in white; where ``chi1``
   jumps across 1 instead (``q*`` jumping to infinity, GELU/SiLU at small
   ``sb``) a dashed red line; anything else undefined in black.
@@ -195,13 +195,13 @@ def plot_phase_diagram(diagram: Any, path: str | os.PathLike | None = None, *,
                        cmap="viridis")
   fig.colorbar(mesh, ax=ax, label=r"correlation depth scale $\xi_c$ (layers)")
   undefined = ~finite & ~unbounded & ~np.isinf(xi)
-  for mask, color, hatch, label in (
-      (unbounded, "0.75", "//", "q* unbounded: lengths grow without limit, no depth scale"),
-      (undefined, "black", None, "xi_c undefined")):
+  for mask, color, label in (
+      (unbounded, "0.75", "q* unbounded: lengths grow without limit, no depth scale"),
+      (undefined, "black", "xi_c undefined")):
     if mask.any():
       ax.pcolormesh(sws, sbs, np.where(mask, 1.0, np.nan), shading="nearest",
-                    cmap=ListedColormap([color]), hatch=hatch)
-      handles.append(Patch(facecolor=color, hatch=hatch, label=label))
+                    cmap=ListedColormap([color]))
+      handles.append(Patch(facecolor=color, label=label))
   crit = np.asarray(diagram.critical_weight_variances, np.float64)
   jump = np.asarray(diagram.transition_weight_variances, np.float64)
   if np.isfinite(crit).any():

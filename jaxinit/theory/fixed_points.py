@@ -208,10 +208,15 @@ def bracket_transition(k: Kernels, sb: Array, q0: Array) -> tuple[Array, ...]:
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def critical(k: Kernels, sb: Array, q0: Array) -> Array:
-  """``sw_c(sb)``: where ``chi1`` crosses 1 continuously; ``nan`` for none or a jump."""
+  """``sw_c(sb)``: where ``chi1`` crosses 1 continuously; ``nan`` for none or a jump.
+
+  The upper end of the final bracket: the smallest float (to the bisection's
+  resolution) with ``chi1 > 1``, so that for ReLU with ``sb > 0`` it is 2 and
+  ``q*`` there is unbounded rather than a huge finite number.
+  """
   sw_lo, sw_hi, chi_lo, chi_hi, _, _ = jax.lax.stop_gradient(bracket_transition(k, sb, q0))
   crossing = jnp.isfinite(sw_hi) & (chi_hi - chi_lo <= _JUMP)
-  return jnp.where(crossing, jnp.sqrt(sw_lo * jnp.where(crossing, sw_hi, 1.0)), jnp.nan)
+  return jnp.where(crossing, sw_hi, jnp.nan)
 
 
 @critical.defjvp
@@ -707,8 +712,7 @@ def transition(activation: ActivationLike, bias_variance: Any, *,
   sw_lo, sw_hi, chi_lo, chi_hi, q_lo, q_hi = (np.asarray(v, np.float64) for v in
                                               s.vtransition(sb, eng.one()))
   crossing = np.isfinite(sw_hi) & (chi_hi - chi_lo <= _JUMP)
-  where = np.where(np.isfinite(sw_hi), np.sqrt(sw_lo * np.where(np.isfinite(sw_hi), sw_hi, 1)),
-                   np.inf)
+  where = sw_hi
   growth = np.asarray(s.vgrowth(np.zeros_like(sb)), np.float64)
   with np.errstate(divide="ignore"):
     unbounded = np.where(growth > 2.0**-_CRIT_LOG2_RANGE, 1 / growth, np.inf)
