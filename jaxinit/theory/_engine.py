@@ -40,8 +40,6 @@ Q_MIN = 1e-30   # q* = 0 (sb = 0): expectations of derivatives use the limit q -
 Q_MAX = 1e30    # q* = inf (unbounded phi, sw large): ... and q -> inf for chi1
 _SMALL_BATCH = 8     # concrete calls run in batches of 8 (n <= 8) or 256 elements
 _LARGE_BATCH = 256
-SOLVE = np.asarray(True)
-SKIP = np.asarray(False)
 
 
 def is_traced(*values: Any) -> bool:

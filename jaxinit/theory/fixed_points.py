@@ -115,7 +115,7 @@ def _correlation_step(k: Kernels, sw: Array, sb: Array, q: Array, c: Array) -> A
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def c_star(k: Kernels, sw: Array, sb: Array, q: Array, chi1: Array, solve: Array) -> Array:
+def c_star(k: Kernels, sw: Array, sb: Array, q: Array, chi1: Array) -> Array:
   """``c*`` at ``q`` (finite, ``> 0``): 1 unless chaotic; the root of ``C(c) = c`` in ``[-1, 1)``.
 
   Chaotic means ``chi1 > 1`` by more than rounding. Then ``g(c) = C(c) - c``
@@ -123,7 +123,7 @@ def c_star(k: Kernels, sw: Array, sb: Array, q: Array, chi1: Array, solve: Array
   just below ``c = 1`` (slope ``chi1 > 1`` at the trivial root), so
   ``[-1, 1)`` brackets ``c*``; safeguarded Newton with the slope
   ``C'(c) = sw E[phi'(u1) phi'(u2)]`` (Price's theorem) never evaluates
-  ``c = 1``. ``solve = False`` skips the search (``nan`` where chaotic).
+  ``c = 1``.
   """
   chaotic = chi1 > 1 + 4 * jnp.finfo(q.dtype).eps
 
@@ -134,15 +134,15 @@ def c_star(k: Kernels, sw: Array, sb: Array, q: Array, chi1: Array, solve: Array
 
   one = jnp.ones_like(q)
   _, root, _, _ = eng.find_root(g, -one, one, 0 * one, (), _ROOT_STEPS, scale=1.0,
-                                done=~(chaotic & solve))
-  return jnp.where(chaotic, jnp.where(solve, root, jnp.nan), one)
+                                done=~chaotic)
+  return jnp.where(chaotic, root, one)
 
 
 @c_star.defjvp
 def _c_star_jvp(k: Kernels, primals: tuple[Array, ...], tangents: tuple[Array, ...]):
-  sw, sb, q, chi1, solve = primals
-  t_sw, t_sb, t_q, _, _ = tangents
-  c = c_star(k, sw, sb, q, chi1, solve)
+  sw, sb, q, chi1 = primals
+  t_sw, t_sb, t_q, _ = tangents
+  c = c_star(k, sw, sb, q, chi1)
   moving = (c < 1) & jnp.isfinite(c)
   cs = jnp.where(moving, c, 0.0)
   _, d_map = jax.jvp(lambda a, b, qq: _correlation_step(k, a, b, qq, cs), (sw, sb, q),
@@ -151,24 +151,27 @@ def _c_star_jvp(k: Kernels, primals: tuple[Array, ...], tangents: tuple[Array, .
   return c, jnp.where(moving, d_map / jnp.where(moving, 1 - chi_c, 1.0), 0.0)
 
 
-def summary(k: Kernels, sw: Array, sb: Array, q0: Array, solve: Array) -> tuple[Array, ...]:
-  """The fields of :class:`MeanField`; correlation ones ``nan`` where ``q* = inf``.
-
-  ``solve = False`` leaves ``c*`` (and ``chi_c``, ``xi_c``) ``nan`` in the
-  chaotic phase instead of solving for it: the 1-D quantities alone.
-  """
+def lengths(k: Kernels, sw: Array, sb: Array, q0: Array) -> tuple[Array, ...]:
+  """The 1-D quantities ``(q*, chi1, xi_q, xi_grad)`` (no correlation map: compiles fast)."""
   q = q_star(k, sw, sb, q0)
   _, slope_q, e_d2, _ = k.stats(sw, sb, q)
   chi1 = sw * e_d2
+  xi_q = jnp.where(jnp.isfinite(q), eng.safe_log_scale(slope_q), jnp.nan)
+  return q, chi1, xi_q, eng.safe_log_scale(chi1)
+
+
+def summary(k: Kernels, sw: Array, sb: Array, q0: Array) -> tuple[Array, ...]:
+  """The fields of :class:`MeanField`; correlation ones ``nan`` where ``q* = inf``."""
+  q, chi1, xi_q, xi_grad = lengths(k, sw, sb, q0)
   finite = jnp.isfinite(q)
   qc = jnp.where(finite, jnp.clip(q, Q_MIN, Q_MAX), 1.0)
-  c = c_star(k, sw, sb, qc, chi1, solve)
+  c = c_star(k, sw, sb, qc, chi1)
   moving = (c < 1) & jnp.isfinite(c)
   chi_c = jnp.where(moving, sw * k.cross_slope(qc, qc, qc * jnp.where(moving, c, 0.0)), chi1)
   chi_c = jnp.where(jnp.isnan(c), jnp.nan, chi_c)
   nan = jnp.full_like(q, jnp.nan)
-  c, chi_c, xi_q = (jnp.where(finite, v, nan) for v in (c, chi_c, eng.safe_log_scale(slope_q)))
-  return q, c, chi1, chi_c, xi_q, eng.safe_log_scale(chi_c), eng.safe_log_scale(chi1)
+  c, chi_c = (jnp.where(finite, v, nan) for v in (c, chi_c))
+  return q, c, chi1, chi_c, xi_q, eng.safe_log_scale(chi_c), xi_grad
 
 
 def _chi1_at(k: Kernels, sw: Array, sb: Array, q0: Array) -> tuple[Array, Array]:
@@ -243,6 +246,7 @@ class Solver:
 
   def __init__(self, k: Kernels):
     self.kernels = k
+    self.vlengths = eng.Vectorized(functools.partial(lengths, k))
     self.vsummary = eng.Vectorized(functools.partial(summary, k))
     self.vcritical = eng.Vectorized(functools.partial(critical, k))
     self.vtransition = eng.Vectorized(functools.partial(bracket_transition, k))
@@ -312,15 +316,15 @@ def mean_field(activation: ActivationLike, weight_variance: Any, bias_variance: 
   """
   sw, sb = kern.variances(weight_variance, bias_variance)
   q0 = eng.nonnegative("q0", q0)
-  return MeanField(*_solver(activation, params, num_nodes, num_nodes_2d).vsummary(
-      sw, sb, q0, eng.SOLVE))
+  return MeanField(*_solver(activation, params, num_nodes, num_nodes_2d).vsummary(sw, sb, q0))
 
 
 def _one_d(activation: ActivationLike, weight_variance: Any, bias_variance: Any,
            num_nodes: int, params: dict[str, Any], index: int, q0: Any = None) -> Array:
+  """Field ``index`` of :func:`lengths`: 0 ``q*``, 1 ``chi1``, 2 ``xi_q``, 3 ``xi_grad``."""
   sw, sb = kern.variances(weight_variance, bias_variance)
   q0 = eng.one() if q0 is None else q0
-  return _solver(activation, params, num_nodes).vsummary(sw, sb, q0, eng.SKIP)[index]
+  return _solver(activation, params, num_nodes).vlengths(sw, sb, q0)[index]
 
 
 def fixed_point_length(activation: ActivationLike, weight_variance: Any, bias_variance: Any,
@@ -386,7 +390,7 @@ def chi1(activation: ActivationLike, weight_variance: Any, bias_variance: Any, *
     >>> round(float(theory.chi1("tanh", 1.0, 0.0)), 6)
     1.0
   """
-  return _one_d(activation, weight_variance, bias_variance, num_nodes, params, 2)
+  return _one_d(activation, weight_variance, bias_variance, num_nodes, params, 1)
 
 
 def fixed_point_correlation(activation: ActivationLike, weight_variance: Any,
@@ -467,7 +471,7 @@ def length_depth_scale(activation: ActivationLike, weight_variance: Any, bias_va
     >>> round(float(theory.length_depth_scale("relu", 1.0, 0.1)), 6)   # -1 / ln(1/2)
     1.442695
   """
-  return _one_d(activation, weight_variance, bias_variance, num_nodes, params, 4)
+  return _one_d(activation, weight_variance, bias_variance, num_nodes, params, 2)
 
 
 def correlation_depth_scale(activation: ActivationLike, weight_variance: Any,
@@ -525,7 +529,7 @@ def gradient_depth_scale(activation: ActivationLike, weight_variance: Any,
     >>> round(float(theory.gradient_depth_scale("relu", 1.0, 0.0)), 6)
     1.442695
   """
-  return _one_d(activation, weight_variance, bias_variance, num_nodes, params, 6)
+  return _one_d(activation, weight_variance, bias_variance, num_nodes, params, 3)
 
 
 def max_trainable_depth(activation: ActivationLike, weight_variance: Any, bias_variance: Any,
@@ -586,8 +590,8 @@ def phase(activation: ActivationLike, weight_variance: Any, bias_variance: Any, 
   if eng.is_traced(weight_variance, bias_variance):
     raise TypeError("phase returns strings and cannot be traced; use chi1 under jit")
   sw, sb = kern.variances(weight_variance, bias_variance)
-  out = _solver(activation, params, num_nodes).vsummary(sw, sb, eng.one(), eng.SKIP)
-  q, x = np.asarray(out[0]), np.asarray(out[2])
+  out = _solver(activation, params, num_nodes).vlengths.numpy(sw, sb, eng.one())
+  q, x = np.asarray(out[0]), np.asarray(out[1])
   codes = np.where(x < 1 - tol, 0, np.where(x > 1 + tol, 2, 1))
   codes = np.where(np.isinf(q), 3, codes)
   if codes.ndim == 0:

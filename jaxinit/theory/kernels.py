@@ -470,7 +470,7 @@ def correlation_map(activation: ActivationLike, weight_variance: Any, bias_varia
   c = eng.correlation("c", c)
   field = kernels(activation, params, num_nodes, num_nodes_2d)
   if q is None:
-    q = fixed_points.solver(field).vsummary(sw, sb, eng.one(), eng.SKIP)[0]
+    q = fixed_points.solver(field).vlengths.numpy(sw, sb, eng.one())[0]
   else:
     q = eng.nonnegative("q", q)
   xp, (sw, sb, c, q) = eng.host(sw, sb, c, q)

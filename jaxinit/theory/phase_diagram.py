@@ -68,13 +68,15 @@ def phase_diagram(activation: ActivationLike, weight_variances: Any, bias_varian
   grid_sw, grid_sb = (g.ravel() for g in np.meshgrid(sw, sb))
   # The 1-D quantities everywhere, then c* where chaotic, ordered by chi1 so
   # that the slow lanes near the line share batches.
-  first = s.vsummary.numpy(grid_sw, grid_sb, eng.one(), eng.SKIP)
-  q, chi1_, xi_c = (np.array(first[i]) for i in (0, 2, 5))
+  q, chi1_, _, xi_grad = (np.array(v) for v in s.vlengths.numpy(grid_sw, grid_sb, eng.one()))
+  # Ordered or critical: c* = 1 and chi_c = chi1, so xi_c = xi_grad; unbounded: undefined.
+  xi_c = np.where(np.isinf(q), np.nan, np.where(chi1_ > 1 + 4 * np.finfo(float).eps, np.nan,
+                                                xi_grad))
   chaotic = np.flatnonzero(np.isnan(xi_c) & np.isfinite(q))
   chaotic = chaotic[np.argsort(chi1_[chaotic])]
   if chaotic.size:
-    xi_c[chaotic] = np.asarray(s.vsummary.numpy(grid_sw[chaotic], grid_sb[chaotic], eng.one(),
-                                                eng.SOLVE)[5])
+    xi_c[chaotic] = np.asarray(s.vsummary.numpy(grid_sw[chaotic], grid_sb[chaotic],
+                                                eng.one())[5])
   t = transition(activation, sb, num_nodes=num_nodes, **params)
   shape = (sb.size, sw.size)
   return PhaseDiagram(sw, sb, q.reshape(shape), chi1_.reshape(shape), xi_c.reshape(shape),

@@ -87,7 +87,7 @@ def jacobian_spectrum_moments(activation: ActivationLike, weight_variance: Any,
     raise ValueError("jacobian_spectrum_moments takes scalar variances; use jax.vmap for many")
   k = kern.kernels(activation, params, num_nodes)
   if q0 is None:
-    qs = [solver(k).vsummary(sw, sb, eng.one(), eng.SKIP)[0]] * depth
+    qs = [solver(k).vlengths.numpy(sw, sb, eng.one())[0]] * depth
   else:
     qs = [sw * eng.nonnegative("q0", q0) + sb]
     for _ in range(depth - 1):
