@@ -379,7 +379,7 @@ def test_main_prints_summary(capsys):
                       "--bias-variance", "0.1", "--weight-variance", "4", "--no-plot"]) == 0
   out = capsys.readouterr().out
   assert "phase                     unbounded" in out and "weight variance           4\n" in out
-  assert "q*                        unbounded: sigma_w^2 = 4 is above 1.92308" in out
+  assert "q*                        unbounded: sigma_w^2 = 4 is above 1.92308 for leaky_relu" in out
   assert "critical weight variance  1.92308\n" in out   # 2 / (1 + 0.2^2)
 
 

@@ -42,8 +42,8 @@ def _unbounded_reason(activation: str, sw: float, sb: float, limit: float) -> st
     cause = (f"sigma_w^2 = {_g(sw)} is at the limit {_g(limit)} for {activation} with "
              f"sigma_b^2 = {_g(sb)} > 0: q grows by about sigma_b^2 per layer")
   elif math.isfinite(limit) and sw > limit:
-    cause = (f"sigma_w^2 = {_g(sw)} is above {_g(limit)} for {activation} (the length map "
-             f"grows like q sigma_w^2 / {_g(limit)} at large q): q grows without limit")
+    cause = (f"sigma_w^2 = {_g(sw)} is above {_g(limit)} for {activation}: at large q the "
+             f"length map grows like q sigma_w^2 / {_g(limit)} > q, so q grows without limit")
   else:
     cause = f"q grows without limit from q0 = 1 at sigma_w^2 = {_g(sw)}"
   return f"unbounded: {cause}"
