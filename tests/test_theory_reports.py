@@ -61,8 +61,9 @@ def test_no_critical_point_where_chi1_jumps(capsys, activation):
   assert "critical weight variance  none: chi1 stays below 1" in out
   assert "jumps to infinity" in out and "no critical point" in out
   assert "\nq* " not in out          # no converged-looking q* = 1 (its starting value)
-  # With a larger bias the transition is continuous again (at the edge of unbounded q*).
-  assert float(theory.critical_weight_variance(activation, 0.4)) == pytest.approx(2.0, rel=1e-5)
+  # With a larger bias GELU's transition is continuous again (at the edge of unbounded q*).
+  if activation == "gelu":
+    assert float(theory.critical_weight_variance("gelu", 0.4)) == pytest.approx(2.0, rel=1e-5)
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "gelu", "elu", "selu", "sigmoid",
