@@ -62,6 +62,9 @@ from jaxinit.theory.network import (Activation, Concatenate, Dense, Identity, La
                                     subnetworks)
 from jaxinit.theory.phase_diagram import PhaseDiagram, phase_diagram
 from jaxinit.theory.spectra import JacobianMoments, jacobian_spectrum_moments
+from jaxinit.theory.transforms import (FAMILIES, LocalMaps, TransformedActivation, dks,
+                                       leaky_relu_negative_slope, local_c_curve_target,
+                                       local_c_map, local_c_slope_target, local_maps, tat)
 
 # Loaded on first use: the command line (argparse) and plotting stay out of `import`.
 _LAZY = {"main": ("jaxinit.theory.cli", "main"),
@@ -91,6 +94,9 @@ __all__ = [
     "Concatenate", "NetworkKernel", "LayerPrediction", "mlp", "res_mlp", "resnet", "propagate",
     "network_kernel_map", "network_q_map", "network_c_map", "composed_c_map",
     "c_map_derivatives", "subnetworks", "predict_layers", "predict_layers_from_inputs",
+    # activation transforms
+    "FAMILIES", "TransformedActivation", "LocalMaps", "dks", "tat", "local_maps", "local_c_map",
+    "local_c_slope_target", "local_c_curve_target", "leaky_relu_negative_slope",
     # command line
     "main",
 ]
