@@ -61,6 +61,8 @@ from jaxinit.theory.network import (Activation, Concatenate, Dense, Identity, La
                                     predict_layers_from_inputs, propagate, res_mlp, resnet,
                                     subnetworks)
 from jaxinit.theory.phase_diagram import PhaseDiagram, phase_diagram
+from jaxinit.theory.residual import (SignalPropagation, nf_res_mlp, nf_variance,
+                                     res_mlp_signal_propagation, signal_propagation)
 from jaxinit.theory.spectra import JacobianMoments, jacobian_spectrum_moments
 from jaxinit.theory.transforms import (FAMILIES, LocalMaps, TransformedActivation, dks,
                                        leaky_relu_negative_slope, local_c_curve_target,
@@ -94,6 +96,9 @@ __all__ = [
     "Concatenate", "NetworkKernel", "LayerPrediction", "mlp", "res_mlp", "resnet", "propagate",
     "network_kernel_map", "network_q_map", "network_c_map", "composed_c_map",
     "c_map_derivatives", "subnetworks", "predict_layers", "predict_layers_from_inputs",
+    # residual networks
+    "SignalPropagation", "signal_propagation", "res_mlp_signal_propagation", "nf_variance",
+    "nf_res_mlp",
     # activation transforms
     "FAMILIES", "TransformedActivation", "LocalMaps", "dks", "tat", "local_maps", "local_c_map",
     "local_c_slope_target", "local_c_curve_target", "leaky_relu_negative_slope",
