@@ -260,8 +260,8 @@ def local_c_slope_target(network: Block, c_slope_1: float) -> float:
 
   Examples:
     >>> from jaxinit import theory
-    >>> round(theory.local_c_slope_target(theory.mlp(10), 1.5), 6)   # 1.5 ** (1 / 10)
-    1.041380
+    >>> round(theory.local_c_slope_target(theory.mlp(10), 1.5), 12) == round(1.5 ** 0.1, 12)
+    True
   """
   network = _block("network", network)
   target = checks.real("c_slope_1", c_slope_1, minimum=1.0, exclusive_minimum=True)
@@ -301,9 +301,11 @@ def leaky_relu_negative_slope(network: Block, c_val_0: float) -> float:
     ValueError: the network is too shallow to reach ``c_val_0`` even with ReLUs.
 
   Examples:
+    >>> import math
     >>> from jaxinit import theory
-    >>> round(theory.leaky_relu_negative_slope(theory.mlp(1), 0.2), 6)
-    0.277549
+    >>> a = theory.leaky_relu_negative_slope(theory.mlp(1), 0.2)
+    >>> round(a, 6), round((1 - a)**2 / math.pi / (1 + a * a), 12)   # one layer's C(0)
+    (0.192745, 0.2)
   """
   network = _block("network", network)
   target = checks.real("c_val_0", c_val_0, minimum=0.0, maximum=1.0)
@@ -496,7 +498,7 @@ def tat(activation: str, network: Block, *, c_val_0: float = 0.9,
     >>> from jaxinit import theory
     >>> phi = theory.tat("leaky_relu", theory.mlp(50))
     >>> round(phi.negative_slope, 4), round(phi.output_scale, 4)
-    (0.6758, 1.1431)
+    (0.4305, 1.2989)
   """
   activation = _family(activation)
   if activation == "relu":
