@@ -66,8 +66,7 @@ def test_no_critical_point_where_chi1_jumps(capsys, activation):
     assert float(theory.critical_weight_variance("gelu", 0.4)) == pytest.approx(2.0, rel=1e-5)
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu", "elu", "selu", "sigmoid",
-                                        "linear", "softplus"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu", "selu", "sigmoid", "linear"])
 def test_cli_never_prints_a_bare_nan_or_inf(capsys, activation):
   for extra in ([], ["--weight-variance", "4"], ["--bias-variance", "0"]):
     out = run(capsys, "--activation", activation, *extra)

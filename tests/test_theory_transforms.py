@@ -230,13 +230,21 @@ def test_transformed_activation_in_a_model_under_jit():
   phi = theory.tat("leaky_relu", theory.mlp(4), c_val_0=0.5)
   hash(phi)
   import jaxinit  # pylint: disable=import-outside-toplevel
-  net = jaxinit.models.MLP(in_features=3, out_features=2, width=16, depth=4, activation=phi,
+  net = jaxinit.models.MLP(in_features=3, out_features=2, width=8, depth=4, activation=phi,
                            kernel_init=jaxinit.variance_scaling(1.0, "fan_in", "normal"),
                            bias_init=jaxinit.zeros)
   params = net.init(jax.random.key(0))
   y = jax.jit(net.apply)(params, jnp.ones((5, 3)))
   assert y.shape == (5, 2) and bool(jnp.all(jnp.isfinite(y)))
   assert theory.TransformedActivation.from_dict(phi.to_dict()) == phi
+
+
+def test_dks_relu_beyond_the_positive_shift_limit():
+  """A local slope above 1 / (1 - 1/pi) needs input_shift = -1 (one layer, zeta = 1.6)."""
+  phi = theory.dks("relu", theory.mlp(1), c_slope_1=1.6)
+  m = theory.local_maps(phi)
+  assert phi.input_shift == -1.0 and phi.input_scale > 0
+  assert abs(m.c_slope_1 - 1.6) < 1e-10 and abs(m.q_value_1 - 1) < 1e-12 and abs(m.c_value_0) < 1e-12
 
 
 def test_bad_requests_are_refused():

@@ -171,20 +171,46 @@ class LocalMaps(NamedTuple):
   """``C''(1) = E[phi''(z)^2] / Q(1)``."""
 
 
-def _local(activation: str, a: Array, b: Array, c: Array, s: Array, alpha: Array) -> LocalMaps:
-  """The local maps of ``s (phi(a z + b) + c)``; expectations split at the kink ``z = -b / a``."""
+class _Moments(NamedTuple):
+  """Moments of ``g(z) = phi(a z + b)``, ``z ~ N(0, 1)`` (derivatives in ``z``)."""
+  mean: Array           # E[g]
+  square: Array         # E[g^2]
+  g_dg_z: Array         # E[g g' z]
+  dg_z: Array           # E[g' z]
+  dg2: Array            # E[g'^2]
+  ddg2: Array           # E[g''^2]
+
+
+def _moments(activation: str, a: Array, b: Array, alpha: Array,
+             curvature: bool = True) -> _Moments:
+  """One pass of split quadrature at the kink ``z = -b / a`` (``E[g''^2]`` only with ``curvature``)."""
   phi = _base(activation, alpha)
-  f = lambda z: s * (phi(a * z + b) + c)  # noqa: E731
-  d1 = elementwise(jax.grad(f))
-  d2 = elementwise(jax.grad(jax.grad(f)))
+  g = lambda z: phi(a * z + b)  # noqa: E731
+  dg = elementwise(jax.grad(g))
+  ddg = elementwise(jax.grad(jax.grad(g))) if curvature else jnp.zeros_like
 
   def integrand(z):
-    v, g1, g2 = f(z), d1(z), d2(z)
-    return v, v * v, v * g1 * z, g1 * g1, g2 * g2
+    v, d1, d2 = g(z), dg(z), ddg(z)
+    return _Moments(v, v * v, v * d1 * z, d1 * z, d1 * d1, d2 * d2)
 
-  mean, q1, q_slope, c_slope, c_curve = quad.split_normal_expectation(
-      integrand, -b / a, _NODES)
-  return LocalMaps(q1, q_slope, mean * mean / q1, c_slope / q1, c_curve / q1)
+  return quad.split_normal_expectation(integrand, -b / a, _NODES)
+
+
+def _maps(m: _Moments, c: Array, s: Array) -> LocalMaps:
+  """The local maps of ``s (g + c)`` from the moments of ``g``."""
+  q1 = s * s * (m.square + 2 * c * m.mean + c * c)
+  mean = s * (m.mean + c)
+  return LocalMaps(q1, s * s * (m.g_dg_z + c * m.dg_z), mean * mean / q1,
+                   s * s * m.dg2 / q1, s * s * m.ddg2 / q1)
+
+
+def _unit_scale(m: _Moments, c: Array) -> Array:
+  """The output scale giving ``Q(1) = 1``."""
+  return 1 / jnp.sqrt(m.square + 2 * c * m.mean + c * c)
+
+
+def _local(activation: str, a: Array, b: Array, c: Array, s: Array, alpha: Array) -> LocalMaps:
+  return _maps(_moments(activation, a, b, alpha), c, s)
 
 
 def local_maps(phi: TransformedActivation) -> LocalMaps:
@@ -342,25 +368,23 @@ def _solver(activation: str, method: str) -> Callable[..., Any]:
   ``output_scale`` always gives ``Q(1) = 1``. Targets: ``(Q'(1), C'(1))``
   for DKS (``C'(1)`` alone for ReLU), ``(Q'(1), C'(1), C''(1))`` for TAT.
   """
-  def params(p, shift):
-    if method == "dks":
-      a, b, alpha = p[0], p[1], 0.0
-    elif method == "dks_relu":
-      a, b, alpha = p[0], shift, 0.0
-    elif method == "dks_leaky":
-      a, b, alpha = 1.0, p[1], p[0]
-    else:
-      a, b, alpha = p[0], p[1], 0.0
-    if method == "tat":
-      c = p[2]
-    else:
-      phi = _base(activation, alpha)
-      c = -quad.split_normal_expectation(lambda z: phi(a * z + b), -b / a, _NODES)
-    s = 1 / jnp.sqrt(_local(activation, a, b, c, 1.0, alpha).q_value_1)
-    return a, b, c, s, alpha
+  def unknowns(p, shift):
+    """``(a, b, alpha)`` and, for TAT, the output shift, from the unknowns ``p``."""
+    if method == "dks_relu":
+      return p[0], shift, 0.0, None
+    if method == "dks_leaky":
+      return 1.0, p[1], p[0], None
+    return p[0], p[1], 0.0, (p[2] if method == "tat" else None)
+
+  def evaluate(p, shift):
+    a, b, alpha, c = unknowns(p, shift)
+    m = _moments(activation, a, b, alpha, curvature=method == "tat")
+    c = -m.mean if c is None else c               # DKS: C(0) = 0
+    s = _unit_scale(m, c)                         # Q(1) = 1
+    return _maps(m, c, s), jnp.stack([a, b, c, s, alpha])
 
   def residual(p, shift, targets):
-    m = _local(activation, *params(p, shift))
+    m = evaluate(p, shift)[0]
     if method == "dks_relu":
       return jnp.stack([m.c_slope_1 - targets[1]])
     values = [m.q_slope_1, m.c_slope_1] + ([m.c_curve_1] if method == "tat" else [])
@@ -383,7 +407,7 @@ def _solver(activation: str, method: str) -> Callable[..., Any]:
 
     r0 = residual(p0, shift, targets)
     p, _, r = jax.lax.fori_loop(0, 200, step, (p0, jnp.asarray(1e-3), r0))
-    return p, r, jnp.stack(params(p, shift))
+    return p, r, evaluate(p, shift)[1]
 
   return jax.jit(jax.vmap(solve, in_axes=(0, None, None)))
 
