@@ -260,3 +260,22 @@ def test_bad_requests_are_refused():
     theory.dks("tanh", theory.mlp(3, weight_variance=2.0))
   with pytest.raises(ValueError, match="negative_slope is only accepted"):
     theory.TransformedActivation("tanh", negative_slope=0.1)
+
+
+def test_readme_example_runs_and_shapes_the_network():
+  """The README's DKS/TAT snippet, as written, then the C-map it promises (TAT: C_f(0) = 0.9).
+
+  (Initializing its 100 orthogonal layers takes long; a small model with the
+  transformed activation is run under jit above.)
+  """
+  import pathlib  # pylint: disable=import-outside-toplevel
+  import jaxinit  # pylint: disable=import-outside-toplevel
+  readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+  snippet = next(block.split("```")[0] for block in readme.split("```python\n")[1:]
+                 if "theory.tat(" in block)
+  scope = {"jaxinit": jaxinit}
+  exec(snippet, scope)  # noqa: S102 - our own README
+  phi, net = scope["phi"], scope["net"]
+  assert net.activation is phi and net.depth == 100
+  with jax.enable_x64(True):
+    assert abs(float(theory.network_c_map(theory.mlp(100), phi, 0.0)) - 0.9) < 1e-9
