@@ -66,7 +66,8 @@ from jaxinit.theory.residual import (SignalPropagation, nf_res_mlp, nf_variance,
 from jaxinit.theory.spectra import JacobianMoments, jacobian_spectrum_moments
 from jaxinit.theory.transforms import (FAMILIES, LocalMaps, TransformedActivation, dks,
                                        leaky_relu_negative_slope, local_c_curve_target,
-                                       local_c_map, local_c_slope_target, local_maps, tat)
+                                       local_c_map, local_c_slope_target, local_maps, tat,
+                                       transform)
 
 # Loaded on first use: the command line (argparse) and plotting stay out of `import`.
 _LAZY = {"main": ("jaxinit.theory.cli", "main"),
@@ -100,7 +101,8 @@ __all__ = [
     "SignalPropagation", "signal_propagation", "res_mlp_signal_propagation", "nf_variance",
     "nf_res_mlp",
     # activation transforms
-    "FAMILIES", "TransformedActivation", "LocalMaps", "dks", "tat", "local_maps", "local_c_map",
+    "FAMILIES", "TransformedActivation", "LocalMaps", "dks", "tat", "transform", "local_maps",
+    "local_c_map",
     "local_c_slope_target", "local_c_curve_target", "leaky_relu_negative_slope",
     # command line
     "main",
