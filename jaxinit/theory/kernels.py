@@ -166,14 +166,13 @@ def _gauss2_jvp(f: Elementwise, g: Elementwise, num_nodes: int, primals: tuple[A
 # Activation checks.
 
 def activation_name(activation: ActivationLike, params: dict[str, Any] | None = None) -> str:
-  """How errors name an activation: its name, or the callable's ``__name__`` or repr."""
+  """How errors name an activation: its name, or the callable's ``__name__`` (``jax.numpy.`` kept)."""
   if isinstance(activation, str):
     name = activation
   else:
     name = getattr(activation, "__name__", None) or repr(activation)
-    module = getattr(activation, "__module__", "") or ""
-    if module.startswith("jax") and "." not in name and name != "<lambda>":
-      name = f"{module.split('.')[0]}.{'numpy.' if 'numpy' in module else ''}{name}"
+    if getattr(activation, "__module__", None) == "jax.numpy":
+      name = f"jax.numpy.{name}"
   if params:
     name += "(" + ", ".join(f"{k}={v!r}" for k, v in params.items()) + ")"
   return name
