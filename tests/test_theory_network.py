@@ -172,7 +172,7 @@ def test_residual_network_kernels_match_wide_random_networks(activation):
   width, pairs, seeds = 1024, 4, 24
   q11, q22, c0 = 1.0, 1.5, 0.3
   x = jnp.asarray(orthogonal_pairs(width, pairs, q11, q22, c0), jnp.float32)
-  steps = tuple(theory.network._steps(RESIDUAL_NET))   # pylint: disable=protected-access
+  steps = tuple(theory.network.steps(RESIDUAL_NET))
   samples = np.stack([np.asarray(_steps_statistics(steps, activation, x, jax.random.key(s)))
                       for s in range(seeds)])
   k = theory.propagate(RESIDUAL_NET, activation, q11, q22, c0 * math.sqrt(q11 * q22))

@@ -711,6 +711,9 @@ def transition(activation: ActivationLike, bias_variance: Any, *,
     >>> round(float(t.chi1_below), 2), round(float(t.chi1_above), 2), float(t.q_star_above)
     (0.73, 1.12, inf)
   """
+  if eng.is_traced(bias_variance):
+    raise TypeError("transition reports on concrete values and cannot be traced; use "
+                    "critical_weight_variance under jit")
   sb = eng.nonnegative("bias_variance", bias_variance)
   s = _solver(activation, params, num_nodes)
   sw_lo, sw_hi, chi_lo, chi_hi, q_lo, q_hi = (np.asarray(v, np.float64) for v in

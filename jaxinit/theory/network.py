@@ -393,8 +393,8 @@ def _apply(block: Block, x: Any, space: _Space) -> Any:
   raise TypeError(f"not a network block: {block!r}")
 
 
-def _steps(network: Block) -> Iterator[Block]:
-  """Top-level steps: a Sequential's blocks, each Repeat expanded into its repetitions."""
+def steps(network: Block) -> Iterator[Block]:
+  """The top-level steps of :func:`propagate`: a Sequential's blocks, a Repeat's repetitions."""
   for b in network.blocks if isinstance(network, Sequential) else (network,):
     if isinstance(b, Repeat):
       yield from (b.block for _ in range(b.times))
@@ -482,14 +482,21 @@ def propagate(network: Block, activation: ActivationLike | None, q11: Any, q22: 
   if not eng.is_traced(q11, q22, q12) and abs(q12) > math.sqrt(q11 * q22) * (1 + 1e-6):
     raise ValueError(f"q12 must satisfy |q12| <= sqrt(q11 q22), got q11={q11}, q22={q22}, "
                      f"q12={q12}")
+  k = _propagate(network, activation, q11, q22, q12, num_nodes, num_nodes_2d, params)
+  return NetworkKernel(*(eng.output(v) for v in k))
+
+
+def _propagate(network: Block, activation: ActivationLike | None, q11: Any, q22: Any, q12: Any,
+               num_nodes: int, num_nodes_2d: int, params: dict[str, Any]) -> NetworkKernel:
+  """:func:`propagate` with float64 numpy results for concrete inputs (for host glue)."""
   space = _KernelSpace(activation, params, num_nodes, num_nodes_2d, lengths_only=False)
   x = (q11, q22, q12)
   out = [x]
-  for step in _steps(network):
+  for step in steps(network):
     x = _apply(step, x, space)
     out.append(x)
   xp = jnp if eng.is_traced(out) else np
-  return NetworkKernel(*(eng.output(xp.stack([xp.asarray(a) for a in v])) for v in zip(*out)))
+  return NetworkKernel(*(xp.stack([xp.asarray(a) for a in v]) for v in zip(*out)))
 
 
 def network_kernel_map(network: Block, activation: ActivationLike | None, q11: Any, q22: Any,

@@ -34,8 +34,7 @@ from jaxinit import checks
 from jaxinit.theory import _engine as eng
 from jaxinit.theory.kernels import ActivationLike
 from jaxinit.theory.network import (Activation, Block, Dense, Residual, Scale, Sequential,
-                                    Sum, _apply, _block, _KernelSpace, _steps, propagate,
-                                    res_mlp)
+                                    Sum, _block, _propagate, res_mlp, steps)
 
 Array = jax.Array
 
@@ -87,15 +86,16 @@ def signal_propagation(network: Block, activation: ActivationLike, *, q0: float 
   c0 = checks.real("c0", c0, minimum=-1.0, maximum=1.0)
   inv_batch = 0.0 if batch_size is None else 1.0 / checks.positive_int("batch_size", batch_size)
   skip = checks.non_negative_int("skip_steps", skip_steps)
-  k = propagate(network, activation, q0, q0, c0 * q0, **params)
-  q, q12 = np.asarray(k.q11, np.float64)[1 + skip:], np.asarray(k.q12, np.float64)[1 + skip:]
-  space = _KernelSpace(activation, params, eng.DEFAULT_NODES, eng.DEFAULT_NODES_2D, False)
-  inputs = zip(np.asarray(k.q11)[skip:-1], np.asarray(k.q12)[skip:-1])
+  k = _propagate(network, activation, q0, q0, c0 * q0, eng.DEFAULT_NODES, eng.DEFAULT_NODES_2D,
+                 params)
+  q, q12 = k.q11[1 + skip:], k.q12[1 + skip:]
+  inputs = zip(k.q11[skip:-1], k.q12[skip:-1])
   branch = []
-  for step, (qi, q12i) in zip(list(_steps(network))[skip:], inputs):
+  for step, (qi, q12i) in zip(list(steps(network))[skip:], inputs):
     if isinstance(step, Sum) and len(step.branches) == 2:
-      out = _apply(step.branches[-1], (float(qi), float(qi), float(q12i)), space)
-      branch.append((float(out[0]), float(out[2])))
+      out = _propagate(step.branches[-1], activation, qi, qi, q12i, eng.DEFAULT_NODES,
+                       eng.DEFAULT_NODES_2D, params)
+      branch.append((float(out.q11[-1]), float(out.q12[-1])))
     else:
       branch.append((math.nan, math.nan))
   qb, q12b = (np.array(v) for v in zip(*branch)) if branch else (np.zeros(0), np.zeros(0))
