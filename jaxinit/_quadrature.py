@@ -21,6 +21,39 @@ uses the Gauss rule of the Rayleigh weight ``r exp(-r^2 / 2)`` on [0, inf)
 (built like the half-normal one), the angle Gauss-Legendre on each sector.
 Convergence is then exponential for the ReLU family too (the tensor-product
 :func:`bivariate_gaussian_expectation` only handles the kink of ``u1``).
+
+Convergence. The theory's expectations use these rules: 1-D
+ones split at 0 with a half-normal Gauss rule per half-line, 2-D ones in polar
+coordinates split at the two kink rays ``u1 = 0``, ``u2 = 0``. Both converge
+exponentially for smooth activations and for the ReLU family. Absolute
+errors in float64 (against the closed forms for relu and erf, a 100-node
+rule otherwise), 1-D ``E[phi(z)^2]`` and 2-D ``E[phi(u1) phi(u2)]`` at
+``q = 1``, ``c = 0.6`` (``tests/test_theory.py`` checks these rates):
+
+=====================  =====  =====  =====  =====
+1-D nodes per half         4      8     16     32
+=====================  =====  =====  =====  =====
+relu                   3e-16  4e-16  7e-16  6e-17
+elu                    5e-05  2e-10  1e-15  8e-16
+tanh                   1e-03  4e-06  2e-10  4e-16
+tanh(4 z)              2e-02  1e-03  3e-05  1e-08
+=====================  =====  =====  =====  =====
+
+=====================  =====  =====  =====  =====
+2-D nodes (radial and
+angular per sector)        4      8     16     32
+=====================  =====  =====  =====  =====
+relu (arc-cosine)      3e-05  1e-13  3e-16  1e-16
+elu                    6e-05  5e-11  7e-16  4e-16
+tanh                   1e-04  2e-08  2e-11  2e-16
+erf(1.7 u) (arcsin)    4e-03  5e-05  1e-08  2e-15
+=====================  =====  =====  =====  =====
+
+A tensor-product Gauss rule converges only algebraically for the ReLU kernel
+(error 2e-5, 1e-6, 8e-7 at 16, 32, 64 nodes per axis) because the kink of
+``u2`` is a slanted line in its coordinates. The defaults, 64 nodes per
+half-line (1-D) and 32 x 32 per sector (2-D), give 1e-15 (1-D) and 2e-11
+(2-D) for tanh at ``q = 10``, 1e-12 and 5e-9 at ``q = 30``.
 """
 
 from __future__ import annotations
@@ -163,7 +196,7 @@ def polar_gaussian_expectation(
     f: Callable[[jnp.ndarray, jnp.ndarray], Any],
     q11: jnp.ndarray, q22: jnp.ndarray, q12: jnp.ndarray,
     num_radial: int = DEFAULT_RADIAL_NODES,
-    num_angular: int = DEFAULT_ANGULAR_NODES) -> Any:
+    num_angular: int = DEFAULT_ANGULAR_NODES, *, moving_split: bool = False) -> Any:
   """``E[f(u1, u2)]`` for ``(u1, u2) ~ N(0, [[q11, q12], [q12, q22]])``, in polar coordinates.
 
   With ``(z1, z2) = r (cos t, sin t)`` standard normal and
@@ -184,6 +217,8 @@ def polar_gaussian_expectation(
     q11, q22, q12: covariance entries (traceable; vmappable).
     num_radial: radial nodes.
     num_angular: angular nodes per sector.
+    moving_split: let gradients flow through the kink rays' angle (needed
+      only to differentiate, in ``q12``, an integrand that jumps across them).
 
   Returns:
     The expectation(s), with ``f``'s pytree structure.
@@ -196,8 +231,13 @@ def polar_gaussian_expectation(
   c = jnp.where(prod > 0, q12 / jnp.sqrt(jnp.where(prod > 0, prod, 1.0)), 0.0)
   c = jnp.clip(c, -1.0, 1.0)
   s = jnp.sqrt(1.0 - c * c)
-  # Moving a split point does not change the integral: no gradient through it.
-  a = jax.lax.stop_gradient(jnp.arccos(c))
+  # Moving a split point does not change the integral of a continuous
+  # integrand, so by default no gradient flows through it. An integrand that
+  # jumps across a kink ray (e.g. relu'(u1) relu'(u2)) needs it: the moving
+  # end points of the sectors then contribute the jump terms (Leibniz's rule).
+  a = jnp.arccos(c)
+  if not moving_split:
+    a = jax.lax.stop_gradient(a)
   pi = jnp.asarray(math.pi, dtype)
   starts = jnp.stack([jnp.zeros_like(a), a, pi + 0.0 * a, pi + a])
   widths = jnp.stack([a, pi - a, a, pi - a])
@@ -210,3 +250,41 @@ def polar_gaussian_expectation(
   u2 = jnp.sqrt(q22) * radius * cos2
   weights = jnp.asarray(wr, dtype)[:, None, None] * w_theta
   return jax.tree.map(lambda v: jnp.sum(weights * v), f(u1, u2))
+
+
+SPLIT_SPAN = 12.0
+"""Half-width of the window of :func:`split_normal_expectation` (the normal
+density beyond 12 is below 1e-31 of its peak)."""
+
+
+def split_normal_expectation(f: Callable[[jnp.ndarray], Any], split: Any,
+                             num_nodes: int = DEFAULT_NODES) -> Any:
+  """``E[f(z)]``, ``z ~ N(0, 1)``, for ``f`` smooth on each side of ``split``.
+
+  Each of ``[-12, split]`` and ``[split, 12]`` gets a ``num_nodes``-point
+  Gauss-Legendre rule for ``f(z) exp(-z^2 / 2) / sqrt(2 pi)``: exponentially
+  convergent wherever the kink is (errors ~1e-14 with 64 nodes for a ReLU
+  kinked anywhere in [-6, 6]), where the half-normal rule of
+  :func:`standard_normal_rule` is exact only for a kink at 0. The nodes move
+  with ``split`` (traceable), so derivatives in ``split`` include the jump
+  terms of a discontinuous ``f``.
+
+  Args:
+    f: elementwise, traceable; may return a pytree (each leaf averaged).
+    split: where ``f`` may be kinked or jump (clipped to the window).
+    num_nodes: nodes per side.
+
+  Returns:
+    The expectation(s), with ``f``'s pytree structure.
+  """
+  t, v = np.polynomial.legendre.leggauss(num_nodes)
+  dtype = jnp.result_type(split, float)
+  split = jnp.clip(jnp.asarray(split, dtype), -SPLIT_SPAN, SPLIT_SPAN)
+  t = jnp.asarray(t, dtype)
+  v = jnp.asarray(v, dtype)
+  lows = jnp.stack([jnp.full_like(split, -SPLIT_SPAN), split])
+  highs = jnp.stack([split, jnp.full_like(split, SPLIT_SPAN)])
+  half = (highs - lows)[:, None] / 2
+  z = (lows[:, None] + highs[:, None]) / 2 + half * t
+  weights = half * v * jnp.exp(-z * z / 2) / math.sqrt(2.0 * math.pi)
+  return jax.tree.map(lambda y: jnp.sum(weights * y), f(z))

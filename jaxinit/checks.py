@@ -40,7 +40,7 @@ import numpy as np
 
 __all__ = [
     "is_traced", "integer", "positive_int", "non_negative_int", "real", "number",
-    "boolean", "choice", "did_you_mean", "shape",
+    "boolean", "choice", "did_you_mean", "shape", "real_array",
 ]
 
 
@@ -220,3 +220,47 @@ def shape(name: str, value: Any) -> tuple[int, ...]:
   if any(d < 0 for d in dims):
     raise ValueError(f"{name} must have non-negative dimensions, got {tuple(dims)}")
   return tuple(dims)
+
+
+def real_array(name: str, value: Any, *, minimum: float | None = None,
+               maximum: float | None = None, what: str | None = None) -> Any:
+  """A real number or array of them as a float64 numpy array; a JAX tracer unchanged.
+
+  For functions that broadcast over their arguments (the theory's variances,
+  lengths and correlations). Integers and floats of any numpy/JAX dtype are
+  accepted, bools, strings, objects and complex numbers are not; NaN and inf
+  are refused; bounds are inclusive. A tracer (inside ``jit``/``vmap``/``grad``)
+  is returned as it is: its values cannot be checked.
+
+  Raises:
+    TypeError: not real numbers. ValueError: NaN, infinite or out of bounds.
+
+  Examples:
+    >>> from jaxinit import checks
+    >>> checks.real_array("q", [1, 2.5], minimum=0).tolist()
+    [1.0, 2.5]
+    >>> checks.real_array("q", -1.0, minimum=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: q must be >= 0, got -1.0
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(value)):
+    return value
+  if what is None:
+    what = "a real number or array of real numbers"
+  try:
+    arr = np.asarray(value)
+  except Exception as err:  # noqa: BLE001 - re-raised with the argument named
+    raise TypeError(f"{name} must be {what}, got {_what(value)}") from err
+  if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer)
+                               or np.issubdtype(arr.dtype, np.floating)):
+    raise TypeError(f"{name} must be {what}, got {_what(value)} of dtype {arr.dtype}")
+  arr = arr.astype(np.float64)
+  if not np.all(np.isfinite(arr)):
+    raise ValueError(f"{name} must be finite (no NaN or inf), got {_what(value)}")
+  if minimum is not None and np.any(arr < minimum):
+    raise ValueError(f"{name} must be >= {minimum:g}, got {_what(value)}")
+  if maximum is not None and np.any(arr > maximum):
+    raise ValueError(f"{name} must be <= {maximum:g}, got {_what(value)}")
+  return arr

@@ -12,7 +12,7 @@ import sys
 # name -> (module with main(argv) -> int, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("jaxinit.demo", "per-layer signal variance of a deep network under several inits"),
-    "theory": ("jaxinit.theory", "mean-field quantities (q*, chi1, xi_c, critical line) "
+    "theory": ("jaxinit.theory.cli", "mean-field quantities (q*, chi1, xi_c, critical line) "
                                  "and a phase diagram"),
     "sweep": ("jaxinit.sweep.cli", "train every network of a grid (TOML) in parallel"),
     "plot": ("jaxinit.sweep.plot", "heatmaps and learning curves of a sweep's results"),

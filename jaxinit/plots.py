@@ -1,5 +1,5 @@
-"""Plots of probe results: per-layer curves with seed bands, per-layer
-histograms, Jacobian spectra.
+"""Plots of probe results (per-layer curves with seed bands, per-layer
+histograms, Jacobian spectra) and of the theory (phase diagrams).
 
 matplotlib is imported inside each function, so ``import jaxinit`` needs jax
 alone (install the ``plot`` extra for these). Every function draws on ``ax``
@@ -8,6 +8,7 @@ when given one, else on a new figure, and returns the axes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -140,3 +141,85 @@ def jacobian_spectrum(singular_values: Any, *, ax: Any = None, squared: bool = T
   if any(label is not None for label in spectra):
     ax.legend()
   return ax
+
+
+def plot_phase_diagram(diagram: Any, path: str | os.PathLike | None = None, *,
+                       title: str | None = None, point: tuple[float, float] | None = None,
+                       ax: Any = None) -> Any:
+  """Draws ``xi_c`` over ``(weight variance, bias variance)`` with the critical line.
+
+  Every cell has a colour and a legend entry: finite ``xi_c`` on a log
+  scale; grey where ``q*`` is unbounded (no fixed point, so no
+  depth scale); the critical line ``chi1 = 1`` in white; where ``chi1``
+  jumps across 1 instead (``q*`` jumping to infinity, GELU/SiLU at small
+  ``sb``) a dashed red line; anything else undefined in black.
+
+  Args:
+    diagram: a :class:`jaxinit.theory.PhaseDiagram`.
+    path: where to save a PNG; ``None`` to only return the figure.
+    title: figure title.
+    point: an ``(sw, sb)`` to mark.
+    ax: matplotlib axes to draw on (default: a new figure).
+
+  Returns:
+    The matplotlib ``Figure``.
+
+  Examples:
+    >>> from jaxinit import theory
+    >>> fig = plot_phase_diagram(theory.phase_diagram("relu", [1.0, 3.0], [0.0, 0.1]))
+    >>> sorted(t.get_text() for t in fig.axes[0].get_legend().get_texts())[:2]
+    ['critical line chi1 = 1', 'q* unbounded: lengths grow without limit, no depth scale']
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
+  """
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  if path is not None:
+    matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  from matplotlib.colors import ListedColormap, LogNorm  # pylint: disable=import-outside-toplevel
+  from matplotlib.patches import Patch  # pylint: disable=import-outside-toplevel
+
+  sws, sbs = diagram.weight_variances, diagram.bias_variances
+  xi = np.asarray(diagram.xi_c, np.float64)
+  unbounded = np.asarray(diagram.unbounded, bool)
+  finite = np.isfinite(xi) & (xi > 0)
+  if ax is None:
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+  else:
+    fig = ax.figure
+  handles = []
+  values = xi[finite]
+  norm = None
+  if values.size:
+    norm = LogNorm(vmin=max(values.min(), 1e-2), vmax=max(values.max(), 1e-2) * 1.0001)
+  mesh = ax.pcolormesh(sws, sbs, np.where(finite, xi, np.nan), shading="nearest", norm=norm,
+                       cmap="viridis")
+  fig.colorbar(mesh, ax=ax, label=r"correlation depth scale $\xi_c$ (layers)")
+  undefined = ~finite & ~unbounded & ~np.isinf(xi)
+  for mask, color, label in (
+      (unbounded, "0.75", "q* unbounded: lengths grow without limit, no depth scale"),
+      (undefined, "black", "xi_c undefined")):
+    if mask.any():
+      ax.pcolormesh(sws, sbs, np.where(mask, 1.0, np.nan), shading="nearest",
+                    cmap=ListedColormap([color]))
+      handles.append(Patch(facecolor=color, label=label))
+  crit = np.asarray(diagram.critical_weight_variances, np.float64)
+  jump = np.asarray(diagram.transition_weight_variances, np.float64)
+  if np.isfinite(crit).any():
+    handles += ax.plot(crit, sbs, "w-", lw=2, label="critical line chi1 = 1")
+  jumps = np.where(np.isnan(crit), jump, np.nan)
+  if np.isfinite(jumps).any():
+    handles += ax.plot(jumps, sbs, "r--", lw=2,
+                       label="no critical point: chi1 jumps past 1 as q* jumps to infinity")
+  if point is not None:
+    handles += ax.plot(*point, "r*", ms=12, label="chosen")
+  ax.set_xlim(sws.min(), sws.max())
+  ax.set_ylim(sbs.min(), sbs.max())
+  ax.set_xlabel(r"weight variance $\sigma_w^2$")
+  ax.set_ylabel(r"bias variance $\sigma_b^2$")
+  ax.set_title(title or "mean-field phase diagram (ordered: left, chaotic: right)")
+  ax.legend(handles=handles, loc="upper left", fontsize=7, framealpha=0.9)
+  fig.tight_layout()
+  if path is not None:
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+  return fig

@@ -374,11 +374,12 @@ def test_main_prints_summary(capsys):
   assert theory.main(["--activation", "relu", "--bias-variance", "0", "--no-plot"]) == 0
   out = capsys.readouterr().out
   assert "critical weight variance  2\n" in out and "phase                     critical" in out
-  assert "xi_c                      inf\n" in out
+  assert "xi_c                      inf (critical" in out
   assert theory.main(["--activation", "leaky_relu", "--param", "negative_slope=0.2",
                       "--bias-variance", "0.1", "--weight-variance", "4", "--no-plot"]) == 0
   out = capsys.readouterr().out
-  assert "chaotic" in out and "weight variance           4\n" in out
+  assert "phase                     unbounded" in out and "weight variance           4\n" in out
+  assert "q*                        unbounded: sigma_w^2 = 4 is above 1.92308 for leaky_relu" in out
   assert "critical weight variance  1.92308\n" in out   # 2 / (1 + 0.2^2)
 
 
