@@ -30,6 +30,8 @@ from jaxinit.presets import (constant, delta_orthogonal, depth_scaled, dirac, gl
                              orthogonal, torch_linear_bias, torch_linear_default,
                              truncated_normal, uniform, xavier_normal, xavier_uniform, zeros)
 from jaxinit.specs import get, register
+from jaxinit import rules
+from jaxinit.rules import Glob, OfModule, Rule, RuleSet, initialize, reinit
 
 __version__ = "0.1.0"
 
@@ -57,4 +59,6 @@ __all__ = [
     "identity", "torch_linear_default", "torch_linear_bias", "depth_scaled",
     # specs
     "get", "register",
+    # the model level
+    "rules", "initialize", "reinit", "Rule", "RuleSet", "Glob", "OfModule",
 ]
