@@ -211,9 +211,7 @@ def _run(target: Any, rules: Any, key: Any, inputs: tuple[Any, ...], *, strict: 
                        f"shapes: {missing[:8]}{' ...' if len(missing) > 8 else ''} (use "
                        f"jaxinit.initialize for a model from eval_shape)")
   if adapted.program is not None:  # linen: one program builds every variable
-    def draw_all(k: jax.Array) -> dict[str, jax.Array]:
-      return {a.path: _traced_draw(k, a) for a in the_plan.assignments}
-    return adapted.program(draw_all)
+    return adapted.program(the_plan.assignments, _traced_draw)
   drawn = {a.path for a in the_plan.assignments}
   empty = [s.path for s in adapted.sites if not s.has_value and s.path not in drawn]
   if empty:

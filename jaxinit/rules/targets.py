@@ -278,6 +278,9 @@ def _variable_path(keypath: tuple[Any, ...]) -> str:
 # ---------------------------------------------------------------------------
 # Flax linen
 
+_LINEN_PROGRAMS: dict[Any, tuple[Any, Callable[..., Any]]] = {}
+
+
 def _linen_target(module: Any, key: jax.Array, inputs: tuple[Any, ...],
                   init_kwargs: Mapping[str, Any], mesh: Any, logical_axis_rules: Any,
                   stack_axes: Mapping[str, int] | None) -> Target:
@@ -305,12 +308,28 @@ def _linen_target(module: Any, key: jax.Array, inputs: tuple[Any, ...],
                       False, _stack_ndim(fans, path, shapes[p], stack_axes)))
   out_shardings = shardings if specs is not None else None
 
-  def program(draw_all: Callable[[jax.Array], Mapping[str, jax.Array]]) -> Any:
-    def build(k):
-      variables = module.init(k, *inputs, **init_kwargs)
-      drawn = draw_all(k)
-      return _replace_params(variables, drawn)
-    return jax.jit(build, out_shardings=out_shardings)(key)
+  def program(assignments: tuple[Any, ...], draw_one: Callable[[jax.Array, Any], jax.Array]
+              ) -> Any:
+    """``module.init`` with the assigned leaves drawn instead, as one jitted program
+    (compiled once per module, rules and input shapes)."""
+    def build(k, args):
+      variables = module.init(k, *args, **init_kwargs)
+      return _replace_params(variables, {a.path: draw_one(k, a) for a in assignments})
+    shardings, treedef = jax.tree_util.tree_flatten(out_shardings)
+    avals = tuple((np.shape(x), np.result_type(x)) for x in jax.tree_util.tree_leaves(inputs))
+    try:
+      cache_key = (id(module), assignments, avals, tuple(sorted(init_kwargs.items())),
+                   tuple(shardings), treedef)
+      hash(cache_key)
+    except TypeError:
+      return jax.jit(build, out_shardings=out_shardings)(key, inputs)
+    hit = _LINEN_PROGRAMS.get(cache_key)
+    if hit is None or hit[0] is not module:
+      hit = (module, jax.jit(build, out_shardings=out_shardings))
+      _LINEN_PROGRAMS[cache_key] = hit
+      while len(_LINEN_PROGRAMS) > 64:
+        _LINEN_PROGRAMS.pop(next(iter(_LINEN_PROGRAMS)))
+    return hit[1](key, inputs)
 
   def write(values: Mapping[str, jax.Array]) -> Any:
     raise AssertionError("linen modules are built by their program")
