@@ -262,7 +262,7 @@ def test_linen_reinit_head_on_variables_changes_nothing_else():
   after = _leaves(jaxinit.reinit(variables, [("head/*", jaxinit.normal(0.01))], 1, strict=True))
   assert _changed(before, after) == ["['params']['head']['bias']", "['params']['head']['kernel']"]
   # Module-class rules on variables: give the module and inputs.
-  again = jaxinit.reinit(variables, [(nn.Dense, jaxinit.zeros)], 1, module=model, inputs=(x,),
+  again = jaxinit.reinit(variables, [(nn.Dense, jaxinit.zeros)], 1, x, module=model,
                          strict=True)
   assert _changed(before, _leaves(again)) == ["['params']['head']['kernel']"]
 

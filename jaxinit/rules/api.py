@@ -81,7 +81,7 @@ class Plan:
   Attributes:
     assignments: the parameters to draw, in the target's order.
     kept: paths no rule matched (they keep the model's values).
-    unused_rules: indices of rules that matched nothing.
+    unused_rules: indices of required rules that matched nothing.
     rules: the rule set.
   """
   assignments: tuple[Assignment, ...]
@@ -122,7 +122,7 @@ def _make_plan(target: Target, rules: RuleSet) -> Plan:
       raise ValueError(f"{site.path} (shape {site.shape}): {err}") from None
     assignments.append(Assignment(site.path, site.layer_shape, site.stack, site.dtype, adapted,
                                   index, site.sharding))
-  unused = tuple(i for i in range(len(rules.rules)) if i not in used)
+  unused = tuple(i for i, r in enumerate(rules.rules) if i not in used and r.required)
   return Plan(tuple(assignments), tuple(kept), unused, rules)
 
 
@@ -290,15 +290,15 @@ def initialize(target: Any, rules: Any, key: Any, *inputs: Any, strict: bool = F
               require_values=False, verb="initialize", options=options)
 
 
-def reinit(target: Any, rules: Any, key: Any, *, strict: bool = False, mesh: Any = None,
-           logical_axis_rules: Any = None, out_shardings: Any = None,
-           stack_axes: Mapping[str, int] | None = None, module: Any = None,
-           inputs: tuple[Any, ...] = ()) -> Any:
+def reinit(target: Any, rules: Any, key: Any, *inputs: Any, strict: bool = False,
+           mesh: Any = None, logical_axis_rules: Any = None, out_shardings: Any = None,
+           stack_axes: Mapping[str, int] | None = None, module: Any = None) -> Any:
   """Re-draws ONLY the parameters a rule matches; every other leaf stays bit-identical.
 
   The target must hold values (a trained or built model): an NNX module
-  (updated in place and returned), linen variables (pass ``module=`` and
-  ``inputs=`` to use module-class rules), an Equinox module or a pytree.
+  (updated in place and returned), linen variables (pass the linen module
+  as ``module=`` and its sample ``inputs`` to use module-class rules), an
+  Equinox module or a pytree. Other arguments as :func:`initialize`.
   Matched parameters get exactly what :func:`initialize` would give them.
 
   Raises:
@@ -313,7 +313,7 @@ def reinit(target: Any, rules: Any, key: Any, *, strict: bool = False, mesh: Any
     (0.0, True)
   """
   if module is None and inputs:
-    raise TypeError("inputs= goes with module= (a linen module for linen variables)")
+    raise TypeError("sample inputs go with module= (the linen module of linen variables)")
   options = dict(mesh=mesh, logical_axis_rules=logical_axis_rules, stack_axes=stack_axes,
                  init_kwargs=None, module=module)
   return _run(target, rules, key, inputs, strict=strict, out_shardings=out_shardings,

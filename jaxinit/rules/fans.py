@@ -132,6 +132,11 @@ def register_module(cls: type | str, *, weights: Sequence[str] = _DEFAULT_WEIGHT
   _REGISTRY[key] = ModuleSpec(tuple(weights), fans)
 
 
+def is_known(path: str) -> bool:
+  """Whether ``path`` is the canonical import path of a registered module class."""
+  return path in _REGISTRY
+
+
 def module_spec(module: Any) -> ModuleSpec | None:
   """The registry entry for ``type(module)`` or its nearest registered base class."""
   from jaxinit.rules.patterns import class_path  # pylint: disable=import-outside-toplevel

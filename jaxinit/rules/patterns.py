@@ -28,7 +28,7 @@ Examples:
   >>> rules = RuleSet.of([("*/head/kernel", jaxinit.zeros), ("*bias", jaxinit.zeros)],
   ...                    default=jaxinit.lecun_normal())
   >>> rules.rules[0]
-  Rule(pattern=Glob('*/head/kernel'), init=Constant(value=0.0), ndim=None, shape=None, label=None)
+  Rule(pattern=Glob('*/head/kernel'), init=Constant(value=0.0), ndim=None, shape=None, label=None, required=True)
   >>> jaxinit.get(rules.to_config()) == rules
   True
 """
@@ -111,7 +111,9 @@ class OfModule:
     if isinstance(cls, type):
       cls = class_path(cls)
     elif isinstance(cls, str):
-      cls = class_path(_resolve_class(cls))
+      from jaxinit.rules.fans import is_known  # pylint: disable=import-outside-toplevel
+      if not is_known(cls):  # a canonical path of a known layer needs no import
+        cls = class_path(_resolve_class(cls))
     else:
       raise TypeError(f"a module pattern takes a class or its import path, got {cls!r}")
     object.__setattr__(self, "cls", cls)
@@ -172,12 +174,16 @@ class Rule:
     label: a name for the parameters this rule serves, for
       :func:`~jaxinit.rules.labels` (optax ``multi_transform``); None: no
       label of its own.
+    required: whether matching nothing is reported (a warning, or an error
+      with ``strict=True``); schemes cover layers of every framework and mark
+      their rules not required.
   """
   pattern: Pattern
   init: Initializer
   ndim: tuple[int, ...] | None = None
   shape: tuple[int | None, ...] | None = None
   label: str | None = None
+  required: bool = True
 
   def __post_init__(self):
     object.__setattr__(self, "pattern", _as_pattern(self.pattern))
@@ -190,6 +196,7 @@ class Rule:
     object.__setattr__(self, "shape", _canonical_shape(self.shape))
     if self.label is not None and (not isinstance(self.label, str) or not self.label):
       raise TypeError(f"label must be a non-empty str or None, got {self.label!r}")
+    object.__setattr__(self, "required", checks.boolean("required", self.required))
 
   def accepts_shape(self, shape: tuple[int, ...]) -> bool:
     """Whether one layer's ``shape`` passes the rule's ``ndim`` / ``shape`` refinement."""
@@ -212,6 +219,8 @@ class Rule:
       config["shape"] = list(self.shape)
     if self.label is not None:
       config["label"] = self.label
+    if not self.required:
+      config["required"] = False
     return config
 
   @classmethod
@@ -220,7 +229,7 @@ class Rule:
     if not isinstance(config, dict):
       raise TypeError(f"a rule config must be a dict, got {config!r}")
     config = dict(config)
-    keys = ("path", "module", "param", "init", "ndim", "shape", "label")
+    keys = ("path", "module", "param", "init", "ndim", "shape", "label", "required")
     unknown = sorted(set(config) - set(keys))
     if unknown:
       raise ValueError(f"a rule config takes keys {list(keys)}, got unknown {unknown}"
