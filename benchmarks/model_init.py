@@ -12,7 +12,11 @@ four ways, each in a fresh process (peak RSS is a per-process maximum):
 * ``naive``: the model built unsharded on one device, then ``jax.device_put``
   into the same shardings (the route users take without help);
 * ``flax``: Flax's own ``nnx.Rngs``-driven construction of the partitioned
-  model under ``jax.set_mesh`` (its eager sharding), the same parameters.
+  model under ``jax.set_mesh`` (its eager sharding), the same parameters;
+* ``flax_jit``: the same construction inside ``nnx.jit`` (one compiled
+  program, the route Flax's sharding guide recommends). A route whose RSS
+  passes 5x the parameters is stopped and reported as failed (at 2 GiB this
+  one reached 22 GiB and was killed by the kernel when uncapped).
 
 Reported: peak RSS above the baseline divided by the parameter bytes (aim:
 ``jaxinit`` <= 1.25), and wall times of the first call (compiles included)
@@ -88,6 +92,9 @@ else:
     elif route == "flax":
       with jax.set_mesh(mesh):
         model = Model(nnx.Rngs(0))
+    elif route == "flax_jit":
+      with jax.set_mesh(mesh):
+        model = nnx.jit(lambda: Model(nnx.Rngs(0)))()
     else:  # naive: the whole model unsharded on one device, then device_put into the shards
       model = Model(nnx.Rngs(0), sharded=False)
       sharding = jax.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "model"))
@@ -106,14 +113,36 @@ print(json.dumps(out))
 """
 
 
-def run_route(route: str, width: int, layers: int) -> dict:
+def _rss_mib(pid: int) -> float:
+  try:
+    with open(f"/proc/{pid}/status") as f:
+      for line in f:
+        if line.startswith("VmRSS:"):
+          return int(line.split()[1]) / 1024.0
+  except OSError:
+    pass
+  return 0.0
+
+
+def run_route(route: str, width: int, layers: int, cap_mib: float) -> dict:
+  """One route in a fresh process; stopped (and reported) if its RSS passes ``cap_mib``."""
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   code = CHILD % {"devices": DEVICES}
-  proc = subprocess.run([sys.executable, "-c", code, route, str(width), str(layers)],
-                        capture_output=True, text=True, env=env, check=False)
+  proc = subprocess.Popen([sys.executable, "-W", "ignore", "-c", code, route, str(width),
+                           str(layers)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env)
+  peak = 0.0
+  while proc.poll() is None:
+    peak = max(peak, _rss_mib(proc.pid))
+    if peak > cap_mib:
+      proc.kill()
+      proc.wait()
+      return {"route": route, "failed": f"stopped at {peak:.0f} MiB RSS (cap {cap_mib:.0f} MiB)"}
+    time.sleep(0.1)
+  out, err = proc.communicate()
   if proc.returncode != 0:
-    raise RuntimeError(f"route {route} failed:\n{proc.stderr[-3000:]}")
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"route": route, "failed": f"exit {proc.returncode}: {err[-500:]}"}
+  return json.loads(out.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -123,20 +152,25 @@ def main() -> None:
   parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                     "model_init.json"))
   args = parser.parse_args()
-  rows = {route: run_route(route, args.width, args.layers)
-          for route in ("baseline", "jaxinit", "naive", "flax")}
+  param_mib = args.width**2 * args.layers * 4 / 2**20
+  cap = 500 + 5 * param_mib  # beyond 5x the params a route has failed; spare the machine
+  rows = {route: run_route(route, args.width, args.layers, cap)
+          for route in ("baseline", "jaxinit", "naive", "flax", "flax_jit")}
   base = rows["baseline"]["peak_mib"]
   param_mib = rows["jaxinit"]["param_bytes"] / 2**20
-  summary = {}
-  for route in ("jaxinit", "naive", "flax"):
+  summary: dict = {}
+  for route in ("jaxinit", "naive", "flax", "flax_jit"):
     r = rows[route]
+    if "failed" in r:
+      summary[route] = {"failed": r["failed"]}
+      continue
     assert r["shards"] == [DEVICES], (route, r["shards"])
     summary[route] = {"peak_over_baseline_mib": r["peak_mib"] - base,
                       "peak_over_params": (r["peak_mib"] - base) / param_mib,
                       "first_s": r["first_s"], "warm_s": r["warm_s"]}
   summary["time_ratio_jaxinit_over_flax"] = {
-      "first": rows["jaxinit"]["first_s"] / rows["flax"]["first_s"],
-      "warm": rows["jaxinit"]["warm_s"] / rows["flax"]["warm_s"]}
+      f"{when}_vs_{route}": rows["jaxinit"][f"{when}_s"] / rows[route][f"{when}_s"]
+      for route in ("flax", "flax_jit") for when in ("first", "warm") if "failed" not in rows[route]}
   result = {"benchmark": "model_init", "devices": DEVICES, "width": args.width,
             "layers": args.layers, "param_mib": param_mib, "baseline_peak_mib": base,
             "routes": rows, "summary": summary, "python": platform.python_version(),
@@ -146,12 +180,15 @@ def main() -> None:
     json.dump(result, f, indent=2)
   print(f"params: {param_mib:.0f} MiB over {DEVICES} devices; baseline RSS {base:.0f} MiB")
   print(f"{'route':10s} {'peak-base MiB':>14s} {'x params':>9s} {'first s':>8s} {'warm s':>8s}")
-  for route in ("jaxinit", "naive", "flax"):
+  for route in ("jaxinit", "naive", "flax", "flax_jit"):
     s = summary[route]
+    if "failed" in s:
+      print(f"{route:10s} failed: {s['failed']}")
+      continue
     print(f"{route:10s} {s['peak_over_baseline_mib']:14.0f} {s['peak_over_params']:9.2f} "
           f"{s['first_s']:8.2f} {s['warm_s']:8.2f}")
   ratio = summary["time_ratio_jaxinit_over_flax"]
-  print(f"time jaxinit / flax: first {ratio['first']:.2f}, warm {ratio['warm']:.2f}")
+  print("time jaxinit / flax: " + ", ".join(f"{k} {v:.2f}" for k, v in ratio.items()))
   print(f"wrote {args.out}")
 
 
