@@ -271,3 +271,33 @@ def test_no_warning_when_every_rule_is_used():
   with warnings.catch_warnings():
     warnings.simplefilter("error", UnusedRuleWarning)
     jaxinit.initialize({"w": jnp.ones(2)}, [("w", jaxinit.zeros)], 0)
+
+
+def test_rule_sets_load_from_toml():
+  import tomllib
+  config = tomllib.loads("""
+      [rules]
+      name = "rules"
+      default = "lecun_normal"
+      rules = [
+        {module = "flax.nnx.Conv", init = "he_normal"},
+        {module = "flax.nnx.LayerNorm", param = "bias", init = "zeros"},
+        {path = "*/head/*", init = {name = "normal", stddev = 0.01}, ndim = [1, 2]},
+      ]
+  """)["rules"]
+  rules = jaxinit.get(config)
+  assert rules == RuleSet.of([(nnx.Conv, jaxinit.he_normal()),
+                              ((nnx.LayerNorm, "bias"), jaxinit.zeros),
+                              Rule("*/head/*", jaxinit.normal(0.01), ndim=(1, 2))],
+                             default=jaxinit.lecun_normal())
+
+
+def test_stack_axes_make_pytree_layers_draw_alone():
+  params = {"w": jax.ShapeDtypeStruct((3, 8, 4), jnp.float32)}
+  out = jaxinit.initialize(params, [("w", jaxinit.he_normal())], 1, stack_axes={"w": 1})
+  base = param_key(jax.random.key(1), "w")
+  for i in range(3):
+    np.testing.assert_array_equal(out["w"][i],
+                                  jaxinit.he_normal()(jax.random.fold_in(base, i), (8, 4)))
+  p = plan(params, [("w", jaxinit.he_normal())], stack_axes={"w": 1})
+  assert p.assignments[0].stack == (3,) and p.assignments[0].shape == (8, 4)
