@@ -293,8 +293,9 @@ def _discussion(rows, s, scale, checks) -> str:
       "froze the restored layers for the linear probe. The pretrained features carry over "
       f"because MNIST-1D's classes share their templates' building blocks; with {sizes[0]} "
       f"examples a linear probe on them reaches {probe:.3f}. A zero head makes every logit 0, "
-      "so the first loss is exactly ln 4 and the first gradient reaches only the head; it "
-      "does not slow training (the head's gradient does not depend on its own value).")
+      "so the first loss is exactly ln 4 and the first gradient reaches only the head (the "
+      "body's gradient passes through the head's weights); the head's own first gradient, "
+      "h^T (1/C - y), is as large as a random head's, and the body follows one step later.")
   if not all(checks):
     text += " Not every criterion held at this scale; see the table."
   if scale == "tiny":
