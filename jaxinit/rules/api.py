@@ -126,13 +126,14 @@ def _make_plan(target: Target, rules: RuleSet) -> Plan:
   return Plan(tuple(assignments), tuple(kept), unused, rules)
 
 
-def _check_unused(plan: Plan, strict: bool) -> None:
+def _check_unused(plan: Plan, strict: bool, stacklevel: int = 4) -> None:
   if not plan.unused_rules:
     return
   text = ", ".join(f"rule {i} {plan.rules.rules[i].pattern!r}" for i in plan.unused_rules)
   if strict:
     raise ValueError(f"rules that match no parameter (strict=True): {text}")
-  warnings.warn(f"rules that match no parameter: {text}", UnusedRuleWarning, stacklevel=3)
+  warnings.warn(f"rules that match no parameter: {text}", UnusedRuleWarning,
+                stacklevel=stacklevel)
 
 
 def _out_sharding(site_sharding: Any, path: str, override: Any) -> Any:

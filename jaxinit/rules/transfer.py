@@ -188,7 +188,7 @@ def transfer(target: Any, checkpoint: Any, rules: Any, key: Any, *inputs: Any,
       restored[site.path] = value
   sub = Target(adapted.kind, fresh, adapted.write, adapted.label_tree)
   plan = _make_plan(sub, rule_set)
-  _check_unused(plan, strict)
+  _check_unused(plan, strict, stacklevel=3)
   drawn = {a.path for a in plan.assignments}
   bad = [f"{p}: checkpoint {a} vs model {b}" for p, a, b in reshaped if p not in drawn]
   if bad:
