@@ -3,7 +3,9 @@
 Initializers are pure functions ``init(key, shape, dtype=None) -> Array``
 built by one combinator, :func:`variance_scaling`, over unit-scale samplers
 (:mod:`jaxinit.samplers`). They drop in wherever ``jax.nn.initializers`` or
-Flax's ``kernel_init`` / ``bias_init`` go.
+Flax's ``kernel_init`` / ``bias_init`` go. Whole models (Flax NNX / linen,
+Equinox, pytrees) are initialized by rules: :func:`initialize`,
+:func:`reinit` and :mod:`jaxinit.rules`.
 
 Examples:
   >>> import jax, jaxinit

@@ -219,8 +219,6 @@ def test_values_are_identical_jitted_and_on_1_2_4_8_devices():
       import hashlib, sys, jax, numpy as np
       from flax import nnx
       import jaxinit
-      n = int(sys.argv[1])
-      mesh = jax.make_mesh((n,), ("model",), axis_types=(jax.sharding.AxisType.Explicit,))
       class Net(nnx.Module):
         def __init__(self, rngs):
           part = lambda init: nnx.with_partitioning(init, (None, "model"))
@@ -228,17 +226,24 @@ def test_values_are_identical_jitted_and_on_1_2_4_8_devices():
                               rngs=rngs)
           self.b = nnx.Linear(64, 32, kernel_init=part(nnx.initializers.lecun_normal()),
                               rngs=rngs)
-      with jax.set_mesh(mesh):
-        abstract = nnx.eval_shape(lambda: Net(nnx.Rngs(0)))
-      rules = jaxinit.RuleSet.of([(nnx.Linear, jaxinit.he_normal()),
-                                  ("*/bias", jaxinit.normal(0.1))])
-      model = jaxinit.initialize(abstract, rules, 11, mesh=mesh)
-      kernel = model.a.kernel[...]
-      assert len(kernel.sharding.device_set) == n, kernel.sharding
-      digest = hashlib.sha256()
-      for path, var in sorted(nnx.to_flat_state(nnx.state(model, nnx.Param))):
-        digest.update(np.asarray(var.get_value()).tobytes())
-      print(digest.hexdigest())
+      def run(mesh, n):
+        with jax.set_mesh(mesh):
+          abstract = nnx.eval_shape(lambda: Net(nnx.Rngs(0)))
+        rules = jaxinit.RuleSet.of([(nnx.Linear, jaxinit.he_normal()),
+                                    ("*/bias", jaxinit.normal(0.1))])
+        model = jaxinit.initialize(abstract, rules, 11, mesh=mesh)
+        kernel = model.a.kernel[...]
+        assert len(kernel.sharding.device_set) == n, kernel.sharding
+        digest = hashlib.sha256()
+        for path, var in sorted(nnx.to_flat_state(nnx.state(model, nnx.Param))):
+          digest.update(np.asarray(var.get_value()).tobytes())
+        return digest.hexdigest()
+      n = int(sys.argv[1])
+      digests = []
+      for kind in (jax.sharding.AxisType.Explicit, jax.sharding.AxisType.Auto):
+        digests.append(run(jax.make_mesh((n,), ("model",), axis_types=(kind,)), n))
+      assert len(set(digests)) == 1, digests
+      print(digests[0])
   """)
   digests = set()
   for n in (1, 2, 4, 8):
