@@ -170,7 +170,8 @@ def main() -> None:
                       "first_s": r["first_s"], "warm_s": r["warm_s"]}
   summary["time_ratio_jaxinit_over_flax"] = {
       f"{when}_vs_{route}": rows["jaxinit"][f"{when}_s"] / rows[route][f"{when}_s"]
-      for route in ("flax", "flax_jit") for when in ("first", "warm") if "failed" not in rows[route]}
+      for route in ("flax", "flax_jit") for when in ("first", "warm")
+      if "failed" not in rows[route]}
   result = {"benchmark": "model_init", "devices": DEVICES, "width": args.width,
             "layers": args.layers, "param_mib": param_mib, "baseline_peak_mib": base,
             "routes": rows, "summary": summary, "python": platform.python_version(),

@@ -110,7 +110,8 @@ def test_linen_and_equinox_transfer(tmp_path):
   new, report = transfer(Clf(4), file, [(nn.Dense, jaxinit.zeros), ("*bias", jaxinit.zeros)],
                          0, x)
   assert report.restored == ("body/bias", "body/kernel") and len(report.reshaped) == 2
-  np.testing.assert_array_equal(new["params"]["body"]["kernel"], variables["params"]["body"]["kernel"])
+  np.testing.assert_array_equal(new["params"]["body"]["kernel"],
+                                variables["params"]["body"]["kernel"])
   assert not new["params"]["head"]["kernel"].any()
 
   pretrained = eqx.nn.MLP(8, 10, 16, 2, key=jax.random.key(0))

@@ -92,7 +92,8 @@ class Plan:
   def __str__(self) -> str:
     lines = []
     for a in self.assignments:
-      which = "default" if a.rule is None else f"rule {a.rule} ({self.rules.rules[a.rule].pattern!r})"
+      which = ("default" if a.rule is None
+               else f"rule {a.rule} ({self.rules.rules[a.rule].pattern!r})")
       stack = f" x{a.stack}" if a.stack else ""
       lines.append(f"{a.path} {a.shape}{stack}: {which}")
     lines += [f"{path}: kept" for path in self.kept]

@@ -27,8 +27,8 @@ Examples:
   >>> from jaxinit.rules import RuleSet
   >>> rules = RuleSet.of([("*/head/kernel", jaxinit.zeros), ("*bias", jaxinit.zeros)],
   ...                    default=jaxinit.lecun_normal())
-  >>> rules.rules[0]
-  Rule(pattern=Glob('*/head/kernel'), init=Constant(value=0.0), ndim=None, shape=None, label=None, required=True)
+  >>> rules.rules[0].pattern, rules.rules[0].init
+  (Glob('*/head/kernel'), Constant(value=0.0))
   >>> jaxinit.get(rules.to_config()) == rules
   True
 """

@@ -204,8 +204,6 @@ class Target:
 # Flax NNX
 
 def _nnx_mesh_sharding(variable: Any, mesh: Any) -> Any:
-  from flax import nnx  # pylint: disable=import-outside-toplevel
-  del nnx
   meta = variable.get_metadata()
   names = None
   for key in ("out_sharding", "sharding_names", "sharding"):
@@ -265,14 +263,10 @@ def _nnx_target(module: Any, mesh: Any, stack_axes: Mapping[str, int] | None) ->
   def label_tree(labels: Mapping[str, str]) -> Any:
     state = nnx.state(module, nnx.Param)
     return jax.tree_util.tree_map_with_path(
-        lambda kp, _: labels[_variable_path(kp)], state,
+        lambda kp, _: labels[path_of(kp)], state,
         is_leaf=lambda x: isinstance(x, nnx.Variable))
 
   return Target("nnx", sites, write, label_tree)
-
-
-def _variable_path(keypath: tuple[Any, ...]) -> str:
-  return path_of(keypath)
 
 
 # ---------------------------------------------------------------------------
