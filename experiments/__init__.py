@@ -30,6 +30,7 @@ STUDIES: dict[str, str] = {
     "dynamical_isometry": "dynamical_isometry",
     "init_vs_activation": "init_vs_activation",
     "mnist1d_baselines": "mnist1d_baselines",
+    "transfer_learning": "transfer_learning",
 }
 
 

@@ -3,7 +3,9 @@
 Initializers are pure functions ``init(key, shape, dtype=None) -> Array``
 built by one combinator, :func:`variance_scaling`, over unit-scale samplers
 (:mod:`jaxinit.samplers`). They drop in wherever ``jax.nn.initializers`` or
-Flax's ``kernel_init`` / ``bias_init`` go.
+Flax's ``kernel_init`` / ``bias_init`` go. Whole models (Flax NNX / linen,
+Equinox, pytrees) are initialized by rules: :func:`initialize`,
+:func:`reinit` and :mod:`jaxinit.rules`.
 
 Examples:
   >>> import jax, jaxinit
@@ -30,6 +32,8 @@ from jaxinit.presets import (constant, delta_orthogonal, depth_scaled, dirac, gl
                              orthogonal, torch_linear_bias, torch_linear_default,
                              truncated_normal, uniform, xavier_normal, xavier_uniform, zeros)
 from jaxinit.specs import get, register
+from jaxinit import rules
+from jaxinit.rules import Glob, OfModule, Rule, RuleSet, initialize, reinit
 
 __version__ = "0.1.0"
 
@@ -57,4 +61,6 @@ __all__ = [
     "identity", "torch_linear_default", "torch_linear_bias", "depth_scaled",
     # specs
     "get", "register",
+    # the model level
+    "rules", "initialize", "reinit", "Rule", "RuleSet", "Glob", "OfModule",
 ]

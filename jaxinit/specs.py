@@ -26,7 +26,14 @@ def _depth_scaled_from_config(init: Any, depth: int, rule: str = "gpt2",
   return presets.depth_scaled(get(init), depth, rule, branch_layers=branch_layers)
 
 
+def _rules_from_config(rules: Any = (), default: Any = None) -> Any:
+  """A rule set (``jaxinit.rules.RuleSet``) from its config."""
+  from jaxinit.rules import RuleSet  # pylint: disable=import-outside-toplevel
+  return RuleSet.from_config(rules, default)
+
+
 _REGISTRY: dict[str, Callable[..., Initializer]] = {
+    "rules": _rules_from_config,
     "variance_scaling": variance_scaling,
     "constant": Constant,
     "zeros": lambda: presets.zeros,

@@ -1,0 +1,123 @@
+"""Path-keyed randomness: each parameter's key from the rules' key and its path.
+
+``param_key(key, path)`` folds a stable 64-bit hash of the ``"/"``-joined
+path (BLAKE2b, the same in every process and Python version) into ``key``, in
+two 32-bit halves. A parameter's value therefore depends on the key, its path,
+its shape, its dtype and its initializer, and on nothing else: not on which
+other modules exist or their order, not on jit vs eager, not on the mesh
+(jax's partitionable threefry draws the same bits on any sharding).
+
+Stacked layers (a leading layer axis: ``nnx.vmap``, ``nn.scan``) draw layer
+``i`` (row-major over the stack axes) from ``fold_in(param_key(key, path), i)``
+at one layer's shape, so fans are one layer's and a stack of ``L`` equals
+``L`` layers drawn alone.
+
+:func:`draw` is the whole recipe as one pure function of ``(key, path,
+shape, dtype, init, stack)``: it may be jitted and vmapped over keys (a sweep
+drawing thousands of models at once gets, per model, the values
+``jaxinit.initialize`` gives that model alone).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinit import checks
+from jaxinit.base import Initializer
+
+__all__ = ["path_hash", "param_key", "draw", "draw_hashed", "as_key"]
+
+
+@functools.lru_cache(maxsize=65536)
+def path_hash(path: str) -> tuple[int, int]:
+  """Two uint32 words of ``blake2b(path, digest_size=8)``: stable across runs and hosts.
+
+  Examples:
+    >>> path_hash("blocks/0/mlp/kernel") == path_hash("blocks/0/mlp/kernel")
+    True
+  """
+  if not isinstance(path, str):
+    raise TypeError(f"path must be a str, got {path!r}")
+  digest = hashlib.blake2b(path.encode("utf-8"), digest_size=8).digest()
+  return int.from_bytes(digest[:4], "little"), int.from_bytes(digest[4:], "little")
+
+
+def as_key(key: Any, argname: str = "key") -> jax.Array:
+  """A typed PRNG key from a typed key, raw ``uint32[2]`` key data, or an int seed."""
+  if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    if key.shape:
+      raise ValueError(f"{argname} must be a single key, got a key array of shape {key.shape}")
+    return key
+  if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+    return jax.random.key(checks.integer(argname, key))
+  if hasattr(key, "dtype") and getattr(key, "shape", None) == (2,) and key.dtype == np.uint32:
+    return jax.random.wrap_key_data(key)
+  raise TypeError(f"{argname} must be a jax.random.key, raw uint32[2] key data or an int "
+                  f"seed, got {type(key).__name__}")
+
+
+def _fold_hash(key: jax.Array, words: Any) -> jax.Array:
+  """``key`` with the two hash words folded in (Python ints or traced uint32s)."""
+  hi, lo = words
+  return jax.random.fold_in(jax.random.fold_in(key, jnp.asarray(hi, jnp.uint32)),
+                            jnp.asarray(lo, jnp.uint32))
+
+
+def param_key(key: jax.Array, path: str, index: int | None = None) -> jax.Array:
+  """The key of the parameter at ``path`` (layer ``index`` of a stack, if given).
+
+  Examples:
+    >>> import jax
+    >>> k = jax.random.key(0)
+    >>> bool((jax.random.key_data(param_key(k, "a/kernel"))
+    ...       == jax.random.key_data(param_key(k, "a/kernel"))).all())
+    True
+  """
+  out = _fold_hash(key, path_hash(path))
+  return out if index is None else jax.random.fold_in(out, index)
+
+
+def draw(key: jax.Array, path: str, shape: tuple[int, ...], dtype: Any, init: Initializer,
+         stack: tuple[int, ...] = ()) -> jax.Array:
+  """The value the rules give the parameter at ``path``: ``init`` at its path key.
+
+  Pure and traceable in ``key`` (jit it, vmap it over keys).
+
+  Args:
+    key: the rules' key (typed).
+    path: the parameter's ``"/"``-joined path.
+    shape: one layer's shape.
+    dtype: the parameter's dtype.
+    init: the initializer, already adapted to the parameter's fans
+      (:func:`jaxinit.rules.fans.with_fans`).
+    stack: the leading stacked-layer dims (``()`` for a single layer).
+
+  Returns:
+    An array of shape ``stack + shape``: without a stack
+    ``init(param_key(key, path), shape, dtype)``; with one, layer ``i``
+    (row-major) is ``init(fold_in(param_key(key, path), i), shape, dtype)``.
+  """
+  return draw_hashed(key, path_hash(path), tuple(shape), dtype, init, tuple(stack))
+
+
+def draw_hashed(key: jax.Array, words: Any, shape: tuple[int, ...], dtype: Any,
+                init: Initializer, stack: tuple[int, ...] = ()) -> jax.Array:
+  """:func:`draw` with the path given by its hash words (``path_hash(path)``).
+
+  The words may be traced uint32 scalars, so one compiled program serves
+  every parameter of the same shape, dtype and initializer.
+  """
+  base = _fold_hash(key, words)
+  if not stack:
+    return init(base, shape, dtype)
+  count = math.prod(stack)
+  keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(count, dtype=jnp.uint32))
+  values = jax.vmap(lambda k: init(k, shape, dtype))(keys)
+  return values.reshape(stack + shape)
