@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinit.sweep import config as config_lib
+from jaxinit.sweep import compile as compile_lib
 from jaxinit.sweep import engine, load_dataset
 
 INITS = ["lecun_normal", "glorot_normal", "orthogonal", {"name": "normal", "stddev": 0.05}]
@@ -115,7 +116,7 @@ def step_loop(program, data, states, data_keys, steps: int):
   num_train = data["x_train"].shape[0]
 
   def one_step(data, data_key, state, t):
-    index = engine.batch_indices(program, num_train, data_key, t[None])[0]
+    index = engine.batch_indices(program.batch_size, num_train, data_key, t[None])[0]
     return engine.train_step(program, data, state, index, t)
 
   step = jax.jit(one_step, donate_argnums=2)
@@ -137,7 +138,7 @@ def scan_loop(program, data, states, data_keys, steps: int):
 
   def train(data, data_key, state):
     t = jnp.arange(steps, dtype=jnp.int32)
-    index = engine.batch_indices(program, num_train, data_key, t)
+    index = engine.batch_indices(program.batch_size, num_train, data_key, t)
     return jax.lax.scan(lambda s, xs: engine.train_step(program, data, s, *xs), state,
                         (index, t))
 
@@ -158,7 +159,7 @@ def measure(width: int, batch: int, models: int, steps: int, baseline_models: in
   specs = config.models()[:models]
   ds = load_dataset(specs[0]["dataset"])
   devices = engine.device_count()
-  per_device = engine.models_per_device(len(specs), devices, len(specs))
+  per_device = compile_lib.models_per_device(len(specs), devices, len(specs))
   program = engine.make_program(specs[0], ds, config, per_device)
   host_data = engine.device_data(program, ds, config.probe_batch)
   data = jax.device_put(host_data)  # the baselines' copy, on the default device
@@ -167,7 +168,7 @@ def measure(width: int, batch: int, models: int, steps: int, baseline_models: in
   model_steps = len(specs) * steps
   print(f"\nwidth {width}, batch {batch}: {len(specs)} models x {steps} steps, "
         f"{num_params:,} params per model; {devices} devices, "
-        f"{program.vmap_models} models per vmapped step",
+        f"{program.lanes} models per vmapped step",
         flush=True)
 
   # End to end, as `jaxinit sweep` runs it: compile, draw params, train, evaluate.
@@ -214,7 +215,7 @@ def measure(width: int, batch: int, models: int, steps: int, baseline_models: in
       "params_per_model": num_params, "flops_per_model_step": flops_per_step,
       "rounds": per_round,
       "engine": {
-          "model_steps_per_s": rate, "vmap_models": program.vmap_models,
+          "model_steps_per_s": rate, "vmap_models": program.lanes,
           "devices": devices,
           "end_to_end_model_steps_per_s": model_steps / report.run_s,
           "end_to_end_wall_s": wall, "compile_s": report.compile_s,
@@ -248,7 +249,7 @@ def compile_times(depths: list[int], width: int, models: int, dataset: str) -> d
     config = sweep_config(width, depth, models, 200, 128, dataset)
     spec = config.models()[0]
     ds = load_dataset(spec["dataset"])
-    per_device = engine.models_per_device(models, engine.device_count(), models)
+    per_device = compile_lib.models_per_device(models, engine.device_count(), models)
     program = engine.make_program(spec, ds, config, per_device)
     data = engine.device_data(program, ds, config.probe_batch)
     out[depth] = engine.ProgramCache().get(program, data, per_device * engine.device_count())[1]

@@ -5,7 +5,7 @@ names values for initializer, activation, depth, width, weight and bias
 variance, optimizer, learning rate, batch size, steps, dataset and model, and
 a number of seeds. Models that share static shapes compile once and train
 together, ``vmap``-ed, in one ``lax.scan`` per block of steps
-(:mod:`jaxinit.sweep.engine`); results land in a folder
+(:mod:`jaxinit.sweep.loop`); results land in a folder
 (:mod:`jaxinit.sweep.results`) that ``jaxinit plot`` draws.
 
 Examples:
@@ -31,7 +31,9 @@ from typing import Any
 from jaxinit.sweep.config import (AXES, ConfigError, ModelSpec, SweepConfig, label,
                                   load_config, parse_config, to_toml)
 from jaxinit.sweep.data import Dataset, load_dataset
-from jaxinit.sweep.engine import Program, ProgramCache, group_models, train_models
+from jaxinit.sweep.compile import ProgramCache
+from jaxinit.sweep.loop import group_models, train_models
+from jaxinit.sweep.program import Program
 from jaxinit.sweep.results import SweepResult, read_results, summarize, write_results
 from jaxinit.sweep.store import SweepDirError
 

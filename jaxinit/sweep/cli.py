@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
   if args.resume and args.overwrite:
     parser.error("--resume and --overwrite exclude each other")
   if args.memory_budget is not None:
-    from jaxinit.sweep.engine import parse_bytes  # pylint: disable=import-outside-toplevel
+    from jaxinit.sweep.compile import parse_bytes  # pylint: disable=import-outside-toplevel
     try:
       parse_bytes(args.memory_budget)
     except ValueError as err:
@@ -128,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"jaxinit sweep: {err}", file=sys.stderr)
     return 2
 
-  from jaxinit.sweep import engine  # pylint: disable=import-outside-toplevel
+  from jaxinit.sweep.loop import group_models  # pylint: disable=import-outside-toplevel
   models = config.models()
-  groups = engine.group_models(models)
+  groups = group_models(models)
   varying = config.varying_axes()
   print(f"{config.name}: {len(models)} models ({len(config.cells())} cells x "
         f"{len(config.seeds)} seeds) in {len(groups)} shape groups; varying: "
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
   use_cpu_devices(args.cpu_devices)
   import jax  # pylint: disable=import-outside-toplevel
   from jaxinit.sweep import SweepDirError, run_sweep  # pylint: disable=import-outside-toplevel
-  from jaxinit.sweep.engine import MemoryBudgetError  # pylint: disable=import-outside-toplevel
+  from jaxinit.sweep.compile import MemoryBudgetError  # pylint: disable=import-outside-toplevel
   out = Path(args.out) if args.out else Path("runs") / config.name
   if multi:
     print(f"process {jax.process_index()} of {jax.process_count()}: "

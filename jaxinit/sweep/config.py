@@ -71,22 +71,21 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
-import inspect
 import itertools
 import json
-import math
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jaxinit
-from jaxinit import gains
+import numpy as np
 
-Spec = str | dict[str, Any]
-"""A name, or a dict ``{"name": ..., **options}``."""
+import jaxinit
+from jaxinit import checks, gains
+from jaxinit.sweep import data as datasets
+from jaxinit.sweep import networks, optimizers, probes
+from jaxinit.sweep.data import Spec
 
 
 class ConfigError(ValueError):
@@ -94,48 +93,13 @@ class ConfigError(ValueError):
 
 
 # ---------------------------------------------------------------------------
-# Registries of the named things a grid can hold.
+# The named things a grid can hold live in their registries; re-exported here.
 
-MODELS: dict[str, dict[str, type]] = {
-    "mlp": {},
-    "resmlp": {"branch_scale": float},
-    "cnn1d": {"kernel_size": int},
-}
-"""Model names and the extra options (with their types) each accepts."""
-
-DATASETS: dict[str, dict[str, type]] = {
-    "mnist1d": {},
-    "digits": {"test_fraction": float, "split_seed": int},
-    "teacher_student": {"n_train": int, "n_test": int, "in_features": int,
-                        "out_features": int, "teacher_width": int, "teacher_depth": int,
-                        "teacher_activation": str, "noise": float, "seed": int},
-}
-"""Dataset names and the options each accepts (see :mod:`jaxinit.sweep.data`)."""
-
-
-def _optax_factories() -> dict[str, tuple[str, dict[str, Any]]]:
-  # name -> (optax factory, fixed defaults). "momentum" and "nesterov" are SGD
-  # with a trace, as most papers mean by them.
-  return {
-      "sgd": ("sgd", {}),
-      "momentum": ("sgd", {"momentum": 0.9}),
-      "nesterov": ("sgd", {"momentum": 0.9, "nesterov": True}),
-      "adam": ("adam", {}),
-      "adamw": ("adamw", {}),
-      "nadam": ("nadam", {}),
-      "lamb": ("lamb", {}),
-      "lars": ("lars", {}),
-      "lion": ("lion", {}),
-      "rmsprop": ("rmsprop", {}),
-      "adagrad": ("adagrad", {}),
-  }
-
-
-OPTIMIZERS: tuple[str, ...] = tuple(_optax_factories())
-"""Optimizer names; each is an optax factory called with the grid's learning rate."""
-
-PROBES: tuple[str, ...] = ("second_moment", "mean", "variance", "dead_fraction", "grad_norm")
-"""Per-layer probes (see :mod:`jaxinit.sweep.engine`)."""
+MODELS = networks.MODELS
+DATASETS = datasets.DATASETS
+OPTIMIZERS = optimizers.OPTIMIZERS
+PROBES = probes.NAMES
+optimizer_factory = optimizers.optimizer_factory
 
 AXES: dict[str, Any] = {
     "model": "mlp",
@@ -175,149 +139,73 @@ TOP_LEVEL: dict[str, Any] = {
 
 
 # ---------------------------------------------------------------------------
-# Checks of single values. Each returns the canonical value or raises with `where`.
+# Checks of single values (jaxinit.checks, or a registry's): each returns the
+# canonical value; their TypeError/ValueError becomes a ConfigError.
 
 
-def _accepted(names: Sequence[str]) -> str:
-  return ", ".join(sorted(names))
+def _checked(check: Callable[[str, Any], Any], where: str, value: Any) -> Any:
+  """``check(where, value)``, its TypeError/ValueError as a :class:`ConfigError`."""
+  try:
+    return check(where, value)
+  except (TypeError, ValueError) as err:
+    raise ConfigError(str(err)) from None
 
 
 def _unknown_key(where: str, key: str, accepted: Sequence[str]) -> ConfigError:
-  close = difflib.get_close_matches(key, list(accepted), n=1)
-  hint = f" (did you mean {close[0]!r}?)" if close else ""
-  return ConfigError(f"{where} has no key {key!r}{hint}; accepted keys: {_accepted(accepted)}")
-
-
-def _positive_int(where: str, value: Any) -> int:
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ConfigError(f"{where} must be a positive int, got {value!r}")
-  return value
-
-
-def _non_negative_int(where: str, value: Any) -> int:
-  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-    raise ConfigError(f"{where} must be an int >= 0, got {value!r}")
-  return value
-
-
-def _real(where: str, value: Any, *, positive: bool) -> float:
-  bound = "> 0" if positive else ">= 0"
-  if isinstance(value, bool) or not isinstance(value, (int, float)):
-    raise ConfigError(f"{where} must be a finite number {bound}, got {value!r}")
-  value = float(value)
-  if not math.isfinite(value) or value < 0 or (positive and value == 0):
-    raise ConfigError(f"{where} must be a finite number {bound}, got {value!r}")
-  return value
-
-
-def _bool(where: str, value: Any) -> bool:
-  if not isinstance(value, bool):
-    raise ConfigError(f"{where} must be true or false, got {value!r}")
-  return value
-
-
-def _named_spec(where: str, value: Any, registry: Mapping[str, Mapping[str, type]],
-                what: str) -> Spec:
-  """A name of ``registry`` or a dict with a name and typed options."""
-  if isinstance(value, str):
-    name, options = value, {}
-  elif isinstance(value, Mapping):
-    options = dict(value)
-    name = options.pop("name", None)
-  else:
-    raise ConfigError(f"{where} must be a {what} name or a table with a 'name' key; "
-                      f"{what}s: {_accepted(registry)}; got {value!r}")
-  if name not in registry:
-    raise ConfigError(f"{where}: unknown {what} {name!r}; accepted: {_accepted(registry)}")
-  accepted = registry[name]
-  for key, option in options.items():
-    if key not in accepted:
-      keys = _accepted(accepted) if accepted else "none"
-      raise ConfigError(f"{where}: {what} {name!r} has no option {key!r}; accepted: {keys}")
-    kind = accepted[key]
-    ok = (isinstance(option, kind) and not isinstance(option, bool)) or (
-        kind is float and isinstance(option, int) and not isinstance(option, bool))
-    if not ok:
-      raise ConfigError(f"{where}: option {key!r} of {what} {name!r} must be a "
-                        f"{kind.__name__}, got {option!r}")
-  if not options:
-    return name
-  return {"name": name, **{k: float(v) if accepted[k] is float else v
-                           for k, v in options.items()}}
+  return ConfigError(f"{where} has no key {key!r}{checks.did_you_mean(key, accepted)}; "
+                     f"accepted keys: {', '.join(sorted(accepted))}")
 
 
 def _init_spec(where: str, value: Any) -> Spec:
   if not isinstance(value, (str, Mapping)):
-    raise ConfigError(f"{where} must be an initializer name or a table with a 'name' key "
-                      f"(anything jaxinit.get accepts), got {value!r}")
+    raise TypeError(f"{where} must be an initializer name or a table with a 'name' key "
+                    f"(anything jaxinit.get accepts), got {value!r}")
+  value = _plain(value)
   try:
     jaxinit.get(dict(value) if isinstance(value, Mapping) else value)
-  except (TypeError, ValueError) as err:
-    raise ConfigError(f"{where}: {err}") from None
-  return _plain(value)
+  except (TypeError, ValueError, ArithmeticError) as err:
+    raise ValueError(f"{where}: {err}") from None
+  return value
 
 
 def _activation(where: str, value: Any) -> str:
   if not isinstance(value, str) or value not in gains.ACTIVATIONS:
-    raise ConfigError(f"{where}: unknown activation {value!r}; accepted: "
-                      f"{_accepted(gains.ACTIVATIONS)}")
+    raise ValueError(f"{where}: unknown activation {value!r}; accepted: "
+                     f"{', '.join(sorted(gains.ACTIVATIONS))}"
+                     f"{checks.did_you_mean(value, gains.ACTIVATIONS)}")
   return value
 
 
-def optimizer_factory(name: str) -> tuple[Callable[..., Any], dict[str, Any]]:
-  """The optax factory and fixed defaults behind an optimizer name."""
-  import optax  # pylint: disable=import-outside-toplevel
-  factory_name, defaults = _optax_factories()[name]
-  return getattr(optax, factory_name), dict(defaults)
-
-
-def _optimizer(where: str, value: Any) -> Spec:
-  if isinstance(value, str):
-    name, options = value, {}
-  elif isinstance(value, Mapping):
-    options = dict(value)
-    name = options.pop("name", None)
-  else:
-    raise ConfigError(f"{where} must be an optimizer name or a table with a 'name' key; "
-                      f"optimizers: {_accepted(OPTIMIZERS)}; got {value!r}")
-  if name not in OPTIMIZERS:
-    raise ConfigError(f"{where}: unknown optimizer {name!r}; accepted: {_accepted(OPTIMIZERS)}")
-  if "learning_rate" in options:
-    raise ConfigError(f"{where}: the learning rate is its own axis; set "
-                      f"[grid] learning_rate instead of an optimizer option")
-  factory, _ = optimizer_factory(name)
-  accepted = [p for p in inspect.signature(factory).parameters if p != "learning_rate"]
-  for key, option in options.items():
-    if key not in accepted:
-      raise ConfigError(f"{where}: optimizer {name!r} has no option {key!r}; "
-                        f"accepted: {_accepted(accepted)}")
-    if not isinstance(option, (bool, int, float)):
-      raise ConfigError(f"{where}: option {key!r} of optimizer {name!r} must be a number "
-                        f"or a bool, got {option!r}")
-  return _plain(value)
+def _variance(where: str, value: Any) -> float:
+  return checks.real(where, value, minimum=0.0)
 
 
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
-    "model": lambda w, v: _named_spec(w, v, MODELS, "model"),
-    "dataset": lambda w, v: _named_spec(w, v, DATASETS, "dataset"),
+    "model": networks.check_model,
+    "dataset": datasets.check_dataset,
     "init": _init_spec,
     "activation": _activation,
-    "depth": _positive_int,
-    "width": _positive_int,
-    "weight_variance": lambda w, v: _real(w, v, positive=False),
-    "bias_variance": lambda w, v: _real(w, v, positive=False),
-    "use_bias": _bool,
-    "optimizer": _optimizer,
-    "learning_rate": lambda w, v: _real(w, v, positive=True),
-    "batch_size": _positive_int,
-    "steps": _positive_int,
+    "depth": checks.positive_int,
+    "width": checks.positive_int,
+    "weight_variance": _variance,
+    "bias_variance": _variance,
+    "use_bias": checks.boolean,
+    "optimizer": optimizers.check_optimizer,
+    "learning_rate": lambda w, v: checks.real(w, v, minimum=0.0, exclusive_minimum=True),
+    "batch_size": checks.positive_int,
+    "steps": checks.positive_int,
 }
 assert set(_CHECKS) == set(AXES)
 
 
 def _plain(value: Any) -> Any:
-  """A copy as plain JSON data (TOML tables are dicts already; tuples become lists)."""
-  return json.loads(json.dumps(value))
+  """A copy as plain JSON data: tuples become lists, numpy scalars Python numbers."""
+  def convert(x: Any) -> Any:
+    if isinstance(x, np.generic):
+      return x.item()
+    raise TypeError(f"{x!r} ({type(x).__name__}) is not plain data (numbers, strings, "
+                    f"bools, lists, tables)")
+  return json.loads(json.dumps(value, default=convert))
 
 
 def _axis_values(key: str, value: Any) -> tuple[Any, ...]:
@@ -325,8 +213,8 @@ def _axis_values(key: str, value: Any) -> tuple[Any, ...]:
   values = list(value) if isinstance(value, list | tuple) else [value]
   if not values:
     raise ConfigError(f"{where} is an empty list; give at least one value")
-  out = tuple(_CHECKS[key](f"{where}[{i}]" if len(values) > 1 or isinstance(value, list)
-                           else where, v) for i, v in enumerate(values))
+  out = tuple(_checked(_CHECKS[key], f"{where}[{i}]" if len(values) > 1 or isinstance(
+      value, list | tuple) else where, v) for i, v in enumerate(values))
   seen: set[str] = set()
   for v in out:
     text = _canonical_json(v)
@@ -489,31 +377,38 @@ def parse_config(data: Mapping[str, Any]) -> SweepConfig:
   get = lambda key: data.get(key, TOP_LEVEL[key])  # noqa: E731
 
   name = get("name")
-  if not isinstance(name, str) or not name or any(c in name for c in "/\\"):
-    raise ConfigError(f"name must be a non-empty string without slashes, got {name!r}")
+  if (not isinstance(name, str) or name.strip(".") == "" or any(c in name for c in "/\\")
+      or any(not c.isprintable() for c in name)):
+    raise ConfigError(f"name must be a non-empty string without slashes or control "
+                      f"characters, and not '.' or '..', got {name!r}")
   seeds_value = get("seeds")
-  if isinstance(seeds_value, list):
+  if isinstance(seeds_value, list | tuple):
     if not seeds_value:
       raise ConfigError("seeds is an empty list; give a count n or a list of seeds")
-    seeds = tuple(_non_negative_int(f"seeds[{i}]", s) for i, s in enumerate(seeds_value))
+    seeds = tuple(_checked(checks.non_negative_int, f"seeds[{i}]", s)
+                  for i, s in enumerate(seeds_value))
     if len(set(seeds)) != len(seeds):
       raise ConfigError(f"seeds lists a seed twice: {list(seeds)}")
   else:
-    if isinstance(seeds_value, bool) or not isinstance(seeds_value, int) or seeds_value < 1:
-      raise ConfigError(f"seeds must be a count n >= 1 (seeds 0..n-1) or a list of ints "
-                        f">= 0, got {seeds_value!r}")
-    seeds = tuple(range(seeds_value))
-  root_seed = _non_negative_int("root_seed", get("root_seed"))
-  eval_every = _positive_int("eval_every", get("eval_every"))
+    count = _checked(lambda w, v: checks.integer(
+        w, v, minimum=1, what="a count n >= 1 (seeds 0..n-1) or a list of ints >= 0"),
+        "seeds", seeds_value)
+    seeds = tuple(range(count))
+  root_seed = _checked(checks.non_negative_int, "root_seed", get("root_seed"))
+  eval_every = _checked(checks.positive_int, "eval_every", get("eval_every"))
   probes_value = get("probes")
-  if not isinstance(probes_value, list) or not all(isinstance(p, str) for p in probes_value):
-    raise ConfigError(f"probes must be a list of probe names ({_accepted(PROBES)}), "
+  if not isinstance(probes_value, list | tuple) or not all(
+      isinstance(p, str) for p in probes_value):
+    raise ConfigError(f"probes must be a list of probe names ({', '.join(PROBES)}), "
                       f"got {probes_value!r}")
   for p in probes_value:
     if p not in PROBES:
-      raise ConfigError(f"probes: unknown probe {p!r}; accepted: {_accepted(PROBES)}")
-  probe_batch = _positive_int("probe_batch", get("probe_batch"))
-  chunk_size = _positive_int("chunk_size", get("chunk_size"))
+      raise ConfigError(f"probes: unknown probe {p!r}; accepted: {', '.join(PROBES)}"
+                        f"{checks.did_you_mean(p, PROBES)}")
+  if len(set(probes_value)) != len(probes_value):
+    raise ConfigError(f"probes lists a probe twice: {list(probes_value)}")
+  probe_batch = _checked(checks.positive_int, "probe_batch", get("probe_batch"))
+  chunk_size = _checked(checks.positive_int, "chunk_size", get("chunk_size"))
 
   grid_data = get("grid")
   if not isinstance(grid_data, Mapping):

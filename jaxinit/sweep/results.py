@@ -6,7 +6,7 @@
   ``final_*`` / ``best_*`` train and test loss and accuracy (``train_*`` is
   measured on the first 1000 training examples; accuracy is empty for
   regression), ``best_test_loss_step``, ``init_fingerprint`` (a checksum of
-  the initial params' bits, see :func:`jaxinit.sweep.engine.params_fingerprint`),
+  the initial params' bits, see :func:`jaxinit.sweep.step.params_fingerprint`),
   ``diverged`` and ``diverged_step``
   (the first step whose loss or update was not finite; empty when none), and
   per probe ``{probe}_{init,final}_{first,last}``: the probe at the first and
@@ -96,7 +96,7 @@ def summarize(models: Sequence[ModelSpec], records: Sequence[Any], group_of: Seq
 
   Args:
     models: the models.
-    records: their :class:`jaxinit.sweep.engine.ModelRecord`.
+    records: their :class:`jaxinit.sweep.loop.ModelRecord`.
     group_of: each model's shape-group index.
     probes: the probe names.
 

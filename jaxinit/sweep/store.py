@@ -151,7 +151,7 @@ class RunStore:
 
   def load(self) -> dict[int, Any]:
     """Every saved model's record, by model id (a file that fails to load is skipped)."""
-    from jaxinit.sweep.engine import ModelRecord  # pylint: disable=import-outside-toplevel
+    from jaxinit.sweep.loop import ModelRecord  # pylint: disable=import-outside-toplevel
     records: dict[int, Any] = {}
     for path in self.chunk_files():
       try:
