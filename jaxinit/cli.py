@@ -24,7 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 def _usage() -> str:
   lines = ["usage: jaxinit COMMAND [ARGS...]", "", "commands:"]
   lines += [f"  {name:10s} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
-  lines += ["", "Run 'jaxinit COMMAND --help' for a command's options."]
+  lines += ["", "Run 'jaxinit COMMAND --help' for a command's options; 'jaxinit --version' "
+                "prints the version."]
   return "\n".join(lines)
 
 
@@ -33,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   if not argv or argv[0] in ("-h", "--help"):
     print(_usage())
+    return 0
+  if argv[0] in ("-V", "--version"):
+    import jaxinit  # pylint: disable=import-outside-toplevel
+    print(f"jaxinit {jaxinit.__version__}")
     return 0
   name, rest = argv[0], argv[1:]
   if name not in SUBCOMMANDS:

@@ -1,22 +1,32 @@
-"""Compiling a shape group's programs: the model mesh, the memory budget, the cache.
+"""Compiling a shape group's programs: lanes, the model mesh, the memory budget, the cache.
 
 A group compiles two programs, whatever its size and however many
 initializers, variances, learning rates and seeds it holds (those are
 arrays): ``block`` (:func:`jaxinit.sweep.step.train_block`) and ``opt_init``
-(:func:`jaxinit.sweep.step.init_opt_state`). With several devices
+(:func:`jaxinit.sweep.step.init_opt_state`). Each trains exactly ``lanes``
+models per device, ``vmap``-ed together; a call spans every device
 (``jax_num_cpu_devices`` on CPU, as ``jaxinit sweep`` sets it; GPUs; the
-devices of several processes, see :mod:`jaxinit.sweep.distributed`) the block
-is a ``shard_map`` over a mesh axis ``"models"`` spanning all of them
-(:func:`model_mesh`). Programs are lowered and compiled ahead of time, so
-compile time is measured apart from run time, and sized against XLA's memory
-analysis (:func:`plan_group`).
+devices of several processes, see :mod:`jaxinit.sweep.distributed`) through a
+``shard_map`` over a mesh axis ``"models"`` (:func:`model_mesh`), so it trains
+``lanes x devices`` models; a group runs in as many calls as it needs, the
+last one padded with copies.
+
+Why fixed lanes: XLA compiles a ``vmap`` over 8 models differently from one
+over 4 (on CPU it vectorizes across models once there are enough of them),
+and the floating-point result of a model then differs in its last bits,
+differences that training amplifies. So the number of models a device trains
+at once depends only on the shape group (:func:`default_lanes`) and, if the
+program would not fit, on the memory budget (:func:`plan_group`), never on
+the number of models, the chunk size, the devices or an interruption: every
+model of a group runs the same compiled code, alone or in any company.
+Programs are lowered and compiled ahead of time, so compile time is measured
+apart from run time, and sized against XLA's memory analysis.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -35,46 +45,59 @@ TRAIN_EVAL_SIZE = 1000
 """Training examples (the first ones) on which ``train_loss`` is evaluated."""
 
 VMAP_FLOPS = 16e6
-"""Matmul FLOPs one vmapped training step aims at on CPU (see :func:`vmap_width`)."""
+"""Matmul FLOPs one vmapped training step aims at on CPU (see :func:`default_lanes`)."""
+
+MAX_LANES_CPU = 64
+"""Most models one CPU device trains at once."""
+
+ACCELERATOR_FLOPS = 2.0**33
+"""Matmul FLOPs one vmapped training step aims at on GPUs and TPUs."""
+
+MAX_LANES_ACCELERATOR = 4096
+"""Most models one GPU or TPU trains at once."""
 
 
-def vmap_width(flops_per_model_step: float, num_models: int) -> int:
-  """How many models to ``vmap`` together: the rest of a group is ``lax.map``-ped over.
+def default_lanes(flops_per_model_step: float, backend: str | None = None) -> int:
+  """Models one device trains at once (``vmap``-ed): a power of two set by the model's size.
 
-  On CPU a step over every model at once streams all their activations
+  On CPU a step over many models at once streams all their activations
   through memory at every op, and a model whose step already keeps both cores
-  busy (width 64, batch 128: 25 MFLOP) trains ~25% faster one at a time. Small
-  models need company to amortize each op's fixed cost (width 32, batch 32:
-  ~1.5x faster 8 or more at a time). So: the largest divisor of
-  ``num_models`` whose step does at most :data:`VMAP_FLOPS`; on accelerators,
-  every model.
+  busy (width 64, batch 128: 25 MFLOP) trains ~25% faster one at a time;
+  small models need company to amortize each op's fixed cost (width 32,
+  batch 32: ~1.5x faster 8 or more at a time). So: the largest power of two
+  whose step does at most :data:`VMAP_FLOPS` (at most
+  :data:`MAX_LANES_CPU`); on accelerators, at most :data:`ACCELERATOR_FLOPS`
+  (at most :data:`MAX_LANES_ACCELERATOR`). It depends on nothing but the
+  model, so a model's compiled code never depends on its company.
 
   Args:
     flops_per_model_step: ``6 x params x batch``.
-    num_models: models in the program.
+    backend: ``"cpu"``, ``"gpu"``, ... (default: jax's default backend).
 
   Returns:
-    A divisor of ``num_models``.
+    A power of two.
 
   Examples:
-    >>> vmap_width(25e6, 12), vmap_width(1.7e6, 12), vmap_width(2e4, 256)
-    (1, 6, 256)
+    >>> default_lanes(25e6, "cpu"), default_lanes(1.7e6, "cpu"), default_lanes(2e4, "cpu")
+    (1, 8, 64)
   """
-  if jax.default_backend() != "cpu":
-    return num_models
-  target = max(1, int(VMAP_FLOPS // max(flops_per_model_step, 1.0)))
-  return max(d for d in range(1, num_models + 1) if num_models % d == 0 and d <= target)
+  backend = jax.default_backend() if backend is None else backend
+  target, most = ((VMAP_FLOPS, MAX_LANES_CPU) if backend == "cpu" else
+                  (ACCELERATOR_FLOPS, MAX_LANES_ACCELERATOR))
+  fit = max(1, int(target // max(flops_per_model_step, 1.0)))
+  return min(most, 1 << (fit.bit_length() - 1))
 
 
 def make_program(spec: ModelSpec, dataset: Dataset, config: SweepConfig,
-                 num_models: int) -> Program:
+                 lanes: int | None = None) -> Program:
   """The :class:`Program` of ``spec``'s shape group.
 
   Args:
     spec: any model of the group.
     dataset: its dataset.
     config: the sweep (block length, probes).
-    num_models: models per device in a program call.
+    lanes: models per device in a call (default: the config's, or
+      :func:`default_lanes`).
 
   Returns:
     The program.
@@ -87,8 +110,10 @@ def make_program(spec: ModelSpec, dataset: Dataset, config: SweepConfig,
                     num_outputs=dataset.num_outputs, task=dataset.task, optimizer=opt,
                     optimizer_options=frozen(opt_options), batch_size=spec["batch_size"],
                     block_steps=config.eval_every, probes=config.probes)
-  flops = 6 * program.batch_size * param_count(program)
-  return dataclasses.replace(program, lanes=vmap_width(flops, num_models))
+  if lanes is None:
+    lanes = config.lanes if isinstance(config.lanes, int) else default_lanes(
+        6 * program.batch_size * param_count(program))
+  return dataclasses.replace(program, lanes=lanes)
 
 
 def device_data(program: Program, dataset: Dataset, probe_batch: int,
@@ -187,41 +212,20 @@ def default_memory_budget() -> int:
   return total // 2
 
 
-def models_per_device(num_models: int, num_devices: int, most_per_device: int) -> int:
-  """Models per device per program call: the fewest calls, balanced.
-
-  Args:
-    num_models: models in the shape group.
-    num_devices: devices they are spread over.
-    most_per_device: the cap (from ``chunk_size`` and the memory budget).
-
-  Returns:
-    ``m``: each call trains ``m * num_devices`` models, the last one padded.
-
-  Examples:
-    >>> models_per_device(1000, 8, 64)  # two calls of 8 x 63 (8 padded)
-    63
-    >>> models_per_device(3, 8, 64)
-    1
-  """
-  calls = -(-num_models // (num_devices * most_per_device))
-  return max(1, -(-num_models // (num_devices * calls)))
-
-
 @dataclasses.dataclass
 class GroupPrograms:
-  """A shape group's compiled programs for ``num_models`` models per call.
+  """A shape group's compiled programs.
 
   Attributes:
-    program: the group.
-    num_models: models per call (a multiple of the device count).
+    program: the group (its ``lanes``: models per device).
+    num_models: models per call, ``lanes x devices``.
     mesh: the model mesh (None on one device).
     opt_init: compiled :func:`~jaxinit.sweep.step.init_opt_state` ``(params, learning_rate)``.
     block: compiled :func:`~jaxinit.sweep.step.train_block`.
     memory_bytes: the block's memory per device (arguments, outputs and
       temporaries, less donated buffers), from XLA's memory analysis.
     model_bytes: of which are not the (replicated) data: params, optimizer
-      state, metrics and temporaries, which grow with the models per device.
+      state, metrics and temporaries, which grow with the lanes.
   """
   program: Program
   num_models: int
@@ -290,19 +294,18 @@ _opt_init_jit = jax.jit(init_opt_state, static_argnums=0)
 _block_jit = jax.jit(train_block, static_argnums=0, donate_argnums=3)
 
 
-def compile_group(program: Program, data: Mapping[str, np.ndarray],
-                  num_models: int) -> GroupPrograms:
-  """Lowers and compiles a group's two programs for ``num_models`` models per call.
+def compile_group(program: Program, data: Mapping[str, np.ndarray]) -> GroupPrograms:
+  """Lowers and compiles a group's two programs: ``program.lanes`` models on every device.
 
   Args:
     program: the group.
     data: the host data (:func:`device_data`): only shapes are used.
-    num_models: models per call, a multiple of :func:`device_count`.
 
   Returns:
     The :class:`GroupPrograms`.
   """
   mesh = model_mesh()
+  num_models = program.lanes * device_count()
   size = param_count(program)
   spec = jax.sharding.PartitionSpec
   split = None if mesh is None else jax.sharding.NamedSharding(mesh, spec("models"))
@@ -339,7 +342,7 @@ def compile_group(program: Program, data: Mapping[str, np.ndarray],
 
 
 class ProgramCache:
-  """Compiled group programs by (program, models per call, devices, data shapes).
+  """Compiled group programs by (program, devices, data shapes).
 
   One cache serves every sweep of a process (see
   :func:`jaxinit.sweep.loop.train_models`), so the same shapes never compile twice.
@@ -348,16 +351,16 @@ class ProgramCache:
   def __init__(self) -> None:
     self._compiled: dict[Any, GroupPrograms] = {}
 
-  def get(self, program: Program, data: Mapping[str, np.ndarray],
-          num_models: int) -> tuple[GroupPrograms, float]:
-    """``(programs, seconds spent compiling now)`` for ``num_models`` models per call."""
+  def get(self, program: Program,
+          data: Mapping[str, np.ndarray]) -> tuple[GroupPrograms, float]:
+    """``(programs, seconds spent compiling now)``."""
     # Data are arguments, not constants: two datasets of one shape share programs.
-    key = (program, num_models, jax.device_count(),
+    key = (program, jax.device_count(),
            tuple((k, v.shape, str(v.dtype)) for k, v in sorted(data.items())))
     if key in self._compiled:
       return self._compiled[key], 0.0
     tick = time.perf_counter()
-    self._compiled[key] = compile_group(program, data, num_models)
+    self._compiled[key] = compile_group(program, data)
     return self._compiled[key], time.perf_counter() - tick
 
 
@@ -369,57 +372,51 @@ class MemoryBudgetError(ValueError):
   """The memory budget cannot hold even one model per device of a group."""
 
 
-def plan_group(spec: ModelSpec, dataset: Dataset, config: SweepConfig, num_models: int,
-               data: Mapping[str, np.ndarray], budget_per_device: int, cache: ProgramCache
-               ) -> tuple[GroupPrograms, float]:
-  """The largest balanced program call of a group within ``chunk_size`` and the budget.
+def plan_group(spec: ModelSpec, dataset: Dataset, config: SweepConfig,
+               data: Mapping[str, np.ndarray], budget_per_device: int, cache: ProgramCache,
+               lanes: int | None = None) -> tuple[GroupPrograms, float]:
+  """A group's compiled programs: :func:`default_lanes`, halved until they fit the budget.
 
-  The call's size comes from XLA's memory analysis of the compiled block:
-  if it needs more than the budget, the per-model bytes it reports give the
-  size that fits, and that is compiled instead.
+  The memory comes from XLA's memory analysis of the compiled block. Lanes
+  that the budget lowered change the compiled code, hence the last bits of
+  the results: they are part of the run's identity (``--resume`` keeps a
+  folder's lanes, see :mod:`jaxinit.sweep.store`).
 
   Args:
     spec: any model of the group.
     dataset: its dataset.
-    config: the sweep (``chunk_size``).
-    num_models: models in the group.
+    config: the sweep.
     data: the group's host data.
     budget_per_device: bytes one device's programs may use.
     cache: the program cache.
+    lanes: use exactly these lanes (a resumed folder's) instead.
 
   Returns:
     ``(programs, seconds compiling)``.
 
   Raises:
-    MemoryBudgetError: one model per device does not fit.
+    MemoryBudgetError: the lanes asked for, or one model per device, do not fit.
   """
-  devices = device_count()
-  most = max(1, config.chunk_size // devices)
+  program = make_program(spec, dataset, config, lanes)
   compile_s = 0.0
-  for _ in range(4):
-    per_device = models_per_device(num_models, devices, most)
-    program = make_program(spec, dataset, config, per_device)
-    programs, seconds = cache.get(program, data, per_device * devices)
+  while True:
+    programs, seconds = cache.get(program, data)
     compile_s += seconds
     if programs.memory_bytes <= budget_per_device:
       return programs, compile_s
-    if per_device == 1:
+    if lanes is not None or isinstance(config.lanes, int) or program.lanes == 1:
       break
-    # Temporaries grow with the models vmapped together, so count everything
-    # but the data as per-model: conservative where part of it is fixed.
-    data_bytes = programs.memory_bytes - programs.model_bytes
-    per_model = max(1, programs.model_bytes // per_device)
-    most = min(per_device - 1, max(1, (budget_per_device - data_bytes) // per_model))
-  if programs.memory_bytes <= budget_per_device:
-    return programs, compile_s
+    program = dataclasses.replace(program, lanes=program.lanes // 2)
+  fixed = (" (the lanes this folder was computed with)" if lanes is not None else
+           " (the config's lanes)" if isinstance(config.lanes, int) else "")
   raise MemoryBudgetError(
       f"memory_budget: {programs.memory_bytes:,} bytes per device are needed for "
-      f"{programs.num_models // devices} model(s) per device of shape group "
-      f"{spec.static_key()}, but the budget allows {budget_per_device:,}; raise "
-      f"memory_budget or lower chunk_size")
+      f"{program.lanes} model(s) per device{fixed} of shape group {spec.static_key()}, but "
+      f"the budget allows {budget_per_device:,}; raise --memory-budget")
 
 
-__all__ = ["DEFAULT_CPU_BUDGET", "GroupPrograms", "MemoryBudgetError", "ProgramCache",
-           "SHARED_CACHE", "TRAIN_EVAL_SIZE", "VMAP_FLOPS", "compile_group", "default_memory_budget",
-           "device_count", "device_data", "make_program", "model_mesh", "models_per_device",
-           "parse_bytes", "plan_group", "vmap_width"]
+__all__ = ["ACCELERATOR_FLOPS", "DEFAULT_CPU_BUDGET", "GroupPrograms", "MAX_LANES_ACCELERATOR",
+           "MAX_LANES_CPU", "MemoryBudgetError", "ProgramCache", "SHARED_CACHE",
+           "TRAIN_EVAL_SIZE", "VMAP_FLOPS", "compile_group", "default_lanes",
+           "default_memory_budget", "device_count", "device_data", "make_program", "model_mesh",
+           "parse_bytes", "plan_group"]

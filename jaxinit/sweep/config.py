@@ -11,7 +11,8 @@ nested dict from Python)::
   eval_every = 100           # steps per compiled block; metrics come back per block
   probes = ["second_moment"] # per-layer probes at every evaluation
   probe_batch = 128          # probes see the first probe_batch training inputs
-  chunk_size = 256           # at most this many models share one compiled program call
+  chunk_size = 256           # models per saved chunk (what --resume keeps); no effect on results
+  lanes = "auto"             # models one device trains at once, or "auto" (by model size)
 
   [grid]                     # each axis: one value, or a list of values
   model = "mlp"              # "mlp", "resmlp", "cnn1d", or {name = "resmlp", branch_scale = 0.5}
@@ -84,7 +85,7 @@ import numpy as np
 import jaxinit
 from jaxinit import checks, gains
 from jaxinit.sweep import data as datasets
-from jaxinit.sweep import networks, optimizers, probes
+from jaxinit.sweep import keys, networks, optimizers, probes
 from jaxinit.sweep.data import Spec
 
 
@@ -133,6 +134,7 @@ TOP_LEVEL: dict[str, Any] = {
     "probes": ["second_moment"],
     "probe_batch": 128,
     "chunk_size": 256,
+    "lanes": "auto",
     "grid": {},
 }
 """Top-level keys and their defaults."""
@@ -176,8 +178,16 @@ def _activation(where: str, value: Any) -> str:
   return value
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _variance(where: str, value: Any) -> float:
-  return checks.real(where, value, minimum=0.0)
+  # Arrays inside the compiled programs: float32, where 1e39 would be inf.
+  return checks.real(where, value, minimum=0.0, maximum=_FLOAT32_MAX)
+
+
+def _learning_rate(where: str, value: Any) -> float:
+  return checks.real(where, value, minimum=0.0, exclusive_minimum=True, maximum=_FLOAT32_MAX)
 
 
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
@@ -191,7 +201,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "bias_variance": _variance,
     "use_bias": checks.boolean,
     "optimizer": optimizers.check_optimizer,
-    "learning_rate": lambda w, v: checks.real(w, v, minimum=0.0, exclusive_minimum=True),
+    "learning_rate": _learning_rate,
     "batch_size": checks.positive_int,
     "steps": checks.positive_int,
 }
@@ -215,12 +225,13 @@ def _axis_values(key: str, value: Any) -> tuple[Any, ...]:
     raise ConfigError(f"{where} is an empty list; give at least one value")
   out = tuple(_checked(_CHECKS[key], f"{where}[{i}]" if len(values) > 1 or isinstance(
       value, list | tuple) else where, v) for i, v in enumerate(values))
-  seen: set[str] = set()
+  seen: dict[str, Any] = {}
   for v in out:
-    text = _canonical_json(v)
+    text = _canonical_json(keys.canonical_init(v) if key == "init" else v)
     if text in seen:
-      raise ConfigError(f"{where} lists {v!r} twice; each value must appear once")
-    seen.add(text)
+      same = "twice" if seen[text] == v else f"and {seen[text]!r}, the same value"
+      raise ConfigError(f"{where} lists {v!r} {same}; each value must appear once")
+    seen[text] = v
   return out
 
 
@@ -245,14 +256,14 @@ class ModelSpec:
 
   @property
   def model_id(self) -> int:
-    """A stable 31-bit integer of the cell and seed.
+    """A stable 63-bit integer of the cell and seed (the first bits of a SHA-256).
 
-    It depends on nothing else (not on the grid or on the other models), so a
-    model's key ``fold_in(key(root_seed), model_id)``, hence its
-    initialization and data order, is the same alone or in any sweep.
+    It depends on nothing else (not on the grid, the root seed or the other
+    models); spellings of one initializer are one cell. Two models of one
+    sweep never share an id: :func:`parse_config` checks.
     """
     text = _canonical_json({"cell": _identity(self.cell), "seed": self.seed})
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") >> 1
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
   def static_key(self) -> str:
     """What decides the compiled program: models with equal keys share one."""
@@ -271,15 +282,8 @@ class ModelSpec:
 
 
 def _identity(cell: Mapping[str, Any]) -> dict[str, Any]:
-  """The cell with the initializer canonicalized ("he_normal" == {"name": "he_normal"})."""
-  out = dict(cell)
-  init = jaxinit.get(cell["init"])
-  if hasattr(init, "to_config"):
-    try:
-      out["init"] = init.to_config()
-    except TypeError:
-      pass
-  return out
+  """The cell with the initializer canonicalized ("he_normal" == {"name": "kaiming_normal"})."""
+  return {**cell, "init": keys.canonical_init(cell["init"])}
 
 
 def label(value: Any) -> str:
@@ -317,7 +321,11 @@ class SweepConfig:
     eval_every: steps per compiled block (metrics and probes after each).
     probes: names from :data:`PROBES`.
     probe_batch: number of training inputs the probes see.
-    chunk_size: most models per program call (bounds memory).
+    chunk_size: models per saved chunk (rounded up to whole program calls):
+      what ``--resume`` keeps; it changes no result.
+    lanes: models one device trains at once (``vmap``-ed), or ``"auto"``
+      (:func:`jaxinit.sweep.compile.default_lanes`). Results are bitwise the
+      same for equal lanes; other lanes change their last bits.
     grid: ``{axis: tuple of values}`` for every axis of :data:`AXES`.
   """
   name: str
@@ -327,6 +335,7 @@ class SweepConfig:
   probes: tuple[str, ...]
   probe_batch: int
   chunk_size: int
+  lanes: int | str
   grid: Mapping[str, tuple[Any, ...]]
 
   def cells(self) -> list[dict[str, Any]]:
@@ -348,7 +357,7 @@ class SweepConfig:
     return {"name": self.name, "seeds": list(self.seeds), "root_seed": self.root_seed,
             "eval_every": self.eval_every, "probes": list(self.probes),
             "probe_batch": self.probe_batch, "chunk_size": self.chunk_size,
-            "grid": {a: list(v) for a, v in self.grid.items()}}
+            "lanes": self.lanes, "grid": {a: list(v) for a, v in self.grid.items()}}
 
 
 def parse_config(data: Mapping[str, Any]) -> SweepConfig:
@@ -409,6 +418,10 @@ def parse_config(data: Mapping[str, Any]) -> SweepConfig:
     raise ConfigError(f"probes lists a probe twice: {list(probes_value)}")
   probe_batch = _checked(checks.positive_int, "probe_batch", get("probe_batch"))
   chunk_size = _checked(checks.positive_int, "chunk_size", get("chunk_size"))
+  lanes = get("lanes")
+  if lanes != "auto":
+    lanes = _checked(lambda w, v: checks.integer(w, v, minimum=1,
+                                                 what='a positive int or "auto"'), "lanes", lanes)
 
   grid_data = get("grid")
   if not isinstance(grid_data, Mapping):
@@ -423,9 +436,16 @@ def parse_config(data: Mapping[str, Any]) -> SweepConfig:
     if steps % eval_every:
       raise ConfigError(f"[grid] steps = {steps} is not a multiple of eval_every = "
                         f"{eval_every}; every steps value must be one")
-  return SweepConfig(name=name, seeds=seeds, root_seed=root_seed, eval_every=eval_every,
-                     probes=tuple(probes_value), probe_batch=probe_batch,
-                     chunk_size=chunk_size, grid=grid)
+  config = SweepConfig(name=name, seeds=seeds, root_seed=root_seed, eval_every=eval_every,
+                       probes=tuple(probes_value), probe_batch=probe_batch,
+                       chunk_size=chunk_size, lanes=lanes, grid=grid)
+  ids: dict[int, ModelSpec] = {}
+  for model in config.models():
+    other = ids.setdefault(model.model_id, model)
+    if other is not model:  # two distinct cells whose 63-bit digests agree: ~never
+      raise ConfigError(f"two models share the id {model.model_id}: {other} and {model}; "
+                        f"change one seed")
+  return config
 
 
 def load_config(path: str | Path) -> SweepConfig:
@@ -438,11 +458,21 @@ def load_config(path: str | Path) -> SweepConfig:
     The :class:`SweepConfig`.
 
   Raises:
-    ConfigError: a syntax error or a bad key or value (the message names the
-      file and the key); FileNotFoundError.
+    ConfigError: a syntax error, a bad key or value (the message names the
+      file and the key), a folder or a file that is not UTF-8 text;
+      FileNotFoundError.
   """
   path = Path(path)
-  text = path.read_text()
+  try:
+    text = path.read_bytes().decode("utf-8")
+  except FileNotFoundError:
+    raise
+  except IsADirectoryError:
+    raise ConfigError(f"{path} is a folder, not a config file") from None
+  except OSError as err:
+    raise ConfigError(f"{path}: cannot read it: {err.strerror or err}") from None
+  except UnicodeDecodeError as err:
+    raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
   try:
     data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
   except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:

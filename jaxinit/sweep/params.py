@@ -85,6 +85,25 @@ def layer_slots(shapes: Mapping[str, Any]) -> list[tuple[Path, int | None]]:
   return sorted(found, key=rank)
 
 
+def kernel_shapes(shapes: Mapping[str, Any]) -> list[tuple[tuple[int, ...], Any]]:
+  """The distinct ``(shape, dtype)`` of one layer's kernel, over every layer of a params tree.
+
+  Examples:
+    >>> import jax
+    >>> from jaxinit.models import MLP
+    >>> net = MLP(in_features=3, out_features=2, width=4, depth=3)
+    >>> [s for s, _ in kernel_shapes(jax.eval_shape(net.init, jax.random.key(0)))]
+    [(3, 4), (4, 4), (4, 2)]
+  """
+  out = []
+  for path, stack in layer_slots(shapes):
+    leaf = functools.reduce(lambda tree, k: tree[k], path, shapes)["kernel"]
+    item = (tuple(leaf.shape[1:] if stack is not None else leaf.shape), leaf.dtype)
+    if item not in out and (stack is None or stack > 0):
+      out.append(item)
+  return out
+
+
 _ELEMENTWISE = (samplers.Normal, samplers.TruncatedNormal, samplers.Uniform, samplers.Rademacher)
 
 
@@ -279,4 +298,4 @@ def _dispatch_layer(keys: jax.Array, plans: list[tuple[Initializer, float, bool]
   return out
 
 
-__all__ = ["draw_population", "kernel_draw", "layer_slots"]
+__all__ = ["draw_population", "kernel_draw", "kernel_shapes", "layer_slots"]
