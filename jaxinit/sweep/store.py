@@ -271,6 +271,7 @@ class RunStore:
             f"--resume: {self.out} was written by a different config; differences "
             f"(- in the folder, + given): {'; '.join(diff[:6])}. Resume with the folder's own "
             f"config ({old_path}), or choose another --out")
+      self._refuse_mixing()
       return
     if saved and not finished:
       raise SweepDirError(
@@ -318,17 +319,10 @@ class RunStore:
     wanted = {m.model_id: m for m in models}
     records: dict[int, Any] = {}
     lanes: dict[str, int] = {}
-    foreign, other_execution = [], []
+    self._refuse_mixing()
     for path in self.chunk_files():
       try:
         arrays = read_chunk(path)
-        if str(arrays["config_digest"]) != self.digest:
-          foreign.append(path.name)
-          continue
-        execution = json.loads(str(arrays["execution"]))
-        if execution != self.execution:
-          other_execution.append((path.name, execution))
-          continue
         ids = arrays["model_id"].tolist()
         group = str(arrays["group"])
         if any(i not in wanted or wanted[i].static_key() != group for i in ids):
@@ -345,6 +339,22 @@ class RunStore:
             eval_step=arrays["eval_step"], metrics={k: v[j] for k, v in metrics.items()},
             step_loss=arrays["step_loss"][j], diverged_step=int(arrays["diverged_step"][j]),
             lanes=int(arrays["lanes"]))
+    return records, lanes
+
+  def _refuse_mixing(self) -> None:
+    """Raises :class:`SweepDirError` if a readable chunk is another config's or was computed
+    under other execution settings (damaged ones are :meth:`load`'s to set aside)."""
+    foreign, other_execution = [], []
+    for path in self.chunk_files():
+      try:
+        with np.load(path, allow_pickle=False) as z:
+          digest, execution = str(z["config_digest"]), json.loads(str(z["execution"]))
+      except Exception:  # noqa: BLE001  (damaged: load() reports and sets it aside)
+        continue
+      if digest != self.digest:
+        foreign.append(path.name)
+      elif execution != self.execution:
+        other_execution.append((path.name, execution))
     if foreign:
       raise SweepDirError(
           f"--resume: {len(foreign)} chunk file(s) in {self.chunks} were computed for a "
@@ -359,7 +369,6 @@ class RunStore:
           f"under other execution settings ({_describe(differences)}, in {name}); their "
           f"results would not be bitwise this run's: resume with the same settings, or "
           f"--overwrite to start over")
-    return records, lanes
 
   def _set_aside(self, path: Path, why: str) -> None:
     if not self.writer:
