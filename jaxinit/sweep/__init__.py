@@ -8,6 +8,20 @@ together, ``vmap``-ed, in one ``lax.scan`` per block of steps
 (:mod:`jaxinit.sweep.loop`); results land in a folder
 (:mod:`jaxinit.sweep.results`) that ``jaxinit plot`` draws.
 
+The engine's modules, one job each: :mod:`~jaxinit.sweep.config` and
+:mod:`~jaxinit.sweep.axes` (the schema), the registries
+:mod:`~jaxinit.sweep.networks`, :mod:`~jaxinit.sweep.data`,
+:mod:`~jaxinit.sweep.optimizers` and :mod:`~jaxinit.sweep.probes` (what a
+grid can name), :mod:`~jaxinit.sweep.program` (a shape group),
+:mod:`~jaxinit.sweep.step` (the traced train step, evaluation and block),
+:mod:`~jaxinit.sweep.compile` (lanes, mesh, memory budget, cache),
+:mod:`~jaxinit.sweep.keys` and :mod:`~jaxinit.sweep.params` (where a model's
+params and batches come from), :mod:`~jaxinit.sweep.loop` (the host loop),
+:mod:`~jaxinit.sweep.store` and :mod:`~jaxinit.sweep.lock` (the folder),
+:mod:`~jaxinit.sweep.results`, :mod:`~jaxinit.sweep.plot`,
+:mod:`~jaxinit.sweep.cli`, :mod:`~jaxinit.sweep.distributed`. Everything
+outside the package uses the names below.
+
 Examples:
   >>> from jaxinit import sweep
   >>> config = sweep.parse_config({
@@ -18,23 +32,38 @@ Examples:
   (16, 2)
 
   ``sweep.run_sweep(config, out_dir="runs/demo")`` trains the 16 models: two
-  compiled programs, one per depth, each training 8 models at once.
+  compiled programs, one per depth, each training ``lanes`` models per device
+  at once; every model's results are bitwise the same in any company.
 """
 
 from __future__ import annotations
 
-from jaxinit.sweep.config import (AXES, ConfigError, ModelSpec, SweepConfig, label,
+from jaxinit.sweep.axes import ConfigError
+from jaxinit.sweep.compile import (MemoryBudgetError, ProgramCache, default_lanes,
+                                   default_memory_budget, parse_bytes)
+from jaxinit.sweep.config import (AXES, STATIC_AXES, VMAPPED_AXES, ModelSpec, SweepConfig, label,
                                   load_config, parse_config, to_toml)
-from jaxinit.sweep.data import Dataset, load_dataset
-from jaxinit.sweep.compile import ProgramCache
-from jaxinit.sweep.loop import group_models, train_models
+from jaxinit.sweep.data import DATASETS, Dataset, load_dataset
+from jaxinit.sweep.loop import GroupReport, ModelRecord, group_models, train_models
+from jaxinit.sweep.networks import MODELS
+from jaxinit.sweep.optimizers import OPTIMIZERS
+from jaxinit.sweep.probes import PROBES
 from jaxinit.sweep.program import Program
+from jaxinit.sweep.progress import Progress
 from jaxinit.sweep.results import SweepResult, read_results, summarize, write_results
 from jaxinit.sweep.run import run_sweep
-from jaxinit.sweep.store import SweepDirError
+from jaxinit.sweep.store import SweepDirError, execution_identity
 
-
-__all__ = ["AXES", "ConfigError", "Dataset", "ModelSpec", "Program", "ProgramCache",
-           "SweepConfig", "SweepDirError", "SweepResult", "group_models", "label", "load_config",
-           "load_dataset", "parse_config", "read_results", "run_sweep", "summarize",
-           "to_toml", "train_models", "write_results"]
+__all__ = [
+    # configs
+    "AXES", "STATIC_AXES", "VMAPPED_AXES", "ConfigError", "ModelSpec", "SweepConfig", "label",
+    "load_config", "parse_config", "to_toml",
+    # registries: what a grid can name
+    "DATASETS", "MODELS", "OPTIMIZERS", "PROBES", "Dataset", "load_dataset",
+    # running
+    "run_sweep", "train_models", "group_models", "Program", "ProgramCache", "Progress",
+    "GroupReport", "ModelRecord", "MemoryBudgetError", "default_lanes", "default_memory_budget",
+    "parse_bytes", "execution_identity",
+    # results and folders
+    "SweepResult", "SweepDirError", "read_results", "summarize", "write_results",
+]

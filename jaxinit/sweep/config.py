@@ -66,7 +66,7 @@ Examples:
   >>> parse_config({"grid": {"depht": 3}})  # doctest: +ELLIPSIS
   Traceback (most recent call last):
   ...
-  jaxinit.sweep.config.ConfigError: [grid] has no key 'depht' (did you mean 'depth'?); ...
+  jaxinit.sweep.axes.ConfigError: [grid] has no key 'depht' (did you mean 'depth'?); ...
 """
 
 from __future__ import annotations
@@ -76,55 +76,16 @@ import hashlib
 import itertools
 import json
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from jaxinit import checks
+from jaxinit.sweep import axes, keys
+from jaxinit.sweep.axes import (AXES, DATASETS, MODELS, OPTIMIZERS, PROBES, STATIC_AXES,
+                                VMAPPED_AXES, ConfigError)
+from jaxinit.sweep.optimizers import optimizer_factory
 
-import jaxinit
-from jaxinit import checks, gains
-from jaxinit.sweep import data as datasets
-from jaxinit.sweep import keys, networks, optimizers, probes
-from jaxinit.sweep.data import Spec
-
-
-class ConfigError(ValueError):
-  """A sweep config that cannot run; the message names the key and what is accepted."""
-
-
-# ---------------------------------------------------------------------------
-# The named things a grid can hold live in their registries; re-exported here.
-
-MODELS = networks.MODELS
-DATASETS = datasets.DATASETS
-OPTIMIZERS = optimizers.OPTIMIZERS
-PROBES = probes.NAMES
-optimizer_factory = optimizers.optimizer_factory
-
-AXES: dict[str, Any] = {
-    "model": "mlp",
-    "dataset": "mnist1d",
-    "init": "lecun_normal",
-    "activation": "relu",
-    "depth": 2,
-    "width": 64,
-    "weight_variance": 1.0,
-    "bias_variance": 0.0,
-    "use_bias": True,
-    "optimizer": "sgd",
-    "learning_rate": 0.01,
-    "batch_size": 128,
-    "steps": 1000,
-}
-"""Grid axes and their default values, in the order of the results' columns."""
-
-STATIC_AXES: tuple[str, ...] = ("model", "dataset", "activation", "depth", "width", "use_bias",
-                                "optimizer", "batch_size", "steps")
-"""Axes that change the compiled program: models that differ here never share one."""
-
-VMAPPED_AXES: tuple[str, ...] = ("init", "weight_variance", "bias_variance", "learning_rate")
-"""Axes (with the seed) that are arrays inside one compiled program."""
 
 TOP_LEVEL: dict[str, Any] = {
     "name": "sweep",
@@ -138,105 +99,6 @@ TOP_LEVEL: dict[str, Any] = {
     "grid": {},
 }
 """Top-level keys and their defaults."""
-
-
-# ---------------------------------------------------------------------------
-# Checks of single values (jaxinit.checks, or a registry's): each returns the
-# canonical value; their TypeError/ValueError becomes a ConfigError.
-
-
-def _checked(check: Callable[[str, Any], Any], where: str, value: Any) -> Any:
-  """``check(where, value)``, its TypeError/ValueError as a :class:`ConfigError`."""
-  try:
-    return check(where, value)
-  except (TypeError, ValueError) as err:
-    raise ConfigError(str(err)) from None
-
-
-def _unknown_key(where: str, key: str, accepted: Sequence[str]) -> ConfigError:
-  return ConfigError(f"{where} has no key {key!r}{checks.did_you_mean(key, accepted)}; "
-                     f"accepted keys: {', '.join(sorted(accepted))}")
-
-
-def _init_spec(where: str, value: Any) -> Spec:
-  if not isinstance(value, (str, Mapping)):
-    raise TypeError(f"{where} must be an initializer name or a table with a 'name' key "
-                    f"(anything jaxinit.get accepts), got {value!r}")
-  value = _plain(value)
-  try:
-    jaxinit.get(dict(value) if isinstance(value, Mapping) else value)
-  except (TypeError, ValueError, ArithmeticError) as err:
-    raise ValueError(f"{where}: {err}") from None
-  return value
-
-
-def _activation(where: str, value: Any) -> str:
-  if not isinstance(value, str) or value not in gains.ACTIVATIONS:
-    raise ValueError(f"{where}: unknown activation {value!r}; accepted: "
-                     f"{', '.join(sorted(gains.ACTIVATIONS))}"
-                     f"{checks.did_you_mean(value, gains.ACTIVATIONS)}")
-  return value
-
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _variance(where: str, value: Any) -> float:
-  # Arrays inside the compiled programs: float32, where 1e39 would be inf.
-  return checks.real(where, value, minimum=0.0, maximum=_FLOAT32_MAX)
-
-
-def _learning_rate(where: str, value: Any) -> float:
-  return checks.real(where, value, minimum=0.0, exclusive_minimum=True, maximum=_FLOAT32_MAX)
-
-
-_CHECKS: dict[str, Callable[[str, Any], Any]] = {
-    "model": networks.check_model,
-    "dataset": datasets.check_dataset,
-    "init": _init_spec,
-    "activation": _activation,
-    "depth": checks.positive_int,
-    "width": checks.positive_int,
-    "weight_variance": _variance,
-    "bias_variance": _variance,
-    "use_bias": checks.boolean,
-    "optimizer": optimizers.check_optimizer,
-    "learning_rate": _learning_rate,
-    "batch_size": checks.positive_int,
-    "steps": checks.positive_int,
-}
-assert set(_CHECKS) == set(AXES)
-
-
-def _plain(value: Any) -> Any:
-  """A copy as plain JSON data: tuples become lists, numpy scalars Python numbers."""
-  def convert(x: Any) -> Any:
-    if isinstance(x, np.generic):
-      return x.item()
-    raise TypeError(f"{x!r} ({type(x).__name__}) is not plain data (numbers, strings, "
-                    f"bools, lists, tables)")
-  return json.loads(json.dumps(value, default=convert))
-
-
-def _axis_values(key: str, value: Any) -> tuple[Any, ...]:
-  where = f"[grid] {key}"
-  values = list(value) if isinstance(value, list | tuple) else [value]
-  if not values:
-    raise ConfigError(f"{where} is an empty list; give at least one value")
-  out = tuple(_checked(_CHECKS[key], f"{where}[{i}]" if len(values) > 1 or isinstance(
-      value, list | tuple) else where, v) for i, v in enumerate(values))
-  seen: dict[str, Any] = {}
-  for v in out:
-    text = _canonical_json(keys.canonical_init(v) if key == "init" else v)
-    if text in seen:
-      same = "twice" if seen[text] == v else f"and {seen[text]!r}, the same value"
-      raise ConfigError(f"{where} lists {v!r} {same}; each value must appear once")
-    seen[text] = v
-  return out
-
-
-def _canonical_json(value: Any) -> str:
-  return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 # ---------------------------------------------------------------------------
@@ -262,23 +124,23 @@ class ModelSpec:
     models); spellings of one initializer are one cell. Two models of one
     sweep never share an id: :func:`parse_config` checks.
     """
-    text = _canonical_json({"cell": _identity(self.cell), "seed": self.seed})
+    text = axes.canonical_json({"cell": _identity(self.cell), "seed": self.seed})
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
   def static_key(self) -> str:
     """What decides the compiled program: models with equal keys share one."""
-    return _canonical_json({k: self.cell[k] for k in STATIC_AXES})
+    return axes.canonical_json({k: self.cell[k] for k in STATIC_AXES})
 
   def __getitem__(self, axis: str) -> Any:
     return self.cell[axis]
 
   def __eq__(self, other: object) -> bool:
     return isinstance(other, ModelSpec) and (
-        _canonical_json(dict(self.cell)), self.seed) == (
-            _canonical_json(dict(other.cell)), other.seed)
+        axes.canonical_json(dict(self.cell)), self.seed) == (
+            axes.canonical_json(dict(other.cell)), other.seed)
 
   def __hash__(self) -> int:
-    return hash((_canonical_json(dict(self.cell)), self.seed))
+    return hash((axes.canonical_json(dict(self.cell)), self.seed))
 
 
 def _identity(cell: Mapping[str, Any]) -> dict[str, Any]:
@@ -382,7 +244,7 @@ def parse_config(data: Mapping[str, Any]) -> SweepConfig:
     if key not in TOP_LEVEL:
       if key in AXES:
         raise ConfigError(f"{key!r} is a grid axis: put it under [grid]")
-      raise _unknown_key("the top level", key, list(TOP_LEVEL))
+      raise axes.unknown_key("the top level", key, list(TOP_LEVEL))
   get = lambda key: data.get(key, TOP_LEVEL[key])  # noqa: E731
 
   name = get("name")
@@ -394,17 +256,17 @@ def parse_config(data: Mapping[str, Any]) -> SweepConfig:
   if isinstance(seeds_value, list | tuple):
     if not seeds_value:
       raise ConfigError("seeds is an empty list; give a count n or a list of seeds")
-    seeds = tuple(_checked(checks.non_negative_int, f"seeds[{i}]", s)
+    seeds = tuple(axes.checked(checks.non_negative_int, f"seeds[{i}]", s)
                   for i, s in enumerate(seeds_value))
     if len(set(seeds)) != len(seeds):
       raise ConfigError(f"seeds lists a seed twice: {list(seeds)}")
   else:
-    count = _checked(lambda w, v: checks.integer(
+    count = axes.checked(lambda w, v: checks.integer(
         w, v, minimum=1, what="a count n >= 1 (seeds 0..n-1) or a list of ints >= 0"),
         "seeds", seeds_value)
     seeds = tuple(range(count))
-  root_seed = _checked(checks.non_negative_int, "root_seed", get("root_seed"))
-  eval_every = _checked(checks.positive_int, "eval_every", get("eval_every"))
+  root_seed = axes.checked(checks.non_negative_int, "root_seed", get("root_seed"))
+  eval_every = axes.checked(checks.positive_int, "eval_every", get("eval_every"))
   probes_value = get("probes")
   if not isinstance(probes_value, list | tuple) or not all(
       isinstance(p, str) for p in probes_value):
@@ -416,11 +278,11 @@ def parse_config(data: Mapping[str, Any]) -> SweepConfig:
                         f"{checks.did_you_mean(p, PROBES)}")
   if len(set(probes_value)) != len(probes_value):
     raise ConfigError(f"probes lists a probe twice: {list(probes_value)}")
-  probe_batch = _checked(checks.positive_int, "probe_batch", get("probe_batch"))
-  chunk_size = _checked(checks.positive_int, "chunk_size", get("chunk_size"))
+  probe_batch = axes.checked(checks.positive_int, "probe_batch", get("probe_batch"))
+  chunk_size = axes.checked(checks.positive_int, "chunk_size", get("chunk_size"))
   lanes = get("lanes")
   if lanes != "auto":
-    lanes = _checked(lambda w, v: checks.integer(w, v, minimum=1,
+    lanes = axes.checked(lambda w, v: checks.integer(w, v, minimum=1,
                                                  what='a positive int or "auto"'), "lanes", lanes)
 
   grid_data = get("grid")
@@ -430,8 +292,8 @@ def parse_config(data: Mapping[str, Any]) -> SweepConfig:
     if key not in AXES:
       if key in TOP_LEVEL:
         raise ConfigError(f"{key!r} is a top-level key, not a grid axis: put it above [grid]")
-      raise _unknown_key("[grid]", key, list(AXES))
-  grid = {a: _axis_values(a, grid_data.get(a, default)) for a, default in AXES.items()}
+      raise axes.unknown_key("[grid]", key, list(AXES))
+  grid = {a: axes.axis_values(a, grid_data.get(a, default)) for a, default in AXES.items()}
   for steps in grid["steps"]:
     if steps % eval_every:
       raise ConfigError(f"[grid] steps = {steps} is not a multiple of eval_every = "
