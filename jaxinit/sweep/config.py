@@ -7,7 +7,7 @@ nested dict from Python)::
 
   name = "quickstart"        # used for the default output folder
   seeds = 2                  # n (seeds 0..n-1) or a list of seeds, e.g. [0, 5]
-  root_seed = 0              # every model's key is fold_in(key(root_seed), model_id)
+  root_seed = 0              # the root of every key (see jaxinit.sweep.keys)
   eval_every = 100           # steps per compiled block; metrics come back per block
   probes = ["second_moment"] # per-layer probes at every evaluation
   probe_batch = 128          # probes see the first probe_batch training inputs

@@ -8,7 +8,7 @@ initializer of the sweep (XLA:CPU spends up to seconds on each random-number
 kernel, so drawing inside each group's training program would cost compiles
 per initializer per group).
 
-Keys: a model's init key is ``fold_in(model_key, 0)``. Its layers are
+Keys: a model's init key comes from :mod:`jaxinit.sweep.keys`. Its layers are
 numbered in params order: ``"input"`` first, then the stacked groups in
 key order (each layer of a stack in turn), ``"readout"`` last. Layer ``i``
 draws its kernel from ``fold_in(fold_in(init_key, i), 0)`` and its bias from

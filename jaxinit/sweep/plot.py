@@ -191,6 +191,7 @@ def _log_if_spread(ax: Any, values: np.ndarray) -> None:
   positive = finite[finite > 0]
   if positive.size and positive.max() / positive.min() > 100 and (finite >= 0).all():
     ax.set_yscale("symlog", linthresh=float(positive.min()))
+    ax.set_ylim(bottom=0)
 
 
 def _band(ax: Any, steps: np.ndarray, values: np.ndarray, style: str, color: Any,

@@ -23,8 +23,10 @@
 ``DIR/config.toml``
   the resolved config: ``jaxinit sweep DIR/config.toml`` runs the sweep again.
 ``DIR/run.json``
-  ``complete``, wall time, per-group compile and run time, models taken
-  from an earlier run (``--resume``), devices, processes, versions.
+  ``complete``, wall time, per group its lanes, models per call and per
+  chunk, compile and run time; models taken from an earlier run
+  (``--resume``), devices, processes, versions and the execution identity
+  (:func:`jaxinit.sweep.store.execution_identity`).
 ``DIR/chunks/``
   every finished program call's results (:mod:`jaxinit.sweep.store`), what
   ``--resume`` continues from.
@@ -200,7 +202,8 @@ def write_results(result: SweepResult, out_dir: str | Path) -> Path:
   Returns:
     The folder's path.
   """
-  from jaxinit.sweep.store import atomic_write, npz_bytes  # pylint: disable=import-outside-toplevel
+  from jaxinit.sweep.store import (  # pylint: disable=import-outside-toplevel
+      atomic_write, execution_identity, npz_bytes)
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   columns = list(result.rows[0]) if result.rows else ["model_id"]
@@ -219,7 +222,8 @@ def write_results(result: SweepResult, out_dir: str | Path) -> Path:
           "groups": result.groups,
           "versions": {"jax": jax.__version__, "python": platform.python_version()},
           "device": str(jax.devices()[0].device_kind), "devices": len(jax.devices()),
-          "processes": jax.process_count(), "platform": platform.platform()}
+          "processes": jax.process_count(), "platform": platform.platform(),
+          "execution": execution_identity()}
   atomic_write(out / "run.json", json.dumps(meta, indent=2) + "\n")
   return out
 
