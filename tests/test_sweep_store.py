@@ -121,6 +121,23 @@ def test_other_configs_are_refused_even_without_config_toml(reference, tmp_path)
              for r, ref in zip(rows, reference))
 
 
+def test_a_corrupt_config_toml_leaves_the_folder_resumable(reference, tmp_path, capsys):
+  config = _config()
+  sweep.run_sweep(config, out_dir=tmp_path, progress=False)
+  (tmp_path / "results.csv").unlink()
+  (tmp_path / "run.json").unlink()
+  (tmp_path / "config.toml").write_bytes(b"\xff\xfe not toml [[[")
+  sweep.run_sweep(config, out_dir=tmp_path, progress=False, resume=True)
+  assert "config.toml is unreadable" in capsys.readouterr().err
+  assert _rows(tmp_path) == reference
+  # A damaged results folder: jaxinit plot says so in one line.
+  from jaxinit import cli  # pylint: disable=import-outside-toplevel
+  os.truncate(tmp_path / "curves.npz", 100)
+  assert cli.main(["plot", str(tmp_path)]) == 2
+  err = capsys.readouterr().err.strip()
+  assert "damaged" in err and len(err.splitlines()) == 1, err
+
+
 def test_chunks_of_other_execution_settings_are_refused(tmp_path, monkeypatch):
   config = _config()
   sweep.run_sweep(config, out_dir=tmp_path, progress=False)

@@ -85,8 +85,11 @@ def _init_spec(where: str, value: Any) -> Spec:
   value = plain(value)
   try:
     jaxinit.get(dict(value) if isinstance(value, Mapping) else value)
-  except (TypeError, ValueError, ArithmeticError) as err:
+  except (TypeError, ValueError) as err:
     raise ValueError(f"{where}: {err}") from None
+  except ArithmeticError as err:  # e.g. a scale that overflows, bounds with no mass
+    raise ValueError(f"{where}: {value!r} cannot be built: its numbers are out of range "
+                     f"({type(err).__name__}: {err})") from None
   return value
 
 

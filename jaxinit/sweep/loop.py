@@ -335,16 +335,17 @@ def _run_chunk(programs: GroupPrograms, data: Any, rows: Sequence[int],
       last[0] = now
 
   local = len(rows)
+  # Block 0 only evaluates the initial params; block b trains steps [b-1, b) * block_steps.
+  blocks = [(programs.put(np.int32(max(b - 1, 0) * program.block_steps)),
+             programs.put(np.bool_(b > 0))) for b in range(num_blocks + 1)]
   for c in range(len(sizes)):
     part = slice(c * local, (c + 1) * local)
     state = start_state(programs, params[part], learning_rate[part], rows)
     keys = programs.put(data_keys[part], rows)
     if keep_params:
       initial[c] = fetch(state["params"])
-    for b in range(num_blocks + 1):
-      # Block 0 only evaluates the initial params; block b trains steps [b-1, b) * block_steps.
-      start = programs.put(np.int32(max(b - 1, 0) * program.block_steps))
-      state, metrics = programs.block(data, keys, state, start, programs.put(np.bool_(b > 0)))
+    for b, (start, train) in enumerate(blocks):
+      state, metrics = programs.block(data, keys, state, start, train)
       pending.append((c, b, metrics))
       drain(1)  # the previous block's metrics, while this one runs
     if keep_params:

@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
   try:
     written = plot_results(args.dir, x=args.x, y=args.y, metrics=args.metric,
                            where=dict(args.where))
-  except (ValueError, KeyError, OSError, config_lib.ConfigError) as err:
+  except (ValueError, KeyError, OSError) as err:  # ConfigError is a ValueError
     print(f"jaxinit plot: {err}", file=sys.stderr)
     return 2
   for path in written:

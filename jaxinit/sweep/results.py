@@ -42,6 +42,8 @@ import io
 import json
 import math
 import platform
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -248,13 +250,22 @@ def read_results(out_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, n
 
   Returns:
     ``(rows, curves, config)``: rows with numbers parsed (empty cells None,
-    axis tables as their text labels), the curve arrays, the config.
+    axis tables as their text labels, fingerprints as text), the curve
+    arrays, the config.
+
+  Raises:
+    ValueError: a damaged file. OSError: a missing one. ConfigError: a bad
+      ``config.toml``.
   """
   out = Path(out_dir)
-  with open(out / "results.csv", newline="") as f:
-    rows = [{k: _parse_cell(v) for k, v in row.items()} for row in csv.DictReader(f)]
-  with np.load(out / "curves.npz") as arrays:
-    curves = {k: arrays[k] for k in arrays.files}
+  try:
+    with open(out / "results.csv", newline="") as f:
+      rows = [{k: _parse_cell(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    with np.load(out / "curves.npz") as arrays:
+      curves = {k: arrays[k] for k in arrays.files}
+  except (zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError, csv.Error) as err:
+    raise ValueError(f"{out} holds a damaged results file ({type(err).__name__}: {err}); "
+                     f"rerun the sweep with --overwrite") from None
   return rows, curves, config_lib.load_config(out / "config.toml")
 
 
