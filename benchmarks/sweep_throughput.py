@@ -168,7 +168,7 @@ def measure(width: int, batch: int, models: int, steps: int, baseline_models: in
   ds = load_dataset(specs[0]["dataset"])
   devices = compile_lib.device_count()
   program = compile_lib.make_program(specs[0], ds, config)
-  host_data = compile_lib.device_data(program, ds, config.probe_batch)
+  host_data = program_lib.device_data(program, ds, config.probe_batch)
   data = jax.device_put(host_data)  # the baselines' copy, on the default device
   num_params = params_per_model(program)
   flops_per_step = 6 * num_params * batch
@@ -258,7 +258,7 @@ def compile_times(depths: list[int], width: int, models: int, dataset: str) -> d
     spec = config.models()[0]
     ds = load_dataset(spec["dataset"])
     program = compile_lib.make_program(spec, ds, config)
-    data = compile_lib.device_data(program, ds, config.probe_batch)
+    data = program_lib.device_data(program, ds, config.probe_batch)
     out[depth] = compile_lib.ProgramCache().get(program, data)[1]
     print(f"  compile, depth {depth:3d}: {out[depth]:.2f} s", flush=True)
   return out

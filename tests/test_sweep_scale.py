@@ -23,6 +23,7 @@ import pytest
 from jaxinit import sweep
 from jaxinit.sweep import cli as sweep_cli
 from jaxinit.sweep import compile as compile_lib
+from jaxinit.sweep import program as program_lib
 from jaxinit.sweep import store
 
 CONFIG = Path(__file__).with_name("sweep_scale.toml")
@@ -143,7 +144,7 @@ def test_memory_budget_sets_lanes(reference):
   config = sweep.parse_config(data)
   spec = config.models()[0]
   dataset = sweep.load_dataset(spec["dataset"])
-  host = compile_lib.device_data(compile_lib.make_program(spec, dataset, config, 1), dataset,
+  host = program_lib.device_data(compile_lib.make_program(spec, dataset, config, 1), dataset,
                                  config.probe_batch)
   cache = compile_lib.ProgramCache()
   whole, _ = compile_lib.plan_group(spec, dataset, config, host, 2**30, cache)

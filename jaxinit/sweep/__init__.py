@@ -52,7 +52,8 @@ from jaxinit.sweep.program import Program
 from jaxinit.sweep.progress import Progress
 from jaxinit.sweep.results import SweepResult, read_results, summarize, write_results
 from jaxinit.sweep.run import run_sweep
-from jaxinit.sweep.store import SweepDirError, execution_identity
+from jaxinit.sweep.identity import execution_identity
+from jaxinit.sweep.store import SweepDirError
 
 __all__ = [
     # configs

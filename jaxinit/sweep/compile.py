@@ -35,14 +35,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinit.sweep import networks, registry
+from jaxinit.sweep import registry
 from jaxinit.sweep.config import ModelSpec, SweepConfig
 from jaxinit.sweep.data import Dataset
 from jaxinit.sweep.program import Program, frozen, param_count
 from jaxinit.sweep.step import init_opt_state, train_block
-
-TRAIN_EVAL_SIZE = 1000
-"""Training examples (the first ones) on which ``train_loss`` is evaluated."""
 
 VMAP_FLOPS = 16e6
 """Matmul FLOPs one vmapped training step aims at on CPU (see :func:`default_lanes`)."""
@@ -114,32 +111,6 @@ def make_program(spec: ModelSpec, dataset: Dataset, config: SweepConfig,
     lanes = config.lanes if isinstance(config.lanes, int) else default_lanes(
         6 * program.batch_size * param_count(program))
   return dataclasses.replace(program, lanes=lanes)
-
-
-def device_data(program: Program, dataset: Dataset, probe_batch: int,
-                train_eval_size: int = TRAIN_EVAL_SIZE) -> dict[str, np.ndarray]:
-  """The dataset as a group's programs take it (host arrays; :meth:`GroupPrograms.put` places them).
-
-  Args:
-    program: the shape group (its model lays out the inputs).
-    dataset: the dataset.
-    probe_batch: how many training inputs the probes see.
-    train_eval_size: training examples (the first ones) ``train_loss`` is measured on.
-
-  Returns:
-    ``x_train``, ``y_train`` (all of it, minibatches are drawn on device),
-    ``x_train_eval``, ``y_train_eval``, ``x_test_eval``, ``y_test_eval``,
-    ``x_probe``, ``y_probe``.
-  """
-  prep = functools.partial(networks.inputs, program.model)
-  n_eval = min(train_eval_size, len(dataset.x_train))
-  n_probe = min(probe_batch, len(dataset.x_train))
-  return {"x_train": prep(dataset.x_train), "y_train": np.asarray(dataset.y_train),
-          "x_train_eval": prep(dataset.x_train[:n_eval]),
-          "y_train_eval": np.asarray(dataset.y_train[:n_eval]),
-          "x_test_eval": prep(dataset.x_test), "y_test_eval": np.asarray(dataset.y_test),
-          "x_probe": prep(dataset.x_train[:n_probe]),
-          "y_probe": np.asarray(dataset.y_train[:n_probe])}
 
 
 def model_mesh() -> jax.sharding.Mesh | None:
@@ -299,7 +270,7 @@ def compile_group(program: Program, data: Mapping[str, np.ndarray]) -> GroupProg
 
   Args:
     program: the group.
-    data: the host data (:func:`device_data`): only shapes are used.
+    data: the host data (:func:`~jaxinit.sweep.program.device_data`): only shapes are used.
 
   Returns:
     The :class:`GroupPrograms`.
@@ -417,6 +388,6 @@ def plan_group(spec: ModelSpec, dataset: Dataset, config: SweepConfig,
 
 __all__ = ["ACCELERATOR_FLOPS", "DEFAULT_CPU_BUDGET", "GroupPrograms", "MAX_LANES_ACCELERATOR",
            "MAX_LANES_CPU", "MemoryBudgetError", "ProgramCache", "SHARED_CACHE",
-           "TRAIN_EVAL_SIZE", "VMAP_FLOPS", "compile_group", "default_lanes",
-           "default_memory_budget", "device_count", "device_data", "make_program", "model_mesh",
+           "VMAP_FLOPS", "compile_group", "default_lanes",
+           "default_memory_budget", "device_count", "make_program", "model_mesh",
            "parse_bytes", "plan_group"]

@@ -27,12 +27,12 @@ import jaxinit
 from jaxinit.sweep import keys as keys_lib
 from jaxinit.sweep import params as params_lib
 from jaxinit.sweep.compile import (SHARED_CACHE, GroupPrograms, ProgramCache,
-                                   default_memory_budget, device_data, make_program,
-                                   parse_bytes, plan_group)
+                                   default_memory_budget, make_program, parse_bytes,
+                                   plan_group)
 from jaxinit.sweep import config as config_lib
 from jaxinit.sweep.config import ConfigError, ModelSpec, SweepConfig
 from jaxinit.sweep.data import load_dataset
-from jaxinit.sweep.program import Program, param_shapes
+from jaxinit.sweep.program import Program, device_data, param_shapes
 from jaxinit.sweep.progress import Progress
 from jaxinit.sweep.step import ravel, unravel
 

@@ -11,15 +11,20 @@ models one device trains at once (``lanes``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
 
 import jax
+import numpy as np
 
 from jaxinit.sweep import networks, optimizers
 
 PyTree = Any
+
+TRAIN_EVAL_SIZE = 1000
+"""Training examples (the first ones) on which ``train_loss`` is evaluated."""
 
 
 def frozen(options: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -85,4 +90,31 @@ def param_count(program: Program) -> int:
   return sum(math.prod(x.shape) for x in jax.tree.leaves(param_shapes(program)))
 
 
-__all__ = ["Program", "frozen", "network", "optimizer", "param_count", "param_shapes"]
+def device_data(program: Program, dataset: Any, probe_batch: int,
+                train_eval_size: int = TRAIN_EVAL_SIZE) -> dict[str, np.ndarray]:
+  """The dataset as a group's programs take it (host arrays; :meth:`GroupPrograms.put` places them).
+
+  Args:
+    program: the shape group (its model lays out the inputs).
+    dataset: the dataset.
+    probe_batch: how many training inputs the probes see.
+    train_eval_size: training examples (the first ones) ``train_loss`` is measured on.
+
+  Returns:
+    ``x_train``, ``y_train`` (all of it, minibatches are drawn on device),
+    ``x_train_eval``, ``y_train_eval``, ``x_test_eval``, ``y_test_eval``,
+    ``x_probe``, ``y_probe``.
+  """
+  prep = functools.partial(networks.inputs, program.model)
+  n_eval = min(train_eval_size, len(dataset.x_train))
+  n_probe = min(probe_batch, len(dataset.x_train))
+  return {"x_train": prep(dataset.x_train), "y_train": np.asarray(dataset.y_train),
+          "x_train_eval": prep(dataset.x_train[:n_eval]),
+          "y_train_eval": np.asarray(dataset.y_train[:n_eval]),
+          "x_test_eval": prep(dataset.x_test), "y_test_eval": np.asarray(dataset.y_test),
+          "x_probe": prep(dataset.x_train[:n_probe]),
+          "y_probe": np.asarray(dataset.y_train[:n_probe])}
+
+
+__all__ = ["Program", "TRAIN_EVAL_SIZE", "device_data", "frozen", "network", "optimizer",
+           "param_count", "param_shapes"]

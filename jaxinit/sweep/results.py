@@ -26,7 +26,7 @@
   ``complete``, wall time, per group its lanes, models per call and per
   chunk, compile and run time; models taken from an earlier run
   (``--resume``), devices, processes, versions and the execution identity
-  (:func:`jaxinit.sweep.store.execution_identity`).
+  (:func:`jaxinit.sweep.identity.execution_identity`).
 ``DIR/chunks/``
   every finished program call's results (:mod:`jaxinit.sweep.store`), what
   ``--resume`` continues from.

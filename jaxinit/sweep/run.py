@@ -23,7 +23,7 @@ def run_sweep(config: SweepConfig | Mapping[str, Any] | str | Path, *,
   whatever the chunk size, the number of devices or processes, the other
   models of the sweep, and however the sweep was interrupted and resumed (on
   one machine and software stack; see :mod:`jaxinit.sweep.compile` and
-  :func:`jaxinit.sweep.store.execution_identity`).
+  :func:`jaxinit.sweep.identity.execution_identity`).
 
   Args:
     config: a :class:`SweepConfig`, the dict :func:`parse_config` takes, or

@@ -36,7 +36,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -50,6 +49,7 @@ import numpy as np
 
 from jaxinit.sweep import config as config_lib
 from jaxinit.sweep.config import ConfigError, ModelSpec, SweepConfig
+from jaxinit.sweep.identity import execution_identity
 from jaxinit.sweep.lock import FolderInUseError, FolderLock
 
 EXECUTION_KEYS: tuple[str, ...] = ("chunk_size",)
@@ -113,45 +113,6 @@ def identity(config: SweepConfig) -> str:
 def config_digest(config: SweepConfig) -> str:
   """SHA-256 (hex, 16 digits) of :func:`identity`: what a chunk says it was computed for."""
   return hashlib.sha256(identity(config).encode()).hexdigest()[:16]
-
-
-def execution_identity() -> dict[str, Any]:
-  """What, besides the config and a group's lanes, a result's bits may depend on.
-
-  The versions of jaxinit, jax, jaxlib and numpy; the backend and device
-  kind; on CPU the machine and its processor (XLA compiles for the host's
-  instruction set); jax's PRNG and precision settings; and ``XLA_FLAGS``
-  (less the CPU device count, which does not change results). Not the
-  number of devices, processes or the chunk size: results are bitwise the
-  same whatever they are.
-  """
-  import jax  # pylint: disable=import-outside-toplevel
-  import jaxlib  # pylint: disable=import-outside-toplevel
-
-  import jaxinit  # pylint: disable=import-outside-toplevel
-  device = jax.devices()[0]
-  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
-           if not f.startswith("--xla_force_host_platform_device_count")]
-  out = {"jaxinit": jaxinit.__version__, "jax": jax.__version__,
-         "jaxlib": jaxlib.__version__, "numpy": np.__version__,
-         "backend": jax.default_backend(), "device_kind": device.device_kind,
-         "x64": bool(jax.config.jax_enable_x64),
-         "prng": str(jax.config.jax_default_prng_impl),
-         "threefry_partitionable": bool(jax.config.jax_threefry_partitionable),
-         "matmul_precision": str(jax.config.jax_default_matmul_precision),
-         "xla_flags": " ".join(sorted(flags))}
-  if out["backend"] == "cpu":
-    out["machine"] = platform.machine()
-    out["processor"] = _cpu_model()
-  return out
-
-
-def _cpu_model() -> str:
-  with contextlib.suppress(OSError):
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  return platform.processor()
 
 
 def _describe(differences: dict[str, tuple[Any, Any]]) -> str:
@@ -406,5 +367,5 @@ class RunStore:
 
 
 __all__ = ["CHUNK_FORMAT", "EXECUTION_KEYS", "OUTPUTS", "DamagedChunk", "RunStore",
-           "SweepDirError", "atomic_write", "config_digest", "execution_identity", "identity",
+           "SweepDirError", "atomic_write", "config_digest", "identity",
            "npz_bytes", "read_chunk"]
