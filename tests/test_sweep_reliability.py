@@ -68,6 +68,13 @@ def _finish(proc, expect=0):
   return out, err
 
 
+def _text(path):
+  try:
+    return path.read_text()
+  except OSError:
+    return ""
+
+
 def _table(out):
   with open(Path(out) / "results.csv", newline="") as f:
     rows = list(csv.DictReader(f))
@@ -156,8 +163,8 @@ def test_concurrent_writers(resume_reference, tmp_path):
   for flags in ((), ("--overwrite",), ("--resume",)):
     first = _start(config, out, "--overwrite")
     deadline = time.monotonic() + 120
-    while not (out / ".lock").exists() or not (out / ".lock").read_text():
-      assert time.monotonic() < deadline
+    while f'"pid": {first.pid},' not in _text(out / ".lock"):  # the first holds the lock
+      assert time.monotonic() < deadline and first.poll() is None
       time.sleep(0.05)
     second = _start(config, out, *flags)
     _, err = _finish(second, expect=2)
