@@ -44,8 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"jaxinit: unknown command {name!r}; commands are {sorted(SUBCOMMANDS)}",
           file=sys.stderr)
     return 2
-  module = importlib.import_module(SUBCOMMANDS[name][0])
-  return int(module.main(rest) or 0)
+  try:
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    return int(module.main(rest) or 0)
+  except KeyboardInterrupt:  # before a subcommand handles it (e.g. while importing)
+    print(f"\njaxinit {name}: interrupted", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":

@@ -109,6 +109,22 @@ def xla_flags_device_count() -> int | None:
   return None
 
 
+def _settle() -> None:
+  """Waits for the computations still in flight (at most a block each), so that the
+  interpreter does not tear XLA down under them on the way out."""
+  if "jax" not in sys.modules:
+    return
+  import jax  # pylint: disable=import-outside-toplevel
+  try:
+    for array in jax.live_arrays():
+      try:
+        array.block_until_ready()
+      except RuntimeError:  # donated or deleted
+        pass
+  except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
+    pass
+
+
 def _saved(out: Path, config: Any, total: int) -> str:
   """``"N of M models saved in DIR"``, read back from the folder's chunks."""
   from jaxinit.sweep.store import RunStore  # pylint: disable=import-outside-toplevel
@@ -189,8 +205,16 @@ def main(argv: list[str] | None = None) -> int:
   try:
     return _run(args, config, models, out)
   except KeyboardInterrupt:
+    _settle()
     print(f"\njaxinit sweep: interrupted; {_saved(out, config, len(models))}; rerun with "
           f"--resume to continue", file=sys.stderr)
+    if "jax" in sys.modules:
+      # An interrupt inside jax's tracing or compiling can leave its C++ runtime in a state
+      # the interpreter's teardown crashes on (SIGSEGV): every file is whole (atomic
+      # writes) and the folder's lock goes with the process, so leave without teardown.
+      sys.stdout.flush()
+      sys.stderr.flush()
+      os._exit(130)
     return 130
   except OSError as err:
     where = f" ({err.filename})" if err.filename else ""
