@@ -62,6 +62,14 @@ def _start(config, out, *extra, devices=1, limit=None):
                           stderr=subprocess.PIPE, text=True)
 
 
+def _interrupted(config, out, seconds, sig):
+  """A sweep started, then sent ``sig`` after ``seconds``; the process, not yet waited for."""
+  proc = _start(config, out)
+  time.sleep(seconds)
+  proc.send_signal(sig)
+  return proc
+
+
 def _finish(proc, expect=0):
   out, err = proc.communicate(timeout=1800)
   assert proc.returncode == expect, err[-3000:]
@@ -107,10 +115,7 @@ def test_sigkill_at_random_moments_then_resume(resume_reference, tmp_path, chunk
   same = 0
   for trial in range(10):
     out = tmp_path / f"run{trial}"
-    proc = _start(config, out)
-    time.sleep(rng.uniform(0.1, seconds))
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    _interrupted(config, out, rng.uniform(0.1, seconds), signal.SIGKILL).wait()
     saved = len(list((out / "chunks").glob("chunk-*.npz"))) if (out / "chunks").exists() else 0
     _finish(_start(config, out, "--resume"))
     same += _same(_table(out), reference)
@@ -196,9 +201,7 @@ def test_ctrl_c_at_random_moments_then_resume(resume_reference, tmp_path):
   ok = 0
   for trial in range(5):
     out = tmp_path / f"run{trial}"
-    proc = _start(config, out)
-    time.sleep(rng.uniform(1.0, seconds))
-    proc.send_signal(signal.SIGINT)
+    proc = _interrupted(config, out, rng.uniform(1.0, seconds), signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     if proc.returncode == 0:  # finished before the signal
       ok += _same(_table(out), reference)
