@@ -152,7 +152,7 @@ def test_memory_budget_sets_lanes(reference):
   fit, _ = compile_lib.plan_group(spec, dataset, config, host, whole.memory_bytes - 1, cache)
   assert fit.program.lanes < 64 and fit.memory_bytes <= whole.memory_bytes - 1
   with pytest.raises(compile_lib.MemoryBudgetError, match="memory_budget: .* raise"):
-    compile_lib.plan_group(spec, dataset, config, host, 1000, cache)
+    compile_lib.plan_group(spec, dataset, config, host, 1000, cache, lanes=fit.program.lanes)
   result = sweep.run_sweep(config, progress=False, memory_budget=fit.memory_bytes, cache=cache)
   assert result.groups[0]["lanes"] == fit.program.lanes
   # The same lanes asked for explicitly: the same bits.
