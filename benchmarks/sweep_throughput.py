@@ -12,7 +12,7 @@ initializers x 4 learning rates x seeds:
 Contenders, all running the engine's own single-model step (same batches,
 optimizer and divergence mask):
 
-* engine: the group's compiled block program (``jaxinit.sweep.engine``),
+* engine: the group's compiled block program (``jaxinit.sweep.step.train_block``),
   timed training only (a block minus an evaluation-only call of the same
   program); ``end_to_end_*`` in the JSON is ``train_models`` with its
   evaluations at step 0 and at the end;
@@ -34,9 +34,17 @@ Also: compile time of one shape group at depth 4 and 64 (layers are
 scanned: nearly the same), peak memory (``ru_maxrss``) and the block
 program's ``memory_analysis``.
 
+Side by side with another checkout (``--compare-with DIR``, e.g. the engine of
+``main`` unpacked with ``git archive main | tar -x -C /tmp/sweep-base``): both
+engines train the same grids through ``jaxinit.sweep.train_models`` in
+subprocesses taking turns (one round each, ``--rounds`` rounds), each timed on
+the fastest of three more runs (programs cached, so compile time is excluded)
+over the training and evaluation time it reports; the ratio of medians over
+rounds is this checkout's throughput over the other's.
+
 Usage:
   python benchmarks/sweep_throughput.py [--grids width64 width256 small]
-      [--scale 1.0] [--rounds 3] [--baseline-models 8]
+      [--scale 1.0] [--rounds 3] [--baseline-models 8] [--compare-with DIR]
       [--out benchmarks/results/sweep_throughput.json]
 """
 
@@ -55,8 +63,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinit.sweep import compile as compile_lib
 from jaxinit.sweep import config as config_lib
-from jaxinit.sweep import engine, load_dataset
+from jaxinit.sweep import load_dataset, loop, program as program_lib, step
 
 INITS = ["lecun_normal", "glorot_normal", "orthogonal", {"name": "normal", "stddev": 0.05}]
 LEARNING_RATES = [3e-4, 1e-3, 3e-3, 1e-2]
@@ -87,13 +96,13 @@ def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
   return 2 * n**3 / statistics.median(times)
 
 
-def params_per_model(program: engine.Program) -> int:
-  return sum(math.prod(x.shape) for x in jax.tree.leaves(engine.param_shapes(program)))
+def params_per_model(program: program_lib.Program) -> int:
+  return sum(math.prod(x.shape) for x in jax.tree.leaves(program_lib.param_shapes(program)))
 
 
 def _single_states(program, params: np.ndarray, learning_rate: np.ndarray) -> list[dict]:
   """Single-model states (no model axis) for the baselines."""
-  opt_states = engine.init_opt_state(program, jnp.asarray(params), jnp.asarray(learning_rate))
+  opt_states = step.init_opt_state(program, jnp.asarray(params), jnp.asarray(learning_rate))
   return [{"params": jnp.asarray(params[j]),
            "opt_state": jax.tree.map(lambda x, j=j: x[j], opt_states),
            "alive": jnp.bool_(True), "diverged_step": jnp.int32(-1)}
@@ -115,8 +124,8 @@ def step_loop(program, data, states, data_keys, steps: int):
   num_train = data["x_train"].shape[0]
 
   def one_step(data, data_key, state, t):
-    index = engine.batch_indices(program, num_train, data_key, t[None])[0]
-    return engine.train_step(program, data, state, index, t)
+    index = step.batch_indices(program.batch_size, num_train, data_key, t[None])[0]
+    return step.train_step(program, data, state, index, t)
 
   step = jax.jit(one_step, donate_argnums=2)
   compile_s = _seconds(lambda: jax.block_until_ready(step(
@@ -137,8 +146,8 @@ def scan_loop(program, data, states, data_keys, steps: int):
 
   def train(data, data_key, state):
     t = jnp.arange(steps, dtype=jnp.int32)
-    index = engine.batch_indices(program, num_train, data_key, t)
-    return jax.lax.scan(lambda s, xs: engine.train_step(program, data, s, *xs), state,
+    index = step.batch_indices(program.batch_size, num_train, data_key, t)
+    return jax.lax.scan(lambda s, xs: step.train_step(program, data, s, *xs), state,
                         (index, t))
 
   tick = time.perf_counter()
@@ -157,32 +166,32 @@ def measure(width: int, batch: int, models: int, steps: int, baseline_models: in
   config = sweep_config(width, 8, models, steps, batch, dataset)
   specs = config.models()[:models]
   ds = load_dataset(specs[0]["dataset"])
-  devices = engine.device_count()
-  per_device = engine.models_per_device(len(specs), devices, len(specs))
-  program = engine.make_program(specs[0], ds, config, per_device)
-  host_data = engine.device_data(program, ds, config.probe_batch)
+  devices = compile_lib.device_count()
+  program = compile_lib.make_program(specs[0], ds, config)
+  host_data = program_lib.device_data(program, ds, config.probe_batch)
   data = jax.device_put(host_data)  # the baselines' copy, on the default device
   num_params = params_per_model(program)
   flops_per_step = 6 * num_params * batch
   model_steps = len(specs) * steps
   print(f"\nwidth {width}, batch {batch}: {len(specs)} models x {steps} steps, "
         f"{num_params:,} params per model; {devices} devices, "
-        f"{program.vmap_models} models per vmapped step",
+        f"{program.lanes} models per vmapped step",
         flush=True)
 
   # End to end, as `jaxinit sweep` runs it: compile, draw params, train, evaluate.
-  cache = engine.ProgramCache()
+  cache = compile_lib.ProgramCache()
   tick = time.perf_counter()
-  _, (report,) = engine.train_models(config, specs, progress=False, cache=cache)
+  _, (report,) = loop.train_models(config, specs, progress=False, cache=cache)
   wall = time.perf_counter() - tick
-  padded = specs + [specs[-1]] * (per_device * devices - len(specs))
-  params, lr, data_keys = engine.initial_arrays(program, padded, config.root_seed)
-  programs, _ = cache.get(program, host_data, len(padded))
+  programs, _ = cache.get(program, host_data)
+  call = programs.num_models  # one call: lanes models on every device
+  padded = (specs * -(-call // len(specs)))[:call]
+  params, lr, data_keys = loop.initial_arrays(program, padded, config.root_seed)
   rows = programs.local_rows()
   placed, keys = programs.put(host_data), programs.put(data_keys[rows], rows)
 
   def block(train: bool) -> None:
-    state = engine.start_state(programs, params[rows], lr[rows], rows)
+    state = loop.start_state(programs, params[rows], lr[rows], rows)
     jax.block_until_ready(programs.block(placed, keys, state, programs.put(np.int32(0)),
                                          programs.put(np.bool_(train))))
 
@@ -198,7 +207,7 @@ def measure(width: int, batch: int, models: int, steps: int, baseline_models: in
     eval_s, block_s = _seconds(lambda: block(False)), _seconds(lambda: block(True))
     matmul_after = matmul_flops(repeats=3)
     a_s, b_s = _seconds(run_a), _seconds(run_b)
-    engine_rate = model_steps / (block_s - eval_s)
+    engine_rate = call * steps / (block_s - eval_s)
     per_round.append({
         "engine": engine_rate, "a": n * steps / a_s, "b": n * steps / b_s,
         "matmul_flops": (matmul_before + matmul_after) / 2, "eval_s": eval_s,
@@ -214,7 +223,7 @@ def measure(width: int, batch: int, models: int, steps: int, baseline_models: in
       "params_per_model": num_params, "flops_per_model_step": flops_per_step,
       "rounds": per_round,
       "engine": {
-          "model_steps_per_s": rate, "vmap_models": program.vmap_models,
+          "model_steps_per_s": rate, "vmap_models": program.lanes,
           "devices": devices,
           "end_to_end_model_steps_per_s": model_steps / report.run_s,
           "end_to_end_wall_s": wall, "compile_s": report.compile_s,
@@ -248,10 +257,9 @@ def compile_times(depths: list[int], width: int, models: int, dataset: str) -> d
     config = sweep_config(width, depth, models, 200, 128, dataset)
     spec = config.models()[0]
     ds = load_dataset(spec["dataset"])
-    per_device = engine.models_per_device(models, engine.device_count(), models)
-    program = engine.make_program(spec, ds, config, per_device)
-    data = engine.device_data(program, ds, config.probe_batch)
-    out[depth] = engine.ProgramCache().get(program, data, per_device * engine.device_count())[1]
+    program = compile_lib.make_program(spec, ds, config)
+    data = program_lib.device_data(program, ds, config.probe_batch)
+    out[depth] = compile_lib.ProgramCache().get(program, data)[1]
     print(f"  compile, depth {depth:3d}: {out[depth]:.2f} s", flush=True)
   return out
 
@@ -263,6 +271,52 @@ GRIDS = {
     "small": (32, 32, 256, 200),
     "tiny": (16, 16, 256, 200),
 }
+
+
+_WORKER = """
+import json, sys, time
+import jax
+if {devices} > 1:
+  jax.config.update("jax_num_cpu_devices", {devices})
+from jaxinit import sweep
+config = sweep.parse_config(json.loads({config!r}))
+sweep.train_models(config, progress=False)  # compile
+runs = []
+for _ in range({repeats}):  # the fastest of a few: the least disturbed by other load
+  _, reports = sweep.train_models(config, progress=False)
+  runs.append(sum(r.run_s for r in reports))
+steps = sum(m["steps"] for m in config.models())
+print(json.dumps({{"run_s": min(runs), "runs_s": runs, "model_steps": steps}}))
+"""
+
+
+def compare(other: str, grids: list[str], scale: float, rounds: int, dataset: str,
+            devices: int) -> dict:
+  """This checkout's engine against the one in ``other``, side by side (see the docstring)."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = {}
+  for name in grids:
+    width, batch, models, steps = GRIDS[name]
+    models, steps = max(1, int(models * scale)), max(1, int(steps * scale))
+    config = sweep_config(width, 8, models, steps, batch, dataset).to_dict()
+    config.pop("lanes", None)  # a key the other engine may not know
+    code = _WORKER.format(devices=devices, config=json.dumps(config), repeats=3)
+    rates: dict[str, list[float]] = {"this": [], "other": []}
+    for _ in range(rounds):
+      for who, path in (("other", other), ("this", here)):
+        env = {**os.environ, "PYTHONPATH": path}
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, check=True, cwd=path)
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        rates[who].append(result["model_steps"] / result["run_s"])
+    ratio = statistics.median(rates["this"]) / statistics.median(rates["other"])
+    out[name] = {"this_model_steps_per_s": rates["this"],
+                 "other_model_steps_per_s": rates["other"], "ratio_of_medians": ratio}
+    print(f"  {name}: this {statistics.median(rates['this']):,.0f} vs other "
+          f"{statistics.median(rates['other']):,.0f} model-steps/s: {ratio:.3f}x", flush=True)
+  return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,7 +332,21 @@ def main(argv: list[str] | None = None) -> int:
                       help="CPU devices the engine spreads models over (1: one device)")
   parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                     "sweep_throughput.json"))
+  parser.add_argument("--compare-with", default=None,
+                      help="another checkout's root: compare its engine with this one, side "
+                           "by side, and nothing else")
   args = parser.parse_args(argv)
+  if args.compare_with:
+    print(f"this checkout vs {args.compare_with}: train_models, {args.rounds} rounds each, "
+          f"{args.cpu_devices} CPU devices")
+    result = compare(args.compare_with, args.grids, args.scale, args.rounds, args.dataset,
+                     args.cpu_devices)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+      json.dump({"compare_with": args.compare_with, "rounds": args.rounds,
+                 "cpu_devices": args.cpu_devices, "grids": result}, f, indent=1)
+    print(f"wrote {args.out}")
+    return 0
   if args.cpu_devices > 1:
     # Before any computation: the engine spreads models over devices, one per core.
     jax.config.update("jax_num_cpu_devices", args.cpu_devices)

@@ -24,7 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 def _usage() -> str:
   lines = ["usage: jaxinit COMMAND [ARGS...]", "", "commands:"]
   lines += [f"  {name:10s} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
-  lines += ["", "Run 'jaxinit COMMAND --help' for a command's options."]
+  lines += ["", "Run 'jaxinit COMMAND --help' for a command's options; 'jaxinit --version' "
+                "prints the version."]
   return "\n".join(lines)
 
 
@@ -34,13 +35,21 @@ def main(argv: list[str] | None = None) -> int:
   if not argv or argv[0] in ("-h", "--help"):
     print(_usage())
     return 0
+  if argv[0] in ("-V", "--version"):
+    import jaxinit  # pylint: disable=import-outside-toplevel
+    print(f"jaxinit {jaxinit.__version__}")
+    return 0
   name, rest = argv[0], argv[1:]
   if name not in SUBCOMMANDS:
     print(f"jaxinit: unknown command {name!r}; commands are {sorted(SUBCOMMANDS)}",
           file=sys.stderr)
     return 2
-  module = importlib.import_module(SUBCOMMANDS[name][0])
-  return int(module.main(rest) or 0)
+  try:
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    return int(module.main(rest) or 0)
+  except KeyboardInterrupt:  # before a subcommand handles it (e.g. while importing)
+    print(f"\njaxinit {name}: interrupted", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":

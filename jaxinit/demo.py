@@ -10,7 +10,6 @@ large one explode: the whole story of initialization in one table.
 from __future__ import annotations
 
 import argparse
-import math
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   if args.depth < 1 or args.width < 1 or args.batch < 1:
     parser.error("--depth, --width and --batch must be positive")
+  from jaxinit import checks, gains  # pylint: disable=import-outside-toplevel
+  try:
+    checks.choice("--activation", args.activation, sorted(gains.ACTIVATIONS))
+  except ValueError as err:
+    parser.error(str(err))
 
   shown = sorted({1, 2, 5, 10, 20, 50, 100, args.depth} & set(range(1, args.depth + 1)))
   print(f"Second moment q^l of pre-activations, {args.activation} MLP, width {args.width}, "

@@ -1,9 +1,12 @@
 """Sweep configs: the schema's checks fail early, naming the key and what is accepted."""
 
 import json
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from jaxinit.sweep import config as config_lib
@@ -92,6 +95,11 @@ def test_unknown_initializer(init, fragments):
     ({"seeds": [1, 1]}, "seeds lists a seed twice"),
     ({"probes": ["curvature"]}, "unknown probe 'curvature'"),
     ({"name": "a/b"}, "name must be"),
+    ({"name": "."}, "name must be"),
+    ({"name": ".."}, "name must be"),
+    ({"name": "a\\b"}, "name must be"),
+    ({"lanes": 0}, "lanes must be a positive int"),
+    ({"lanes": "many"}, "lanes must be a positive int or \"auto\""),
     ({"eval_every": 0}, "eval_every must be a positive int"),
 ])
 def test_bad_top_level(data, fragment):
@@ -129,3 +137,135 @@ def test_cli_rejects_a_bad_config_before_compiling(tmp_path, capsys):
   assert not (tmp_path / "out").exists()
   assert cli.main(["sweep", str(TINY), "--dry-run"]) == 0
   assert "1 models" in capsys.readouterr().out
+
+
+def test_model_ids_are_64_bit_and_distinct():
+  # These two seeds of one cell shared a 31-bit id; a 63-bit digest tells them apart.
+  config = parse_config({"seeds": [67612, 81738], "grid": {"dataset": "teacher_student"}})
+  ids = [m.model_id for m in config.models()]
+  assert len(set(ids)) == 2 and all(0 <= i < 2**63 for i in ids)
+  assert max(ids) >= 2**31
+  # Two spellings of one initializer are one cell: refused at load time, named.
+  with pytest.raises(ConfigError, match="init lists .*kaiming_normal.*he_normal.*the same value"):
+    parse_config({"grid": {"init": ["he_normal", {"name": "kaiming_normal"}]}})
+
+
+def test_numpy_scalars_are_accepted():
+  config = parse_config({"seeds": np.int64(2), "root_seed": np.int32(1), "grid": {
+      "depth": [np.int64(2), np.int32(3)], "learning_rate": np.float32(0.5),
+      "weight_variance": [np.float64(1.0)], "use_bias": np.bool_(False),
+      "init": {"name": "normal", "stddev": np.float64(0.1)}}})
+  assert config.grid["depth"] == (2, 3) and type(config.grid["depth"][0]) is int
+  assert config.grid["use_bias"] == (False,) and config.seeds == (0, 1)
+  assert parse_config(tomllib.loads(to_toml(config))) == config
+
+
+# The issue's list of configs that passed load_config (or crashed inside it) and
+# then failed mid-run: each is refused at load time, naming the key.
+BAD = [
+    ({"dataset": {"name": "teacher_student", "n_train": 0}}, "n_train"),
+    ({"dataset": {"name": "teacher_student", "noise": -1.0}}, "noise"),
+    ({"dataset": {"name": "teacher_student", "teacher_activation": "foo"}}, "teacher_activation"),
+    ({"dataset": {"name": "digits", "test_fraction": 1.5}}, "test_fraction"),
+    ({"model": {"name": "cnn1d", "kernel_size": 0}}, "kernel_size"),
+    ({"init": {"name": "normal", "stddev": 1e200}}, "init"),
+    ({"init": {"name": "truncated_normal", "lower": 39.0, "upper": 40.0}}, "init"),
+    ({"model": {"name": "resmlp", "branch_scale": float("nan")}}, "branch_scale"),
+    ({"dataset": {"name": "teacher_student", "noise": float("nan")}}, "noise"),
+    ({"weight_variance": 1e39}, "weight_variance"),
+    ({"learning_rate": float("nan")}, "learning_rate"),
+    ({"optimizer": {"name": "adam", "b1": 1.5}}, "b1"),
+    ({"optimizer": {"name": "momentum", "momentum": float("inf")}}, "momentum"),
+]
+
+
+@pytest.mark.parametrize("grid, key", BAD)
+def test_bad_options_are_refused_at_load_time(grid, key):
+  with pytest.raises(ConfigError) as err:
+    parse_config({"grid": {"dataset": "teacher_student", **grid}})
+  message = str(err.value)
+  assert key in message and "\n" not in message, message
+
+
+def test_every_bad_config_exits_2_with_one_line_and_writes_nothing(tmp_path):
+  """Through the command line, in one process for all cases."""
+  cases = []
+  for i, (grid, key) in enumerate(BAD):
+    path = tmp_path / f"bad{i}.toml"
+    path.write_text(to_toml_like({"grid": {"dataset": "teacher_student", **grid}}))
+    cases.append((str(path), str(tmp_path / f"out{i}"), key))
+  code = (
+      "import io, sys, contextlib\n"
+      "from jaxinit import cli\n"
+      f"for config, out, key in {cases!r}:\n"
+      "  err = io.StringIO()\n"
+      "  with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):\n"
+      "    status = cli.main(['sweep', config, '--out', out, '--cpu-devices', '1'])\n"
+      "  lines = err.getvalue().strip().splitlines()\n"
+      "  print(status, len(lines), key in err.getvalue(), repr(err.getvalue()[:200]))\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300)
+  results = out.stdout.strip().splitlines()
+  assert len(results) == len(BAD), out.stderr[-2000:]
+  for line, (grid, key) in zip(results, BAD):
+    assert line.startswith("2 1 True"), (grid, line)
+  assert not any((tmp_path / f"out{i}").exists() for i in range(len(BAD)))
+
+
+def to_toml_like(data: dict) -> str:
+  """A config dict as TOML, NaN and inf included (TOML spells them nan and inf)."""
+  def value(v):
+    if isinstance(v, float) and v != v:
+      return "nan"
+    if isinstance(v, float) and abs(v) == float("inf"):
+      return "inf" if v > 0 else "-inf"
+    if isinstance(v, bool):
+      return "true" if v else "false"
+    if isinstance(v, str):
+      return json.dumps(v)
+    if isinstance(v, dict):
+      return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
+    return repr(v)
+  lines = [f"{k} = {value(v)}" for k, v in data.items() if k != "grid"]
+  return "\n".join(lines + ["[grid]"] + [f"{k} = {value(v)}" for k, v in data["grid"].items()])
+
+
+def test_unreadable_config_files_are_one_line(tmp_path, capsys):
+  from jaxinit import cli
+  binary = tmp_path / "latin1.toml"
+  binary.write_bytes('name = "caf\xe9"\n'.encode("latin-1"))
+  for path, fragment in ((tmp_path, "is a folder"), (binary, "not UTF-8")):
+    assert cli.main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_run_sweep_refuses_an_empty_model_list():
+  from jaxinit import sweep
+  config = load_config(TINY)
+  with pytest.raises(ConfigError, match="models is an empty list"):
+    sweep.run_sweep(config, models=[], progress=False)
+
+
+@pytest.mark.parametrize("flag", ["0", "-3", "two"])
+def test_cpu_devices_must_be_positive(flag, capsys):
+  from jaxinit import cli
+  with pytest.raises(SystemExit) as exit_:
+    cli.main(["sweep", str(TINY), "--cpu-devices", flag])
+  assert exit_.value.code == 2 and "--cpu-devices" in capsys.readouterr().err
+
+
+def test_version_flags(capsys):
+  from jaxinit import __version__, cli
+  assert cli.main(["--version"]) == 0
+  assert capsys.readouterr().out.strip() == f"jaxinit {__version__}"
+  with pytest.raises(SystemExit):
+    cli.main(["sweep", "--version"])
+  assert __version__ in capsys.readouterr().out
+
+
+def test_demo_names_an_unknown_activation(capsys):
+  from jaxinit import cli
+  with pytest.raises(SystemExit) as exit_:
+    cli.main(["demo", "--activation", "rleu"])
+  assert exit_.value.code == 2 and "did you mean 'relu'" in capsys.readouterr().err

@@ -7,11 +7,12 @@ nested dict from Python)::
 
   name = "quickstart"        # used for the default output folder
   seeds = 2                  # n (seeds 0..n-1) or a list of seeds, e.g. [0, 5]
-  root_seed = 0              # every model's key is fold_in(key(root_seed), model_id)
+  root_seed = 0              # the root of every key (see jaxinit.sweep.keys)
   eval_every = 100           # steps per compiled block; metrics come back per block
   probes = ["second_moment"] # per-layer probes at every evaluation
   probe_batch = 128          # probes see the first probe_batch training inputs
-  chunk_size = 256           # at most this many models share one compiled program call
+  chunk_size = 256           # models per saved chunk (what --resume keeps); no effect on results
+  lanes = "auto"             # models one device trains at once, or "auto" (by model size)
 
   [grid]                     # each axis: one value, or a list of values
   model = "mlp"              # "mlp", "resmlp", "cnn1d", or {name = "resmlp", branch_scale = 0.5}
@@ -65,101 +66,26 @@ Examples:
   >>> parse_config({"grid": {"depht": 3}})  # doctest: +ELLIPSIS
   Traceback (most recent call last):
   ...
-  jaxinit.sweep.config.ConfigError: [grid] has no key 'depht' (did you mean 'depth'?); ...
+  jaxinit.sweep.axes.ConfigError: [grid] has no key 'depht' (did you mean 'depth'?); ...
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
-import inspect
 import itertools
 import json
-import math
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import jaxinit
-from jaxinit import gains
+from jaxinit import checks
+from jaxinit.sweep import axes, keys
+from jaxinit.sweep.axes import (AXES, DATASETS, MODELS, OPTIMIZERS, PROBES, STATIC_AXES,
+                                VMAPPED_AXES, ConfigError)
+from jaxinit.sweep.optimizers import optimizer_factory
 
-Spec = str | dict[str, Any]
-"""A name, or a dict ``{"name": ..., **options}``."""
-
-
-class ConfigError(ValueError):
-  """A sweep config that cannot run; the message names the key and what is accepted."""
-
-
-# ---------------------------------------------------------------------------
-# Registries of the named things a grid can hold.
-
-MODELS: dict[str, dict[str, type]] = {
-    "mlp": {},
-    "resmlp": {"branch_scale": float},
-    "cnn1d": {"kernel_size": int},
-}
-"""Model names and the extra options (with their types) each accepts."""
-
-DATASETS: dict[str, dict[str, type]] = {
-    "mnist1d": {},
-    "digits": {"test_fraction": float, "split_seed": int},
-    "teacher_student": {"n_train": int, "n_test": int, "in_features": int,
-                        "out_features": int, "teacher_width": int, "teacher_depth": int,
-                        "teacher_activation": str, "noise": float, "seed": int},
-}
-"""Dataset names and the options each accepts (see :mod:`jaxinit.sweep.data`)."""
-
-
-def _optax_factories() -> dict[str, tuple[str, dict[str, Any]]]:
-  # name -> (optax factory, fixed defaults). "momentum" and "nesterov" are SGD
-  # with a trace, as most papers mean by them.
-  return {
-      "sgd": ("sgd", {}),
-      "momentum": ("sgd", {"momentum": 0.9}),
-      "nesterov": ("sgd", {"momentum": 0.9, "nesterov": True}),
-      "adam": ("adam", {}),
-      "adamw": ("adamw", {}),
-      "nadam": ("nadam", {}),
-      "lamb": ("lamb", {}),
-      "lars": ("lars", {}),
-      "lion": ("lion", {}),
-      "rmsprop": ("rmsprop", {}),
-      "adagrad": ("adagrad", {}),
-  }
-
-
-OPTIMIZERS: tuple[str, ...] = tuple(_optax_factories())
-"""Optimizer names; each is an optax factory called with the grid's learning rate."""
-
-PROBES: tuple[str, ...] = ("second_moment", "mean", "variance", "dead_fraction", "grad_norm")
-"""Per-layer probes (see :mod:`jaxinit.sweep.engine`)."""
-
-AXES: dict[str, Any] = {
-    "model": "mlp",
-    "dataset": "mnist1d",
-    "init": "lecun_normal",
-    "activation": "relu",
-    "depth": 2,
-    "width": 64,
-    "weight_variance": 1.0,
-    "bias_variance": 0.0,
-    "use_bias": True,
-    "optimizer": "sgd",
-    "learning_rate": 0.01,
-    "batch_size": 128,
-    "steps": 1000,
-}
-"""Grid axes and their default values, in the order of the results' columns."""
-
-STATIC_AXES: tuple[str, ...] = ("model", "dataset", "activation", "depth", "width", "use_bias",
-                                "optimizer", "batch_size", "steps")
-"""Axes that change the compiled program: models that differ here never share one."""
-
-VMAPPED_AXES: tuple[str, ...] = ("init", "weight_variance", "bias_variance", "learning_rate")
-"""Axes (with the seed) that are arrays inside one compiled program."""
 
 TOP_LEVEL: dict[str, Any] = {
     "name": "sweep",
@@ -169,175 +95,10 @@ TOP_LEVEL: dict[str, Any] = {
     "probes": ["second_moment"],
     "probe_batch": 128,
     "chunk_size": 256,
+    "lanes": "auto",
     "grid": {},
 }
 """Top-level keys and their defaults."""
-
-
-# ---------------------------------------------------------------------------
-# Checks of single values. Each returns the canonical value or raises with `where`.
-
-
-def _accepted(names: Sequence[str]) -> str:
-  return ", ".join(sorted(names))
-
-
-def _unknown_key(where: str, key: str, accepted: Sequence[str]) -> ConfigError:
-  close = difflib.get_close_matches(key, list(accepted), n=1)
-  hint = f" (did you mean {close[0]!r}?)" if close else ""
-  return ConfigError(f"{where} has no key {key!r}{hint}; accepted keys: {_accepted(accepted)}")
-
-
-def _positive_int(where: str, value: Any) -> int:
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ConfigError(f"{where} must be a positive int, got {value!r}")
-  return value
-
-
-def _non_negative_int(where: str, value: Any) -> int:
-  if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-    raise ConfigError(f"{where} must be an int >= 0, got {value!r}")
-  return value
-
-
-def _real(where: str, value: Any, *, positive: bool) -> float:
-  bound = "> 0" if positive else ">= 0"
-  if isinstance(value, bool) or not isinstance(value, (int, float)):
-    raise ConfigError(f"{where} must be a finite number {bound}, got {value!r}")
-  value = float(value)
-  if not math.isfinite(value) or value < 0 or (positive and value == 0):
-    raise ConfigError(f"{where} must be a finite number {bound}, got {value!r}")
-  return value
-
-
-def _bool(where: str, value: Any) -> bool:
-  if not isinstance(value, bool):
-    raise ConfigError(f"{where} must be true or false, got {value!r}")
-  return value
-
-
-def _named_spec(where: str, value: Any, registry: Mapping[str, Mapping[str, type]],
-                what: str) -> Spec:
-  """A name of ``registry`` or a dict with a name and typed options."""
-  if isinstance(value, str):
-    name, options = value, {}
-  elif isinstance(value, Mapping):
-    options = dict(value)
-    name = options.pop("name", None)
-  else:
-    raise ConfigError(f"{where} must be a {what} name or a table with a 'name' key; "
-                      f"{what}s: {_accepted(registry)}; got {value!r}")
-  if name not in registry:
-    raise ConfigError(f"{where}: unknown {what} {name!r}; accepted: {_accepted(registry)}")
-  accepted = registry[name]
-  for key, option in options.items():
-    if key not in accepted:
-      keys = _accepted(accepted) if accepted else "none"
-      raise ConfigError(f"{where}: {what} {name!r} has no option {key!r}; accepted: {keys}")
-    kind = accepted[key]
-    ok = (isinstance(option, kind) and not isinstance(option, bool)) or (
-        kind is float and isinstance(option, int) and not isinstance(option, bool))
-    if not ok:
-      raise ConfigError(f"{where}: option {key!r} of {what} {name!r} must be a "
-                        f"{kind.__name__}, got {option!r}")
-  if not options:
-    return name
-  return {"name": name, **{k: float(v) if accepted[k] is float else v
-                           for k, v in options.items()}}
-
-
-def _init_spec(where: str, value: Any) -> Spec:
-  if not isinstance(value, (str, Mapping)):
-    raise ConfigError(f"{where} must be an initializer name or a table with a 'name' key "
-                      f"(anything jaxinit.get accepts), got {value!r}")
-  try:
-    jaxinit.get(dict(value) if isinstance(value, Mapping) else value)
-  except (TypeError, ValueError) as err:
-    raise ConfigError(f"{where}: {err}") from None
-  return _plain(value)
-
-
-def _activation(where: str, value: Any) -> str:
-  if not isinstance(value, str) or value not in gains.ACTIVATIONS:
-    raise ConfigError(f"{where}: unknown activation {value!r}; accepted: "
-                      f"{_accepted(gains.ACTIVATIONS)}")
-  return value
-
-
-def optimizer_factory(name: str) -> tuple[Callable[..., Any], dict[str, Any]]:
-  """The optax factory and fixed defaults behind an optimizer name."""
-  import optax  # pylint: disable=import-outside-toplevel
-  factory_name, defaults = _optax_factories()[name]
-  return getattr(optax, factory_name), dict(defaults)
-
-
-def _optimizer(where: str, value: Any) -> Spec:
-  if isinstance(value, str):
-    name, options = value, {}
-  elif isinstance(value, Mapping):
-    options = dict(value)
-    name = options.pop("name", None)
-  else:
-    raise ConfigError(f"{where} must be an optimizer name or a table with a 'name' key; "
-                      f"optimizers: {_accepted(OPTIMIZERS)}; got {value!r}")
-  if name not in OPTIMIZERS:
-    raise ConfigError(f"{where}: unknown optimizer {name!r}; accepted: {_accepted(OPTIMIZERS)}")
-  if "learning_rate" in options:
-    raise ConfigError(f"{where}: the learning rate is its own axis; set "
-                      f"[grid] learning_rate instead of an optimizer option")
-  factory, _ = optimizer_factory(name)
-  accepted = [p for p in inspect.signature(factory).parameters if p != "learning_rate"]
-  for key, option in options.items():
-    if key not in accepted:
-      raise ConfigError(f"{where}: optimizer {name!r} has no option {key!r}; "
-                        f"accepted: {_accepted(accepted)}")
-    if not isinstance(option, (bool, int, float)):
-      raise ConfigError(f"{where}: option {key!r} of optimizer {name!r} must be a number "
-                        f"or a bool, got {option!r}")
-  return _plain(value)
-
-
-_CHECKS: dict[str, Callable[[str, Any], Any]] = {
-    "model": lambda w, v: _named_spec(w, v, MODELS, "model"),
-    "dataset": lambda w, v: _named_spec(w, v, DATASETS, "dataset"),
-    "init": _init_spec,
-    "activation": _activation,
-    "depth": _positive_int,
-    "width": _positive_int,
-    "weight_variance": lambda w, v: _real(w, v, positive=False),
-    "bias_variance": lambda w, v: _real(w, v, positive=False),
-    "use_bias": _bool,
-    "optimizer": _optimizer,
-    "learning_rate": lambda w, v: _real(w, v, positive=True),
-    "batch_size": _positive_int,
-    "steps": _positive_int,
-}
-assert set(_CHECKS) == set(AXES)
-
-
-def _plain(value: Any) -> Any:
-  """A copy as plain JSON data (TOML tables are dicts already; tuples become lists)."""
-  return json.loads(json.dumps(value))
-
-
-def _axis_values(key: str, value: Any) -> tuple[Any, ...]:
-  where = f"[grid] {key}"
-  values = list(value) if isinstance(value, list | tuple) else [value]
-  if not values:
-    raise ConfigError(f"{where} is an empty list; give at least one value")
-  out = tuple(_CHECKS[key](f"{where}[{i}]" if len(values) > 1 or isinstance(value, list)
-                           else where, v) for i, v in enumerate(values))
-  seen: set[str] = set()
-  for v in out:
-    text = _canonical_json(v)
-    if text in seen:
-      raise ConfigError(f"{where} lists {v!r} twice; each value must appear once")
-    seen.add(text)
-  return out
-
-
-def _canonical_json(value: Any) -> str:
-  return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 # ---------------------------------------------------------------------------
@@ -357,41 +118,34 @@ class ModelSpec:
 
   @property
   def model_id(self) -> int:
-    """A stable 31-bit integer of the cell and seed.
+    """A stable 63-bit integer of the cell and seed (the first bits of a SHA-256).
 
-    It depends on nothing else (not on the grid or on the other models), so a
-    model's key ``fold_in(key(root_seed), model_id)``, hence its
-    initialization and data order, is the same alone or in any sweep.
+    It depends on nothing else (not on the grid, the root seed or the other
+    models); spellings of one initializer are one cell. Two models of one
+    sweep never share an id: :func:`parse_config` checks.
     """
-    text = _canonical_json({"cell": _identity(self.cell), "seed": self.seed})
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") >> 1
+    text = axes.canonical_json({"cell": _identity(self.cell), "seed": self.seed})
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
   def static_key(self) -> str:
     """What decides the compiled program: models with equal keys share one."""
-    return _canonical_json({k: self.cell[k] for k in STATIC_AXES})
+    return axes.canonical_json({k: self.cell[k] for k in STATIC_AXES})
 
   def __getitem__(self, axis: str) -> Any:
     return self.cell[axis]
 
   def __eq__(self, other: object) -> bool:
     return isinstance(other, ModelSpec) and (
-        _canonical_json(dict(self.cell)), self.seed) == (
-            _canonical_json(dict(other.cell)), other.seed)
+        axes.canonical_json(dict(self.cell)), self.seed) == (
+            axes.canonical_json(dict(other.cell)), other.seed)
 
   def __hash__(self) -> int:
-    return hash((_canonical_json(dict(self.cell)), self.seed))
+    return hash((axes.canonical_json(dict(self.cell)), self.seed))
 
 
 def _identity(cell: Mapping[str, Any]) -> dict[str, Any]:
-  """The cell with the initializer canonicalized ("he_normal" == {"name": "he_normal"})."""
-  out = dict(cell)
-  init = jaxinit.get(cell["init"])
-  if hasattr(init, "to_config"):
-    try:
-      out["init"] = init.to_config()
-    except TypeError:
-      pass
-  return out
+  """The cell with the initializer canonicalized ("he_normal" == {"name": "kaiming_normal"})."""
+  return {**cell, "init": keys.canonical_init(cell["init"])}
 
 
 def label(value: Any) -> str:
@@ -429,7 +183,11 @@ class SweepConfig:
     eval_every: steps per compiled block (metrics and probes after each).
     probes: names from :data:`PROBES`.
     probe_batch: number of training inputs the probes see.
-    chunk_size: most models per program call (bounds memory).
+    chunk_size: models per saved chunk (rounded up to whole program calls):
+      what ``--resume`` keeps; it changes no result.
+    lanes: models one device trains at once (``vmap``-ed), or ``"auto"``
+      (:func:`jaxinit.sweep.compile.default_lanes`). Results are bitwise the
+      same for equal lanes; other lanes change their last bits.
     grid: ``{axis: tuple of values}`` for every axis of :data:`AXES`.
   """
   name: str
@@ -439,6 +197,7 @@ class SweepConfig:
   probes: tuple[str, ...]
   probe_batch: int
   chunk_size: int
+  lanes: int | str
   grid: Mapping[str, tuple[Any, ...]]
 
   def cells(self) -> list[dict[str, Any]]:
@@ -460,7 +219,7 @@ class SweepConfig:
     return {"name": self.name, "seeds": list(self.seeds), "root_seed": self.root_seed,
             "eval_every": self.eval_every, "probes": list(self.probes),
             "probe_batch": self.probe_batch, "chunk_size": self.chunk_size,
-            "grid": {a: list(v) for a, v in self.grid.items()}}
+            "lanes": self.lanes, "grid": {a: list(v) for a, v in self.grid.items()}}
 
 
 def parse_config(data: Mapping[str, Any]) -> SweepConfig:
@@ -485,35 +244,46 @@ def parse_config(data: Mapping[str, Any]) -> SweepConfig:
     if key not in TOP_LEVEL:
       if key in AXES:
         raise ConfigError(f"{key!r} is a grid axis: put it under [grid]")
-      raise _unknown_key("the top level", key, list(TOP_LEVEL))
+      raise axes.unknown_key("the top level", key, list(TOP_LEVEL))
   get = lambda key: data.get(key, TOP_LEVEL[key])  # noqa: E731
 
   name = get("name")
-  if not isinstance(name, str) or not name or any(c in name for c in "/\\"):
-    raise ConfigError(f"name must be a non-empty string without slashes, got {name!r}")
+  if (not isinstance(name, str) or name.strip(".") == "" or any(c in name for c in "/\\")
+      or any(not c.isprintable() for c in name)):
+    raise ConfigError(f"name must be a non-empty string without slashes or control "
+                      f"characters, and not '.' or '..', got {name!r}")
   seeds_value = get("seeds")
-  if isinstance(seeds_value, list):
+  if isinstance(seeds_value, list | tuple):
     if not seeds_value:
       raise ConfigError("seeds is an empty list; give a count n or a list of seeds")
-    seeds = tuple(_non_negative_int(f"seeds[{i}]", s) for i, s in enumerate(seeds_value))
+    seeds = tuple(axes.checked(checks.non_negative_int, f"seeds[{i}]", s)
+                  for i, s in enumerate(seeds_value))
     if len(set(seeds)) != len(seeds):
       raise ConfigError(f"seeds lists a seed twice: {list(seeds)}")
   else:
-    if isinstance(seeds_value, bool) or not isinstance(seeds_value, int) or seeds_value < 1:
-      raise ConfigError(f"seeds must be a count n >= 1 (seeds 0..n-1) or a list of ints "
-                        f">= 0, got {seeds_value!r}")
-    seeds = tuple(range(seeds_value))
-  root_seed = _non_negative_int("root_seed", get("root_seed"))
-  eval_every = _positive_int("eval_every", get("eval_every"))
+    count = axes.checked(lambda w, v: checks.integer(
+        w, v, minimum=1, what="a count n >= 1 (seeds 0..n-1) or a list of ints >= 0"),
+        "seeds", seeds_value)
+    seeds = tuple(range(count))
+  root_seed = axes.checked(checks.non_negative_int, "root_seed", get("root_seed"))
+  eval_every = axes.checked(checks.positive_int, "eval_every", get("eval_every"))
   probes_value = get("probes")
-  if not isinstance(probes_value, list) or not all(isinstance(p, str) for p in probes_value):
-    raise ConfigError(f"probes must be a list of probe names ({_accepted(PROBES)}), "
+  if not isinstance(probes_value, list | tuple) or not all(
+      isinstance(p, str) for p in probes_value):
+    raise ConfigError(f"probes must be a list of probe names ({', '.join(PROBES)}), "
                       f"got {probes_value!r}")
   for p in probes_value:
     if p not in PROBES:
-      raise ConfigError(f"probes: unknown probe {p!r}; accepted: {_accepted(PROBES)}")
-  probe_batch = _positive_int("probe_batch", get("probe_batch"))
-  chunk_size = _positive_int("chunk_size", get("chunk_size"))
+      raise ConfigError(f"probes: unknown probe {p!r}; accepted: {', '.join(PROBES)}"
+                        f"{checks.did_you_mean(p, PROBES)}")
+  if len(set(probes_value)) != len(probes_value):
+    raise ConfigError(f"probes lists a probe twice: {list(probes_value)}")
+  probe_batch = axes.checked(checks.positive_int, "probe_batch", get("probe_batch"))
+  chunk_size = axes.checked(checks.positive_int, "chunk_size", get("chunk_size"))
+  lanes = get("lanes")
+  if lanes != "auto":
+    lanes = axes.checked(lambda w, v: checks.integer(w, v, minimum=1,
+                                                 what='a positive int or "auto"'), "lanes", lanes)
 
   grid_data = get("grid")
   if not isinstance(grid_data, Mapping):
@@ -522,15 +292,22 @@ def parse_config(data: Mapping[str, Any]) -> SweepConfig:
     if key not in AXES:
       if key in TOP_LEVEL:
         raise ConfigError(f"{key!r} is a top-level key, not a grid axis: put it above [grid]")
-      raise _unknown_key("[grid]", key, list(AXES))
-  grid = {a: _axis_values(a, grid_data.get(a, default)) for a, default in AXES.items()}
+      raise axes.unknown_key("[grid]", key, list(AXES))
+  grid = {a: axes.axis_values(a, grid_data.get(a, default)) for a, default in AXES.items()}
   for steps in grid["steps"]:
     if steps % eval_every:
       raise ConfigError(f"[grid] steps = {steps} is not a multiple of eval_every = "
                         f"{eval_every}; every steps value must be one")
-  return SweepConfig(name=name, seeds=seeds, root_seed=root_seed, eval_every=eval_every,
-                     probes=tuple(probes_value), probe_batch=probe_batch,
-                     chunk_size=chunk_size, grid=grid)
+  config = SweepConfig(name=name, seeds=seeds, root_seed=root_seed, eval_every=eval_every,
+                       probes=tuple(probes_value), probe_batch=probe_batch,
+                       chunk_size=chunk_size, lanes=lanes, grid=grid)
+  ids: dict[int, ModelSpec] = {}
+  for model in config.models():
+    other = ids.setdefault(model.model_id, model)
+    if other is not model:  # two distinct cells whose 63-bit digests agree: ~never
+      raise ConfigError(f"two models share the id {model.model_id}: {other} and {model}; "
+                        f"change one seed")
+  return config
 
 
 def load_config(path: str | Path) -> SweepConfig:
@@ -543,11 +320,21 @@ def load_config(path: str | Path) -> SweepConfig:
     The :class:`SweepConfig`.
 
   Raises:
-    ConfigError: a syntax error or a bad key or value (the message names the
-      file and the key); FileNotFoundError.
+    ConfigError: a syntax error, a bad key or value (the message names the
+      file and the key), a folder or a file that is not UTF-8 text;
+      FileNotFoundError.
   """
   path = Path(path)
-  text = path.read_text()
+  try:
+    text = path.read_bytes().decode("utf-8")
+  except FileNotFoundError:
+    raise
+  except IsADirectoryError:
+    raise ConfigError(f"{path} is a folder, not a config file") from None
+  except OSError as err:
+    raise ConfigError(f"{path}: cannot read it: {err.strerror or err}") from None
+  except UnicodeDecodeError as err:
+    raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
   try:
     data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
   except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:

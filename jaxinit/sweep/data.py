@@ -8,6 +8,10 @@
 * ``"teacher_student"``: regression onto a random MLP teacher on Gaussian
   inputs (no dependencies), targets standardized to unit variance.
 
+Each name is an entry of :data:`DATASETS` (its loader, its options with their
+defaults and checks): adding a dataset touches that table only. Options are
+checked at load time by :func:`check_dataset`.
+
 mnist1d and scikit-learn are imported only when their dataset is asked for
 (``pip install -e ".[data]"``). The cache folder is ``$JAXINIT_CACHE_DIR``,
 else ``$XDG_CACHE_HOME/jaxinit``, else ``~/.cache/jaxinit``.
@@ -25,20 +29,17 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from jaxinit.sweep.config import DATASETS, Spec
+from jaxinit import checks
+from jaxinit.sweep import registry
 
-_TEACHER_STUDENT_DEFAULTS: dict[str, Any] = {
-    "n_train": 1024, "n_test": 256, "in_features": 16, "out_features": 1,
-    "teacher_width": 32, "teacher_depth": 2, "teacher_activation": "tanh", "noise": 0.0,
-    "seed": 0,
-}
-_DIGITS_DEFAULTS: dict[str, Any] = {"test_fraction": 0.2, "split_seed": 0}
+Spec = str | dict[str, Any]
+"""A name, or a dict ``{"name": ..., **options}``."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -120,9 +121,11 @@ def _mnist1d() -> Dataset:
                    "classification", 10)
 
 
+DIGITS_SIZE = 1797
+"""Images in scikit-learn's digits."""
+
+
 def _digits(test_fraction: float, split_seed: int) -> Dataset:
-  if not 0.0 < test_fraction < 1.0:
-    raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
   try:
     from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
   except ImportError:
@@ -141,18 +144,8 @@ def _digits(test_fraction: float, split_seed: int) -> Dataset:
 def _teacher_student(n_train: int, n_test: int, in_features: int, out_features: int,
                      teacher_width: int, teacher_depth: int, teacher_activation: str,
                      noise: float, seed: int) -> Dataset:
-  for name, value in (("n_train", n_train), ("n_test", n_test), ("in_features", in_features),
-                      ("out_features", out_features), ("teacher_width", teacher_width),
-                      ("teacher_depth", teacher_depth)):
-    if value < 1:
-      raise ValueError(f"teacher_student: {name} must be >= 1, got {value}")
-  if noise < 0:
-    raise ValueError(f"teacher_student: noise must be >= 0, got {noise}")
   from jaxinit import gains  # pylint: disable=import-outside-toplevel
-  phi = gains.ACTIVATIONS.get(teacher_activation)
-  if phi is None:
-    raise ValueError(f"teacher_student: unknown teacher_activation {teacher_activation!r}; "
-                     f"accepted: {sorted(gains.ACTIVATIONS)}")
+  phi = gains.ACTIVATIONS[teacher_activation]
   # numpy draws: the teacher does not depend on jax's PRNG settings.
   rng = np.random.default_rng(seed)
   x = rng.standard_normal((n_train + n_test, in_features))
@@ -170,6 +163,66 @@ def _teacher_student(n_train: int, n_test: int, in_features: int, out_features: 
                  "regression", out_features)
 
 
+def _test_fraction(name: str, value: Any) -> float:
+  value = checks.real(name, value, minimum=0.0, maximum=1.0, exclusive_minimum=True)
+  n_test = int(round(value * DIGITS_SIZE))
+  if not 1 <= n_test < DIGITS_SIZE:
+    raise ValueError(f"{name} must leave at least one of the {DIGITS_SIZE} images on each "
+                     f"side of the split, got {value!r} ({n_test} test images)")
+  return value
+
+
+def _activation(name: str, value: Any) -> str:
+  from jaxinit import gains  # pylint: disable=import-outside-toplevel
+  return checks.choice(name, value, sorted(gains.ACTIVATIONS))
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetEntry:
+  """One dataset a grid can name.
+
+  Attributes:
+    load: ``load(**options) -> Dataset``, every option given.
+    defaults: each option's default value.
+    checks: each option's check ``check(where, value) -> canonical value``
+      (raising TypeError/ValueError naming ``where``).
+  """
+  load: Callable[..., Dataset]
+  defaults: Mapping[str, Any]
+  checks: Mapping[str, Callable[[str, Any], Any]]
+
+
+_non_negative = checks.non_negative_int
+_positive = checks.positive_int
+
+DATASETS: dict[str, DatasetEntry] = {
+    "mnist1d": DatasetEntry(_mnist1d, {}, {}),
+    "digits": DatasetEntry(_digits, {"test_fraction": 0.2, "split_seed": 0},
+                           {"test_fraction": _test_fraction, "split_seed": _non_negative}),
+    "teacher_student": DatasetEntry(
+        _teacher_student,
+        {"n_train": 1024, "n_test": 256, "in_features": 16, "out_features": 1,
+         "teacher_width": 32, "teacher_depth": 2, "teacher_activation": "tanh", "noise": 0.0,
+         "seed": 0},
+        {"n_train": _positive, "n_test": _positive, "in_features": _positive,
+         "out_features": _positive, "teacher_width": _positive, "teacher_depth": _positive,
+         "teacher_activation": _activation,
+         "noise": lambda name, v: checks.real(name, v, minimum=0.0), "seed": _non_negative}),
+}
+"""Dataset names and how each is loaded and its options checked."""
+
+
+def check_dataset(where: str, value: Any) -> Spec:
+  """A grid's dataset value, canonical (see :func:`jaxinit.sweep.registry.check_entry`).
+
+  Examples:
+    >>> check_dataset("[grid] dataset", {"name": "teacher_student", "noise": 1})
+    {'name': 'teacher_student', 'noise': 1.0}
+  """
+  return registry.check_entry(where, value, "dataset",
+                              {name: (lambda e=e: e.checks) for name, e in DATASETS.items()})
+
+
 _LOADED: dict[str, Dataset] = {}
 
 
@@ -177,11 +230,10 @@ def load_dataset(spec: Spec) -> Dataset:
   """Loads (or generates) a dataset; repeated calls return the same object.
 
   Args:
-    spec: ``"mnist1d"``, ``"digits"``, ``"teacher_student"``, or a dict
-      ``{"name": ..., **options}`` with the options of
-      :data:`jaxinit.sweep.config.DATASETS` (teacher_student: ``n_train``,
-      ``n_test``, ``in_features``, ``out_features``, ``teacher_width``,
-      ``teacher_depth``, ``teacher_activation``, ``noise``, ``seed``; digits:
+    spec: a name of :data:`DATASETS` or a dict ``{"name": ..., **options}``
+      (teacher_student: ``n_train``, ``n_test``, ``in_features``,
+      ``out_features``, ``teacher_width``, ``teacher_depth``,
+      ``teacher_activation``, ``noise``, ``seed``; digits:
       ``test_fraction``, ``split_seed``).
 
   Returns:
@@ -189,24 +241,17 @@ def load_dataset(spec: Spec) -> Dataset:
 
   Raises:
     ImportError: naming the extra to install when mnist1d or scikit-learn is
-      missing. ValueError: an unknown name or a bad option.
+      missing. ValueError, TypeError: an unknown name or a bad option
+      (:func:`check_dataset`).
   """
+  spec = check_dataset("dataset", spec)
   options = dict(spec) if isinstance(spec, Mapping) else {"name": spec}
-  name = options.pop("name", None)
-  if name not in DATASETS:
-    raise ValueError(f"unknown dataset {name!r}; accepted: {sorted(DATASETS)}")
+  name = options.pop("name")
   key = json.dumps({"name": name, **options}, sort_keys=True)
   if key not in _LOADED:
-    if name == "mnist1d":
-      if options:
-        raise ValueError(f"dataset 'mnist1d' takes no options, got {sorted(options)}")
-      dataset = _mnist1d()
-    elif name == "digits":
-      dataset = _digits(**{**_DIGITS_DEFAULTS, **options})
-    else:
-      dataset = _teacher_student(**{**_TEACHER_STUDENT_DEFAULTS, **options})
-    _LOADED[key] = dataset
+    entry = DATASETS[name]
+    _LOADED[key] = entry.load(**{**entry.defaults, **options})
   return _LOADED[key]
 
 
-__all__ = ["Dataset", "cache_dir", "load_dataset"]
+__all__ = ["DATASETS", "Dataset", "DatasetEntry", "cache_dir", "check_dataset", "load_dataset"]

@@ -2,7 +2,7 @@
 
 Every process runs the same command; :func:`initialize` connects them
 (``jax.distributed.initialize``) and the engine's model mesh then spans the
-devices of all of them (:func:`jaxinit.sweep.engine.model_mesh`): each
+devices of all of them (:func:`jaxinit.sweep.compile.model_mesh`): each
 process draws and trains the models on its own devices, metrics are gathered
 to every process after each block (``process_allgather``), and only process
 0 writes the results folder.

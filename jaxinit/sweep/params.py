@@ -8,7 +8,7 @@ initializer of the sweep (XLA:CPU spends up to seconds on each random-number
 kernel, so drawing inside each group's training program would cost compiles
 per initializer per group).
 
-Keys: a model's init key is ``fold_in(model_key, 0)``. Its layers are
+Keys: a model's init key comes from :mod:`jaxinit.sweep.keys`. Its layers are
 numbered in params order: ``"input"`` first, then the stacked groups in
 key order (each layer of a stack in turn), ``"readout"`` last. Layer ``i``
 draws its kernel from ``fold_in(fold_in(init_key, i), 0)`` and its bias from
@@ -83,6 +83,25 @@ def layer_slots(shapes: Mapping[str, Any]) -> list[tuple[Path, int | None]]:
   rank = lambda slot: (0 if slot[0] == ("input",) else 2 if slot[0] == ("readout",)  # noqa: E731
                        else 1)
   return sorted(found, key=rank)
+
+
+def kernel_shapes(shapes: Mapping[str, Any]) -> list[tuple[tuple[int, ...], Any]]:
+  """The distinct ``(shape, dtype)`` of one layer's kernel, over every layer of a params tree.
+
+  Examples:
+    >>> import jax
+    >>> from jaxinit.models import MLP
+    >>> net = MLP(in_features=3, out_features=2, width=4, depth=3)
+    >>> [s for s, _ in kernel_shapes(jax.eval_shape(net.init, jax.random.key(0)))]
+    [(3, 4), (4, 4), (4, 2)]
+  """
+  out = []
+  for path, stack in layer_slots(shapes):
+    leaf = functools.reduce(lambda tree, k: tree[k], path, shapes)["kernel"]
+    item = (tuple(leaf.shape[1:] if stack is not None else leaf.shape), leaf.dtype)
+    if item not in out and (stack is None or stack > 0):
+      out.append(item)
+  return out
 
 
 _ELEMENTWISE = (samplers.Normal, samplers.TruncatedNormal, samplers.Uniform, samplers.Rademacher)
@@ -279,4 +298,4 @@ def _dispatch_layer(keys: jax.Array, plans: list[tuple[Initializer, float, bool]
   return out
 
 
-__all__ = ["draw_population", "kernel_draw", "layer_slots"]
+__all__ = ["draw_population", "kernel_draw", "kernel_shapes", "layer_slots"]

@@ -5,12 +5,14 @@
   every grid axis (tables written as ``name(option=value)``), then
   ``final_*`` / ``best_*`` train and test loss and accuracy (``train_*`` is
   measured on the first 1000 training examples; accuracy is empty for
-  regression), ``best_test_loss_step``, ``init_fingerprint`` (a checksum of
-  the initial params' bits, see :func:`jaxinit.sweep.engine.params_fingerprint`),
-  ``diverged`` and ``diverged_step``
-  (the first step whose loss or update was not finite; empty when none), and
-  per probe ``{probe}_{init,final}_{first,last}``: the probe at the first and
-  last hidden layer at step 0 and at the end.
+  regression), ``best_test_loss_step``, ``init_fingerprint`` and
+  ``final_fingerprint`` (checksums of the initial and the trained params'
+  bits, see :func:`jaxinit.sweep.step.params_fingerprint`, written
+  ``0x`` and 8 hex digits so that every reader keeps them text),
+  ``diverged`` and ``diverged_step`` (the first step whose loss or update was
+  not finite; empty when none), and per probe
+  ``{initial,final}_{probe}_{first,last}_layer``: the probe at the first and
+  the last probed layer, at step 0 and at the end.
 ``DIR/curves.npz``
   arrays over models in the CSV's order: ``model_id`` ``(M,)``,
   ``eval_step`` ``(M, E)`` (-1 pads models with fewer evaluations),
@@ -21,8 +23,10 @@
 ``DIR/config.toml``
   the resolved config: ``jaxinit sweep DIR/config.toml`` runs the sweep again.
 ``DIR/run.json``
-  ``complete``, wall time, per-group compile and run time, models taken
-  from an earlier run (``--resume``), devices, processes, versions.
+  ``complete``, wall time, per group its lanes, models per call and per
+  chunk, compile and run time; models taken from an earlier run
+  (``--resume``), devices, processes, versions and the execution identity
+  (:func:`jaxinit.sweep.identity.execution_identity`).
 ``DIR/chunks/``
   every finished program call's results (:mod:`jaxinit.sweep.store`), what
   ``--resume`` continues from.
@@ -38,6 +42,8 @@ import io
 import json
 import math
 import platform
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -76,6 +82,25 @@ class SweepResult:
   final_params: list[Any] | None = None
   resumed_models: int = 0
 
+  def __repr__(self) -> str:
+    healthy = sum(not r.get("diverged") for r in self.rows)
+    return (f"SweepResult(name={self.config.name!r}, models={len(self.models)}, "
+            f"groups={len(self.groups)}, varying={self.config.varying_axes()}, "
+            f"trained={healthy}, diverged={len(self.rows) - healthy}, "
+            f"resumed={self.resumed_models}, wall_s={self.wall_s:.1f})")
+
+  def to_pandas(self) -> Any:
+    """The rows as a ``pandas.DataFrame`` (one row per model, ``results.csv``'s columns).
+
+    Needs pandas (``pip install -e ".[analysis]"``).
+    """
+    try:
+      import pandas as pd  # pylint: disable=import-outside-toplevel
+    except ImportError:
+      raise ImportError("SweepResult.to_pandas needs pandas: pip install -e \".[analysis]\" "
+                        "(or pip install pandas)") from None
+    return pd.DataFrame(self.rows, columns=list(self.rows[0]) if self.rows else None)
+
   def row(self, model: ModelSpec) -> dict[str, Any]:
     """The results row of ``model`` (matched by its cell and seed)."""
     model_id = model.model_id
@@ -83,6 +108,16 @@ class SweepResult:
       if row["model_id"] == model_id:
         return row
     raise KeyError(f"model {model_id} is not part of this sweep")
+
+
+def fingerprint_text(value: Any) -> str:
+  """A uint32 params fingerprint as text: ``0x`` and 8 hex digits (never read as a number).
+
+  Examples:
+    >>> fingerprint_text(2**31)
+    '0x80000000'
+  """
+  return f"0x{int(value):08x}"
 
 
 def _nan_best(values: np.ndarray, fn: Any) -> float:
@@ -96,7 +131,7 @@ def summarize(models: Sequence[ModelSpec], records: Sequence[Any], group_of: Seq
 
   Args:
     models: the models.
-    records: their :class:`jaxinit.sweep.engine.ModelRecord`.
+    records: their :class:`jaxinit.sweep.loop.ModelRecord`.
     group_of: each model's shape-group index.
     probes: the probe names.
 
@@ -137,15 +172,16 @@ def summarize(models: Sequence[ModelSpec], records: Sequence[Any], group_of: Seq
     row["best_test_loss_step"] = (int(record.eval_step[int(np.nanargmin(test))])
                                   if np.isfinite(test).any() else None)
     if "params_fingerprint" in m:
-      row["init_fingerprint"] = f"{int(m['params_fingerprint'][0]):08x}"
+      row["init_fingerprint"] = fingerprint_text(m["params_fingerprint"][0])
+      row["final_fingerprint"] = fingerprint_text(m["params_fingerprint"][-1])
     row["diverged"] = record.diverged_step >= 0
     row["diverged_step"] = record.diverged_step if record.diverged_step >= 0 else None
     for p in probes:
       values = np.asarray(m[p])  # (evals, layers)
       curves[f"probe_{p}"][i, :e, :values.shape[1]] = values
-      for when, index in (("init", 0), ("final", -1)):
-        row[f"{p}_{when}_first"] = float(values[index, 0])
-        row[f"{p}_{when}_last"] = float(values[index, -1])
+      for when, index in (("initial", 0), ("final", -1)):
+        row[f"{when}_{p}_first_layer"] = float(values[index, 0])
+        row[f"{when}_{p}_last_layer"] = float(values[index, -1])
     rows.append(row)
   return rows, curves
 
@@ -168,7 +204,8 @@ def write_results(result: SweepResult, out_dir: str | Path) -> Path:
   Returns:
     The folder's path.
   """
-  from jaxinit.sweep.store import atomic_write, npz_bytes  # pylint: disable=import-outside-toplevel
+  from jaxinit.sweep.store import (  # pylint: disable=import-outside-toplevel
+      atomic_write, execution_identity, npz_bytes)
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   columns = list(result.rows[0]) if result.rows else ["model_id"]
@@ -187,7 +224,8 @@ def write_results(result: SweepResult, out_dir: str | Path) -> Path:
           "groups": result.groups,
           "versions": {"jax": jax.__version__, "python": platform.python_version()},
           "device": str(jax.devices()[0].device_kind), "devices": len(jax.devices()),
-          "processes": jax.process_count(), "platform": platform.platform()}
+          "processes": jax.process_count(), "platform": platform.platform(),
+          "execution": execution_identity()}
   atomic_write(out / "run.json", json.dumps(meta, indent=2) + "\n")
   return out
 
@@ -212,13 +250,22 @@ def read_results(out_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, n
 
   Returns:
     ``(rows, curves, config)``: rows with numbers parsed (empty cells None,
-    axis tables as their text labels), the curve arrays, the config.
+    axis tables as their text labels, fingerprints as text), the curve
+    arrays, the config.
+
+  Raises:
+    ValueError: a damaged file. OSError: a missing one. ConfigError: a bad
+      ``config.toml``.
   """
   out = Path(out_dir)
-  with open(out / "results.csv", newline="") as f:
-    rows = [{k: _parse_cell(v) for k, v in row.items()} for row in csv.DictReader(f)]
-  with np.load(out / "curves.npz") as arrays:
-    curves = {k: arrays[k] for k in arrays.files}
+  try:
+    with open(out / "results.csv", newline="") as f:
+      rows = [{k: _parse_cell(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    with np.load(out / "curves.npz") as arrays:
+      curves = {k: arrays[k] for k in arrays.files}
+  except (zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError, csv.Error) as err:
+    raise ValueError(f"{out} holds a damaged results file ({type(err).__name__}: {err}); "
+                     f"rerun the sweep with --overwrite") from None
   return rows, curves, config_lib.load_config(out / "config.toml")
 
 
