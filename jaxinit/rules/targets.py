@@ -310,7 +310,8 @@ def _linen_target(module: Any, key: jax.Array, inputs: tuple[Any, ...],
       variables = module.init(k, *args, **init_kwargs)
       return _replace_params(variables, {a.path: draw_one(k, a) for a in assignments})
     shardings, treedef = jax.tree_util.tree_flatten(out_shardings)
-    avals = tuple((np.shape(x), np.result_type(x)) for x in jax.tree_util.tree_leaves(inputs))
+    avals = tuple((np.shape(x), np.dtype(x.dtype) if hasattr(x, "dtype") else np.result_type(x))
+                  for x in jax.tree_util.tree_leaves(inputs))
     try:
       cache_key = (id(module), assignments, avals, tuple(sorted(init_kwargs.items())),
                    tuple(shardings), treedef)
