@@ -258,7 +258,7 @@ def _check_resolvable(lower: float, upper: float, dtype: DTypeLike) -> None:
   eps = float(jnp.finfo(dtype).eps)
   if std < _RESOLUTION_ULPS * eps * (abs(mean) + std):
     raise ValueError(
-        f"truncated normal bounds [lower, upper] = [{lower}, {upper}] cannot be sampled in "
+        f"truncated normal bounds [lower, upper] = [{lower:g}, {upper:g}] cannot be sampled in "
         f"{dtype.name}: the distribution's standard deviation ({std:.3g}) spans fewer than "
         f"{_RESOLUTION_ULPS} {dtype.name} ulps of its mean ({mean:.6g}); use bounds nearer 0, "
         f"a wider interval or float64")
