@@ -54,7 +54,8 @@ class Sampler(Protocol):
 
 def canonical_dtype(dtype: DTypeLike | None, default: str | None = None) -> np.dtype:
   """The output dtype of a call: ``dtype``, else the initializer's ``default``, else
-  float32 (float64 where ``jax_enable_x64`` is on), as in ``jax.nn.initializers``.
+  float32 (float64 where ``jax_enable_x64`` is on), as in ``jax.nn.initializers``;
+  64-bit dtypes are their 32-bit versions unless x64 is on.
 
   Raises:
     TypeError: an integer, bool or non-dtype value (:func:`jaxinit.checks.inexact_dtype`).
@@ -63,7 +64,8 @@ def canonical_dtype(dtype: DTypeLike | None, default: str | None = None) -> np.d
     dtype = default
   if dtype is None:
     return jnp.dtype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
-  return checks.inexact_dtype("dtype", dtype)
+  # float64 means float32 where x64 is off, as everywhere in jax.
+  return jnp.dtype(jax.dtypes.canonicalize_dtype(checks.inexact_dtype("dtype", dtype)))
 
 
 def default_dtype(dtype: DTypeLike | None) -> str | None:

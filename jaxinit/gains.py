@@ -89,7 +89,7 @@ _PANEL_ORDER = 16
 _UPPER = 40.0
 _TAIL = 35.0             # the integrand beyond must be negligible
 _CONVERGED = 1e-4        # composite rules at panel widths 0.2 and 0.1 must agree to this
-_GAUSS_AGREES = 1e-9     # else the Gauss value is replaced by the finer composite one
+_GAUSS_AGREES = 1e-12    # else the Gauss value is replaced by the finer composite one
 
 
 @functools.lru_cache(maxsize=None)
@@ -171,7 +171,7 @@ def second_moment(activation: str | Activation, *, num_nodes: int = 64,
   integrand does not vanish beyond 35 standard deviations, the expectation
   is infinite or too singular to integrate (``1/x``, ``exp(x^2)``, a jump
   away from 0): ValueError. Otherwise the Gauss value is returned where it
-  agrees with the finer composite one to 1e-9, the composite value where it
+  agrees with the finer composite one to 1e-12, the composite value where it
   does not (kinks away from 0: ``relu6``, ``hard_tanh``). Cached for
   hashable arguments; usable inside ``jit``, ``vmap``, ``eval_shape`` and
   ``scan`` (evaluated at trace time).
