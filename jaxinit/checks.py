@@ -101,7 +101,8 @@ def non_negative_int(name: str, value: Any) -> int:
 
 def real(name: str, value: Any, *, minimum: float | None = None,
          maximum: float | None = None, exclusive_minimum: bool = False,
-         finite: bool = True, what: str | None = None, traced_ok: bool = False) -> Any:
+         exclusive_maximum: bool = False, finite: bool = True, what: str | None = None,
+         traced_ok: bool = False) -> Any:
   """``value`` as a Python float, checked against the bounds.
 
   Accepts Python ints and floats and real numpy/JAX scalars (0-d arrays
@@ -112,8 +113,9 @@ def real(name: str, value: Any, *, minimum: float | None = None,
     name: the argument's name, for the message.
     value: the value.
     minimum: lower bound (inclusive unless ``exclusive_minimum``).
-    maximum: inclusive upper bound.
+    maximum: upper bound (inclusive unless ``exclusive_maximum``).
     exclusive_minimum: whether ``minimum`` itself is refused.
+    exclusive_maximum: whether ``maximum`` itself is refused.
     finite: refuse NaN and +-inf (NaN is refused always).
     what: the accepted values in words, if the default wording does not fit.
     traced_ok: return a 0-d traced value unchecked (its value is unknown until
@@ -129,7 +131,8 @@ def real(name: str, value: Any, *, minimum: float | None = None,
     if minimum is not None:
       parts.append(f"{'>' if exclusive_minimum else '>='} {minimum:g}")
     if maximum is not None:
-      parts.append(f"{'and ' if minimum is not None else ''}<= {maximum:g}")
+      parts.append(f"{'and ' if minimum is not None else ''}{'<' if exclusive_maximum else '<='} "
+                   f"{maximum:g}")
     what = " ".join(parts)
   scalar = _scalar(value)
   if (isinstance(scalar, (bool, np.bool_)) or not isinstance(scalar, numbers.Real)
@@ -143,7 +146,7 @@ def real(name: str, value: Any, *, minimum: float | None = None,
     raise ValueError(f"{name} must be {what}, got {result}")
   if minimum is not None and (result < minimum or (exclusive_minimum and result == minimum)):
     raise ValueError(f"{name} must be {what}, got {result!r}")
-  if maximum is not None and result > maximum:
+  if maximum is not None and (result > maximum or (exclusive_maximum and result == maximum)):
     raise ValueError(f"{name} must be {what}, got {result!r}")
   return result
 

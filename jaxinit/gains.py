@@ -71,7 +71,10 @@ def resolve_activation(activation: str | Activation, **params: Any) -> Activatio
     ValueError: for an unknown name. TypeError: for anything not callable.
   """
   if isinstance(activation, str):
-    fn = ACTIVATIONS[checks.choice("activation", activation, ACTIVATIONS)]
+    if activation not in ACTIVATIONS:
+      raise ValueError(f"activation must be a callable or one of {sorted(ACTIVATIONS)}, got "
+                       f"{activation!r}{checks.did_you_mean(activation, ACTIVATIONS)}")
+    fn = ACTIVATIONS[activation]
   elif callable(activation):
     fn = activation
   else:

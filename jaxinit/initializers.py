@@ -240,7 +240,8 @@ class VarianceScaling:
     if self.mode != "unit":
       # jax.nn.initializers rounds the variance to the draw dtype first: so do
       # we, for bit-identical presets, wherever that loses nothing.
-      rounded = np.asarray(variance, real_dtype(draw_dtype))[()]
+      with np.errstate(over="ignore", under="ignore"):
+        rounded = np.asarray(variance, real_dtype(draw_dtype))[()]
       if variance == 0.0 or (np.isfinite(rounded) and rounded >= np.finfo(rounded.dtype).tiny):
         return rounded
     return variance

@@ -400,9 +400,8 @@ class Sparse(_Base):
 
   def __post_init__(self):
     fraction = checks.real("fraction", self.fraction, minimum=0.0, maximum=1.0,
+                           exclusive_maximum=True,
                            what="a number in [0, 1) (the fraction of zeros per column)")
-    if fraction == 1.0:
-      raise ValueError(f"fraction (of zeros per column) must be in [0, 1), got {fraction}")
     object.__setattr__(self, "fraction", fraction)
 
   def _raw(self, key, shape, dtype, out_sharding):

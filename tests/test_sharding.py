@@ -84,13 +84,12 @@ SHARD_MAP_SCRIPT = textwrap.dedent("""
 
     for name, init, shapes, dtypes in CASES:
       if not FULL:
-        # Every row; a shape and an empty shape; float32 and complex64 (bfloat16 and
-        # float16 are float32 draws cast); eagerly, the first shape and dtype.
-        shapes = [shapes[0]] + [s for s in shapes if 0 in s][:1]
-        dtypes = [d for d in dtypes if d in (jnp.float32, jnp.complex64)] or dtypes
+        # Every row, in its first dtype (float32 where it has it: bfloat16 and float16
+        # are float32 draws cast); a shape and an empty shape (eagerly: the shape).
+        shapes, dtypes = [shapes[0]] + [s for s in shapes if 0 in s][:1], dtypes[:1]
       for mode in ("eager", "jit"):
         sub_shapes, sub_dtypes = (shapes, dtypes) if FULL or mode == "jit" else (
-            shapes[:1], dtypes[:1])
+            shapes[:1], dtypes)
         draw_all = outputs(init, sub_shapes, sub_dtypes)
         outside = draw_all(key)
         # Inside the user's own shard_map, every device draws the whole weight: the same
