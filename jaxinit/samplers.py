@@ -505,7 +505,10 @@ class Orthogonal(_Base):
   other axes flattened into rows; it has orthonormal columns if rows >= cols,
   orthonormal rows otherwise, and every element has second moment
   ``1 / max(rows, cols)`` before the rescale to 1. Sampling uses
-  :func:`haar_orthonormal` (Householder product, no QR).
+  :func:`haar_orthonormal` (Householder product, no QR). Under
+  :func:`~jaxinit.variance_scaling` with batch axes or groups the sampler
+  draws one slice at a time, so ``column_axis`` counts axes of the slice (a
+  negative axis means the same in both).
   """
   column_axis: int = -1
 
