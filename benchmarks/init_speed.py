@@ -37,14 +37,14 @@ PAIRS = {
                                  J.variance_scaling(2.0, "fan_avg", "normal")),
     "normal": (jaxinit.normal(0.02), J.normal(0.02)),
     "truncated_normal": (jaxinit.truncated_normal(0.02), J.truncated_normal(0.02)),
-    "uniform (symmetric vs [0, s))": (jaxinit.uniform(0.02), J.uniform(0.02)),
+    "uniform": (jaxinit.uniform(0.02), J.uniform(0.02)),
     "zeros": (jaxinit.zeros, J.zeros),
     "orthogonal": (jaxinit.orthogonal(), J.orthogonal()),
     "delta_orthogonal (3x3 kernel)": (jaxinit.delta_orthogonal(), J.delta_orthogonal()),
 }
 VARIANCE_SCALING = {"glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal",
                     "lecun_uniform", "variance_scaling(normal)", "normal", "truncated_normal",
-                    "uniform (symmetric vs [0, s))"}
+                    "uniform"}
 
 
 def _timer(init, shape):

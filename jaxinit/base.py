@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
+from jaxinit import checks
+
 Shape = tuple[int, ...]
 OutSharding = Any  # jax.sharding.Sharding | PartitionSpec | None
 
@@ -27,8 +29,9 @@ OutSharding = Any  # jax.sharding.Sharding | PartitionSpec | None
 class Initializer(Protocol):
   """``init(key, shape, dtype=None, out_sharding=None) -> Array``.
 
-  ``dtype=None`` means float32 (float64 where ``jax_enable_x64`` is on, as in
-  ``jax.nn.initializers``).
+  ``dtype=None`` means the initializer's default dtype (its factory's
+  ``dtype`` argument, as in ``jax.nn.initializers``), else float32 (float64
+  where ``jax_enable_x64`` is on).
   """
 
   def __call__(self, key: jax.Array, shape: Shape, dtype: DTypeLike | None = None,
@@ -49,24 +52,28 @@ class Sampler(Protocol):
     ...
 
 
-_ACCEPTED_DTYPES = ("float16", "bfloat16", "float32", "float64", "complex64",
-                    "complex128", "float8_* (sampled in float32)")
+def canonical_dtype(dtype: DTypeLike | None, default: str | None = None) -> np.dtype:
+  """The output dtype of a call: ``dtype``, else the initializer's ``default``, else
+  float32 (float64 where ``jax_enable_x64`` is on), as in ``jax.nn.initializers``;
+  64-bit dtypes are their 32-bit versions unless x64 is on.
 
-
-def canonical_dtype(dtype: DTypeLike | None) -> np.dtype:
-  """The requested output dtype; raises TypeError for integer, bool and others."""
+  Raises:
+    TypeError: an integer, bool or non-dtype value (:func:`jaxinit.checks.inexact_dtype`).
+  """
+  if dtype is None:
+    dtype = default
   if dtype is None:
     return jnp.dtype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
-  try:
-    dt = jnp.dtype(dtype)
-  except TypeError as err:
-    raise TypeError(f"dtype must be a floating or complex dtype "
-                    f"({', '.join(_ACCEPTED_DTYPES)}), got {dtype!r}") from err
-  if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.complexfloating)):
-    raise TypeError(f"dtype must be a floating or complex dtype "
-                    f"({', '.join(_ACCEPTED_DTYPES)}), got {dt.name}: weights of "
-                    f"an integer or bool dtype cannot carry a variance")
-  return dt
+  # float64 means float32 where x64 is off, as everywhere in jax.
+  return jnp.dtype(jax.dtypes.canonicalize_dtype(checks.inexact_dtype("dtype", dtype)))
+
+
+def default_dtype(dtype: DTypeLike | None) -> str | None:
+  """A factory's ``dtype`` argument as stored on an initializer: a dtype name or None.
+
+  A name keeps the initializer hashable, comparable and plain data.
+  """
+  return None if dtype is None else checks.inexact_dtype("dtype", dtype).name
 
 
 def sampling_dtype(dtype: np.dtype) -> np.dtype:
@@ -85,23 +92,6 @@ def real_dtype(dtype: np.dtype) -> np.dtype:
   """float32 for complex64, float64 for complex128, the dtype itself otherwise."""
   return jnp.dtype(np.finfo(dtype).dtype) if jnp.issubdtype(
       dtype, jnp.complexfloating) else dtype
-
-
-def canonical_shape(shape: Any, argname: str = "shape") -> Shape:
-  """A tuple of non-negative Python ints, or a TypeError/ValueError."""
-  if isinstance(shape, (int, np.integer)):
-    shape = (shape,)
-  if isinstance(shape, str):
-    raise TypeError(f"{argname} must be a sequence of ints, got {shape!r}")
-  try:
-    dims = tuple(int(d) for d in shape)
-    if any(d != s for d, s in zip(dims, shape)):
-      raise TypeError
-  except (TypeError, ValueError):
-    raise TypeError(f"{argname} must be a sequence of ints, got {shape!r}") from None
-  if any(d < 0 for d in dims):
-    raise ValueError(f"{argname} must have non-negative dimensions, got {dims}")
-  return dims
 
 
 def _is_explicit(out_sharding: OutSharding) -> bool:

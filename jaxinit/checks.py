@@ -40,7 +40,8 @@ import numpy as np
 
 __all__ = [
     "is_traced", "integer", "positive_int", "non_negative_int", "real", "number",
-    "boolean", "choice", "did_you_mean", "shape", "real_array",
+    "numeric", "boolean", "choice", "did_you_mean", "shape", "axes", "inexact_dtype",
+    "real_array",
 ]
 
 
@@ -101,31 +102,38 @@ def non_negative_int(name: str, value: Any) -> int:
 
 def real(name: str, value: Any, *, minimum: float | None = None,
          maximum: float | None = None, exclusive_minimum: bool = False,
-         finite: bool = True, what: str | None = None) -> float:
+         exclusive_maximum: bool = False, finite: bool = True, what: str | None = None,
+         traced_ok: bool = False) -> Any:
   """``value`` as a Python float, checked against the bounds.
 
   Accepts Python ints and floats and real numpy/JAX scalars (0-d arrays
-  included); refuses bools, strings, complex numbers and tracers (use
-  :func:`is_traced` first where a traced value is welcome).
+  included); refuses bools, strings, complex numbers and, unless
+  ``traced_ok``, tracers.
 
   Args:
     name: the argument's name, for the message.
     value: the value.
     minimum: lower bound (inclusive unless ``exclusive_minimum``).
-    maximum: inclusive upper bound.
+    maximum: upper bound (inclusive unless ``exclusive_maximum``).
     exclusive_minimum: whether ``minimum`` itself is refused.
+    exclusive_maximum: whether ``maximum`` itself is refused.
     finite: refuse NaN and +-inf (NaN is refused always).
     what: the accepted values in words, if the default wording does not fit.
+    traced_ok: return a 0-d traced value unchecked (its value is unknown until
+      run time: a scale vmapped over inside a jitted sweep).
 
   Raises:
     TypeError: not a real number. ValueError: NaN, infinite or out of range.
   """
+  if traced_ok and is_traced(value):
+    return _traced_scalar(name, value, complex_ok=False)
   if what is None:
     parts = ["a finite number" if finite else "a number"]
     if minimum is not None:
       parts.append(f"{'>' if exclusive_minimum else '>='} {minimum:g}")
     if maximum is not None:
-      parts.append(f"{'and ' if minimum is not None else ''}<= {maximum:g}")
+      parts.append(f"{'and ' if minimum is not None else ''}{'<' if exclusive_maximum else '<='} "
+                   f"{maximum:g}")
     what = " ".join(parts)
   scalar = _scalar(value)
   if (isinstance(scalar, (bool, np.bool_)) or not isinstance(scalar, numbers.Real)
@@ -139,17 +147,32 @@ def real(name: str, value: Any, *, minimum: float | None = None,
     raise ValueError(f"{name} must be {what}, got {result}")
   if minimum is not None and (result < minimum or (exclusive_minimum and result == minimum)):
     raise ValueError(f"{name} must be {what}, got {result!r}")
-  if maximum is not None and result > maximum:
+  if maximum is not None and (result > maximum or (exclusive_maximum and result == maximum)):
     raise ValueError(f"{name} must be {what}, got {result!r}")
   return result
 
 
-def number(name: str, value: Any) -> float | complex:
+def _traced_scalar(name: str, value: Any, complex_ok: bool) -> Any:
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  kinds = (jnp.floating, jnp.integer, jnp.complexfloating) if complex_ok else (
+      jnp.floating, jnp.integer)
+  if value.ndim or not any(jnp.issubdtype(value.dtype, k) for k in kinds):
+    what = "number" if complex_ok else "real number"
+    raise TypeError(f"{name} must be a {what}, got a traced array of shape {value.shape} "
+                    f"and dtype {value.dtype}")
+  return value
+
+
+def number(name: str, value: Any, *, traced_ok: bool = False) -> Any:
   """A finite real or complex number, as a Python float or complex.
+
+  With ``traced_ok`` a 0-d traced value is returned unchecked.
 
   Raises:
     TypeError: not a number (bools and strings are not). ValueError: NaN or inf.
   """
+  if traced_ok and is_traced(value):
+    return _traced_scalar(name, value, complex_ok=True)
   scalar = _scalar(value)
   if isinstance(scalar, (bool, np.bool_)) or not isinstance(scalar, numbers.Number):
     raise TypeError(f"{name} must be a finite real or complex number, got {_what(value)}")
@@ -220,6 +243,119 @@ def shape(name: str, value: Any) -> tuple[int, ...]:
   if any(d < 0 for d in dims):
     raise ValueError(f"{name} must have non-negative dimensions, got {tuple(dims)}")
   return tuple(dims)
+
+
+def numeric(name: str, value: Any, *, traced_ok: bool = False) -> Any:
+  """A finite number, or an array of them as nested tuples of Python numbers.
+
+  Scalars become Python floats or complexes (as :func:`number`); concrete
+  numpy/JAX arrays and nested sequences become nested tuples (hashable, and
+  plain data for JSON); with ``traced_ok`` a traced array is returned as is.
+
+  Raises:
+    TypeError: not numeric (bools and strings are not). ValueError: NaN or inf.
+
+  Examples:
+    >>> import numpy as np
+    >>> from jaxinit import checks
+    >>> checks.numeric("value", np.array([[1, 2], [3, 4]]))
+    ((1.0, 2.0), (3.0, 4.0))
+  """
+  if traced_ok and is_traced(value):
+    return value
+  if isinstance(value, (str, bytes)) or isinstance(_scalar(value), (bool, np.bool_)):
+    raise TypeError(f"{name} must be a finite number or an array of them, got {_what(value)}")
+  try:
+    array = np.asarray(value)
+  except Exception:  # noqa: BLE001 - any failure to convert is the same user error
+    raise TypeError(f"{name} must be a finite number or an array of them, "
+                    f"got {_what(value)}") from None
+  if array.dtype.kind not in "iufc":
+    raise TypeError(f"{name} must be a finite number or an array of them, got {_what(value)}")
+  if not np.all(np.isfinite(array)):
+    raise ValueError(f"{name} must be finite, got {_what(value)}")
+  convert = complex if array.dtype.kind == "c" else float
+  if array.ndim == 0:
+    return convert(array[()])
+
+  def nest(a: np.ndarray) -> Any:
+    return tuple(nest(x) for x in a) if a.ndim > 1 else tuple(convert(x) for x in a)
+  return nest(array)
+
+
+def axes(name: str, value: Any, *, allow_none: bool = False) -> int | tuple[int, ...] | None:
+  """An axis (int) or axes (a sequence of ints, returned as a tuple), or None if allowed.
+
+  Raises:
+    TypeError: anything else (bools and floats are not axes).
+  """
+  what = "an int or a sequence of ints" + (" or None" if allow_none else "")
+  if value is None and allow_none:
+    return None
+  try:
+    return integer(name, value, what=what)
+  except TypeError:
+    pass
+  if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+    raise TypeError(f"{name} must be {what}, got {_what(value)}")
+  try:
+    return tuple(integer(name, a, what=what) for a in value)
+  except TypeError:
+    raise TypeError(f"{name} must be {what}, got {_what(value)}") from None
+
+
+_INEXACT = ("float16", "bfloat16", "float32", "float64", "complex64", "complex128",
+            "float8_* (sampled in float32)")
+
+
+def inexact_dtype(name: str, value: Any) -> np.dtype:
+  """A floating or complex dtype (what weights with a variance can have).
+
+  Raises:
+    TypeError: not a dtype, or an integer or bool dtype.
+  """
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  try:
+    dtype = jnp.dtype(value)
+  except TypeError:
+    raise TypeError(f"{name} must be a floating or complex dtype ({', '.join(_INEXACT)}), "
+                    f"got {_what(value)}") from None
+  if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.complexfloating)):
+    raise TypeError(f"{name} must be a floating or complex dtype ({', '.join(_INEXACT)}), "
+                    f"got {dtype.name}: weights of an integer or bool dtype cannot carry "
+                    f"a variance")
+  return dtype
+
+
+def representable(name: str, value: Any, dtype: Any, *, what: str = "") -> None:
+  """Refuses a host number that ``dtype`` cannot hold: overflow to inf, or a non-zero value
+  rounding to 0 (complex values: each part). ``what`` describes the value in the message.
+
+  Raises:
+    ValueError: naming the argument, the value and the dtype.
+
+  Examples:
+    >>> import numpy as np
+    >>> from jaxinit import checks
+    >>> checks.representable("value", 1e300, np.float32)
+    Traceback (most recent call last):
+    ...
+    ValueError: value=1e+300 cannot be represented in float32 (largest finite value 3.40282e+38)
+  """
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  dtype = jnp.dtype(dtype)
+  finfo = jnp.finfo(dtype)
+  parts = (value.real, value.imag) if isinstance(value, complex) else (value,)
+  for part in parts:
+    with np.errstate(over="ignore", under="ignore"):
+      rounded = np.asarray(part, finfo.dtype)
+    shown = f"{name}={value:g}" + (f" ({what})" if what else "")
+    if not np.isfinite(rounded):
+      raise ValueError(f"{shown} cannot be represented in {dtype.name} (largest finite value "
+                       f"{float(finfo.max):g})")
+    if part != 0 and rounded == 0:
+      raise ValueError(f"{shown} cannot be represented in {dtype.name}: it rounds to 0 "
+                       f"(smallest non-zero value {float(finfo.smallest_subnormal):g})")
 
 
 def real_array(name: str, value: Any, *, minimum: float | None = None,

@@ -11,6 +11,13 @@ dtype, variance, out_sharding)``, which folds their normalizing constant into
 the single multiply ``jax.nn.initializers`` uses, so the common presets equal
 jax's bit for bit in float32 and float64.
 
+Samplers whose elements are independent and identically distributed
+(normal, truncated normal, uniform, Rademacher) say so with
+``elementwise = True``: a slice of one of their draws is a draw of the
+slice, so the combinator draws batched weights in one call. Every other
+sampler (orthogonal, sparse, delta, identity, any user callable) is called
+once per batch slice and convolution group, with independent keys.
+
 Examples:
   >>> import jax, jaxinit
   >>> w = jaxinit.samplers.truncated_normal()(jax.random.key(0), (1000,), jax.numpy.float32)
@@ -23,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -31,11 +38,13 @@ import numpy as np
 from jax import lax, random
 from jax.typing import DTypeLike
 
+from jaxinit import checks
 from jaxinit.base import OutSharding, Sampler, Shape, real_dtype, rng_sharding, shard
 
 __all__ = [
     "normal", "truncated_normal", "uniform", "orthogonal", "rademacher",
-    "sparse", "delta", "identity", "get", "SAMPLER_NAMES",
+    "sparse", "delta", "identity", "get", "SAMPLER_NAMES", "std_multiplier",
+    "truncated_normal_moments", "complex_truncated_std", "haar_orthonormal",
 ]
 
 
@@ -43,15 +52,32 @@ def _is_complex(dtype: DTypeLike) -> bool:
   return jnp.issubdtype(dtype, jnp.complexfloating)
 
 
-def _std_multiplier(variance: Any, std: float) -> Any:
-  """``sqrt(variance) / std`` in ``variance``'s precision (jax's rounding)."""
+def std_multiplier(variance: Any, std: float, dtype: DTypeLike) -> Any:
+  """``sqrt(variance) / std``: the factor that turns raw draws of std ``std`` into
+  draws of variance ``variance``, in ``dtype``'s real precision.
+
+  ``variance`` is one of
+
+  * a JAX array (traced, e.g. a vmapped scale): computed in its precision;
+  * a numpy scalar of the draw's real dtype: rounded step by step as
+    ``jax.nn.initializers.variance_scaling`` does (its variance is rounded to
+    the dtype first), so the fan-based presets equal jax's bit for bit;
+  * a Python float (float64 on the host): the factor is computed in float64
+    and rounded once, so fixed-stddev presets equal jax's ``normal(stddev)``
+    bit for bit, and a variance that a float32 cannot hold (``1e-46``,
+    ``1e40``) still gives the right factor.
+  """
   if isinstance(variance, jax.Array):
     return jnp.sqrt(variance) / jnp.asarray(std, variance.dtype)
-  return np.sqrt(variance) / variance.dtype.type(std)
+  if isinstance(variance, np.generic):
+    return np.sqrt(variance) / variance.dtype.type(std)
+  return np.asarray(math.sqrt(variance) / std, real_dtype(jnp.dtype(dtype)))[()]
 
 
 class _Base:
   """Shared plumbing: ``__call__`` is ``scaled`` with unit variance."""
+
+  elementwise: ClassVar[bool] = False
 
   def _raw(self, key: jax.Array, shape: Shape, dtype: DTypeLike,
            out_sharding: OutSharding) -> jax.Array:
@@ -61,19 +87,24 @@ class _Base:
     """Exact standard deviation (root mean square for complex) of ``_raw``."""
     return 1.0
 
+  def bound(self, dtype: DTypeLike) -> float:
+    """The largest magnitude a unit-scale draw can take (inf: unbounded or shape-dependent)."""
+    del dtype
+    return math.inf
+
   def _multiplier(self, variance: Any, dtype: DTypeLike) -> Any:
-    return _std_multiplier(variance, self._raw_std(dtype))
+    return std_multiplier(variance, self._raw_std(dtype), dtype)
 
   def scaled(self, key: jax.Array, shape: Shape, dtype: DTypeLike, variance: Any,
              out_sharding: OutSharding = None) -> jax.Array:
-    """Draws with per-element variance ``variance`` (a scalar of ``dtype``'s real type)."""
+    """Draws with per-element variance ``variance`` (see :func:`std_multiplier`)."""
     raw = self._raw(key, shape, dtype, out_sharding)
     return raw * self._multiplier(variance, dtype)
 
   def __call__(self, key: jax.Array, shape: Shape, dtype: DTypeLike = jnp.float32,
                out_sharding: OutSharding = None) -> jax.Array:
     one = np.asarray(1.0, real_dtype(jnp.dtype(dtype)))[()]
-    return self.scaled(key, tuple(shape), dtype, one, out_sharding)
+    return self.scaled(key, checks.shape("shape", shape), dtype, one, out_sharding)
 
   def to_config(self) -> dict[str, Any]:
     """A plain dict that :func:`get` turns back into an equal sampler."""
@@ -88,38 +119,57 @@ class _Base:
 class Normal(_Base):
   """Standard normal ``N(0, 1)``; complex: real and imaginary parts ``N(0, 1/2)``."""
 
+  elementwise: ClassVar[bool] = True
+
   def _raw(self, key, shape, dtype, out_sharding):
     return random.normal(key, shape, dtype, out_sharding=rng_sharding(out_sharding))
 
 
-def _phi(x: float) -> float:
-  return 0.0 if math.isinf(x) else math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+_JAX_TRUNCATED_STD = 0.87962566103423978  # jax.nn.initializers' std of N(0, 1) on [-2, 2]
 
 
-def _x_phi(x: float) -> float:
-  return 0.0 if math.isinf(x) else x * _phi(x)
-
-
-def _normal_mass(lower: float, upper: float) -> float:
-  """``P(lower < z < upper)`` without cancellation in either tail."""
-  if lower >= 0.0:
-    return 0.5 * (math.erfc(lower / math.sqrt(2.0)) - math.erfc(upper / math.sqrt(2.0)))
-  if upper <= 0.0:
-    return 0.5 * (math.erfc(-upper / math.sqrt(2.0)) - math.erfc(-lower / math.sqrt(2.0)))
-  return 1.0 - 0.5 * (math.erfc(upper / math.sqrt(2.0)) + math.erfc(-lower / math.sqrt(2.0)))
-
-
+@functools.lru_cache(maxsize=None)
 def truncated_normal_moments(lower: float, upper: float) -> tuple[float, float]:
   """Mean and standard deviation of ``N(0, 1)`` truncated to ``[lower, upper]``.
 
-  With ``Z = Phi(b) - Phi(a)``: mean ``(phi(a) - phi(b)) / Z`` and variance
-  ``1 + (a phi(a) - b phi(b)) / Z - mean^2``. For ``[-2, 2]`` the standard
-  deviation is 0.87962566103423978.
+  Computed on the host in float64 by Gauss-Legendre quadrature of the density
+  relative to its highest point ``x0`` (0, or the bound nearest 0):
+  ``exp(-(t^2 + 2 x0 t) / 2)`` with ``t = x - x0``, on 64 panels of 20 nodes
+  over the region where it exceeds ``e^-60``. No normal mass is ever formed,
+  so far tails (``[30, inf]``, mass 5e-198) and narrow intervals keep full
+  precision where the closed forms ``(phi(a) - phi(b)) / Z`` cancel. For
+  ``[-2, 2]`` the standard deviation is jax's constant 0.87962566103423978
+  (the correctly rounded value; the quadrature is 1 ulp off), so that the
+  variance-scaling presets equal jax's bit for bit in float64 too.
+
+  Examples:
+    >>> from jaxinit import samplers
+    >>> round(samplers.truncated_normal_moments(-2.0, 2.0)[1], 12)
+    0.879625661034
+    >>> mean, std = samplers.truncated_normal_moments(30.0, float("inf"))
+    >>> round(mean, 6), round(std, 6)  # about a + 1/a and 1/a
+    (30.03326, 0.033223)
   """
-  mass = _normal_mass(lower, upper)
-  mean = (_phi(lower) - _phi(upper)) / mass
-  var = 1.0 + (_x_phi(lower) - _x_phi(upper)) / mass - mean * mean
-  return mean, math.sqrt(var)
+  lower, upper = float(lower), float(upper)
+  if (lower, upper) == (-2.0, 2.0):
+    return 0.0, _JAX_TRUNCATED_STD
+  x0 = min(max(0.0, lower), upper)
+  cut = 60.0
+
+  def reach(c: float) -> float:  # the t >= 0 where t^2 / 2 + c t = cut, without cancellation
+    root = math.sqrt(c * c + 2.0 * cut)
+    return 2.0 * cut / (c + root) if c >= 0 else root - c
+
+  lo, hi = max(lower - x0, -reach(-x0)), min(upper - x0, reach(x0))
+  t, w = np.polynomial.legendre.leggauss(20)
+  edges = np.linspace(lo, hi, 65)
+  half = np.diff(edges)[:, None] / 2.0
+  nodes = (edges[:-1, None] + half * (t[None, :] + 1.0)).ravel()
+  weights = (half * w[None, :]).ravel() * np.exp(-(nodes * nodes / 2.0 + x0 * nodes))
+  mass = weights.sum()
+  mean = float((weights * nodes).sum() / mass)
+  var = float((weights * (nodes - mean) ** 2).sum() / mass)
+  return x0 + mean, math.sqrt(var)
 
 
 def complex_truncated_std(upper: float) -> float:
@@ -135,13 +185,86 @@ def complex_truncated_std(upper: float) -> float:
   return math.sqrt(1.0 - u2 * math.exp(-u2) / -math.expm1(-u2))
 
 
-def _check_number(name: str, value: Any) -> float:
-  if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-    raise TypeError(f"{name} must be a real number, got {value!r}")
-  value = float(value)
-  if math.isnan(value):
-    raise ValueError(f"{name} must not be NaN")
-  return value
+# ------------------------------------------------------------ the normal's tails
+# Below 1 standard deviation from 0, jax's inverse-erf sampler is exact to the
+# dtype. In a tail [a, b], 1 <= a, erf(a / sqrt 2) rounds towards 1 and the
+# inverse CDF breaks down (infinite values beyond 4 sd in float32, a constant
+# at 6). There we invert the survival function Q relative to the bound: with
+# x = a + y and the Mills ratio R(x) = Q(x) / phi(x),
+#   F(y) = log Q(a + y) - log Q(a) = -y (a + y / 2) + log R(a + y) - log R(a),
+# which has no cancellation at any distance from 0, and F'(y) = -1 / R(a + y).
+
+_TAIL_START = 1.0        # tails begin here; closer to 0 jax's sampler is used
+_MILLS_SWITCH = 4.0      # erfc form below, continued fraction above
+_TAIL_NEWTON_STEPS = 4   # from the right of the root: monotone, quadratic (3 reach float32)
+
+
+def _mills_ratio(x: Any, xp: Any, terms: int) -> Any:
+  """``R(x) = Q(x) / phi(x)`` for ``x >= 1``, with ``xp`` numpy (host) or jax.numpy.
+
+  Below 4: ``sqrt(pi / 2) erfc(x / sqrt 2) exp(x^2 / 2)``. From 4 on: Laplace's
+  continued fraction ``1 / (x + 1 / (x + 2 / (x + 3 / ...)))``, whose
+  ``terms`` (10 for float32, 30 for float64) reach the dtype's precision
+  there. (jax's float32 ``erfcx`` returns 0 on [9.19, 9.42].)
+  """
+  erfc = jax.scipy.special.erfc if xp is jnp else np.vectorize(math.erfc, otypes=[np.float64])
+  near = xp.minimum(x, _MILLS_SWITCH)
+  small = math.sqrt(math.pi / 2.0) * erfc(near / math.sqrt(2.0)) * xp.exp(near * near / 2.0)
+  far = xp.maximum(x, _MILLS_SWITCH)
+  t = far
+  for k in range(terms, 0, -1):
+    t = far + k / t
+  return xp.where(x < _MILLS_SWITCH, small, 1.0 / t)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _right_tail(u: jax.Array, a: float, b: float) -> jax.Array:
+  """``N(0, 1)`` truncated to ``[a, b]``, ``1 <= a < b <= inf``, from uniforms ``u`` in [0, 1).
+
+  Solves ``F(y) = log(1 - u (1 - rho))`` (``rho = Q(b) / Q(a)``, a host
+  constant) by Newton from the quadratic approximation's root, which lies to
+  the right of the solution, so every step moves left and none overshoots.
+  Jitted: one compiled program of ~200 elementwise operations, also when
+  called eagerly (or eagerly inside ``shard_map``).
+  """
+  dtype = u.dtype
+  terms = 30 if dtype == jnp.float64 else 10
+  width = b - a
+  r_a = float(_mills_ratio(np.float64(a), np, 30))
+  rho = 0.0 if math.isinf(b) else float(
+      _mills_ratio(np.float64(b), np, 30)) / r_a * math.exp(-width * (a + b) / 2.0)
+  # log(1 - u + u rho), without cancellation at either end of [0, 1).
+  d = jnp.where(u < 0.5, jnp.log1p(-u * jnp.asarray(1.0 - rho, dtype)),
+                jnp.log((1.0 - u) + u * jnp.asarray(rho, dtype)))
+  a_ = jnp.asarray(a, dtype)
+  y = -2.0 * d / (a_ + jnp.sqrt(a_ * a_ - 2.0 * d))
+  log_r_a = jnp.log(_mills_ratio(a_, jnp, terms))
+  for _ in range(_TAIL_NEWTON_STEPS):
+    r = _mills_ratio(a_ + y, jnp, terms)
+    f = -y * (a_ + y / 2.0) + (jnp.log(r) - log_r_a)
+    y = y + (f - d) * r
+  return a_ + jnp.clip(y, 0.0, width)
+
+
+_RESOLUTION_ULPS = 64
+
+
+def _check_resolvable(lower: float, upper: float, dtype: DTypeLike) -> None:
+  """Refuses bounds whose truncated normal ``dtype`` cannot resolve.
+
+  Far from 0 the distribution is narrow (std ~ 1 / a at ``[a, inf]``): its
+  standard deviation must span at least 64 ulps of its mean, or every draw
+  would be one of a few numbers.
+  """
+  mean, std = truncated_normal_moments(lower, upper)
+  dtype = jnp.dtype(dtype)
+  eps = float(jnp.finfo(dtype).eps)
+  if std < _RESOLUTION_ULPS * eps * (abs(mean) + std):
+    raise ValueError(
+        f"truncated normal bounds [lower, upper] = [{lower:g}, {upper:g}] cannot be sampled in "
+        f"{dtype.name}: the distribution's standard deviation ({std:.3g}) spans fewer than "
+        f"{_RESOLUTION_ULPS} {dtype.name} ulps of its mean ({mean:.6g}); use bounds nearer 0, "
+        f"a wider interval or float64")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,18 +275,26 @@ class TruncatedNormal(_Base):
   asymmetric bounds the draws have variance 1 and mean ``mu / sigma`` (they
   are not shifted, so they stay within ``[lower, upper] / sigma``). Complex
   dtypes truncate the modulus at ``upper`` and need ``lower == -upper``.
+
+  Exact for any bounds: an interval that reaches within 1 sd of 0 uses
+  ``jax.random.truncated_normal`` (so ``[-2, 2]`` draws equal jax's bit for
+  bit); a tail interval (``lower >= 1`` or ``upper <= -1``) inverts the
+  survival function relative to its near bound, stable at 30 sd and beyond.
+  Bounds whose distribution float64 cannot resolve (its std under 64 ulps of
+  its mean, e.g. ``[1e14, inf]``) are refused here, and those float32 cannot
+  resolve (``[1000, inf]``) when drawn in float32.
   """
   lower: float = -2.0
   upper: float = 2.0
 
+  elementwise: ClassVar[bool] = True
+
   def __post_init__(self):
-    lower = _check_number("lower", self.lower)
-    upper = _check_number("upper", self.upper)
+    lower = checks.real("lower", self.lower, finite=False)
+    upper = checks.real("upper", self.upper, finite=False)
     if not lower < upper:
       raise ValueError(f"lower must be < upper, got lower={lower}, upper={upper}")
-    if _normal_mass(lower, upper) <= 1e-300:
-      raise ValueError(f"[lower, upper] = [{lower}, {upper}] holds no probability "
-                       f"mass of N(0, 1) in float64")
+    _check_resolvable(lower, upper, jnp.float64)
     object.__setattr__(self, "lower", lower)
     object.__setattr__(self, "upper", upper)
 
@@ -172,10 +303,21 @@ class TruncatedNormal(_Base):
       return complex_truncated_std(self.upper)
     return truncated_normal_moments(self.lower, self.upper)[1]
 
+  def bound(self, dtype):
+    if _is_complex(dtype):
+      return self.upper / complex_truncated_std(self.upper)
+    return max(abs(self.lower), abs(self.upper)) / self._raw_std(dtype)
+
   def _raw(self, key, shape, dtype, out_sharding):
     if not _is_complex(dtype):
-      return random.truncated_normal(key, self.lower, self.upper, shape, dtype,
-                                     out_sharding=rng_sharding(out_sharding))
+      _check_resolvable(self.lower, self.upper, dtype)
+      if self.lower < _TAIL_START and self.upper > -_TAIL_START:
+        return random.truncated_normal(key, self.lower, self.upper, shape, dtype,
+                                       out_sharding=rng_sharding(out_sharding))
+      u = random.uniform(key, shape, dtype, out_sharding=rng_sharding(out_sharding))
+      if self.lower >= _TAIL_START:
+        return _right_tail(u, self.lower, self.upper)
+      return -_right_tail(u, -self.upper, -self.lower)
     if self.lower != -self.upper:
       raise ValueError(
           "a complex truncated normal truncates the modulus |z| <= upper, so it "
@@ -195,6 +337,8 @@ class TruncatedNormal(_Base):
 class Uniform(_Base):
   """``U(-sqrt 3, sqrt 3)``; complex: uniform on the disk of radius ``sqrt 2``."""
 
+  elementwise: ClassVar[bool] = True
+
   def _raw(self, key, shape, dtype, out_sharding):
     if not _is_complex(dtype):
       return random.uniform(key, shape, dtype, -1.0, 1.0,
@@ -209,18 +353,28 @@ class Uniform(_Base):
   def _raw_std(self, dtype):
     return 1.0 if _is_complex(dtype) else 1.0 / math.sqrt(3.0)
 
+  def bound(self, dtype):
+    return math.sqrt(2.0) if _is_complex(dtype) else math.sqrt(3.0)
+
   def _multiplier(self, variance, dtype):
     if _is_complex(dtype):
-      return _std_multiplier(variance, 1.0)
+      return std_multiplier(variance, 1.0, dtype)
     # sqrt(3 variance), rounded as jax.nn.initializers.variance_scaling does.
     if isinstance(variance, jax.Array):
       return jnp.sqrt(3 * variance)
-    return np.sqrt(variance.dtype.type(3) * variance)
+    if isinstance(variance, np.generic):
+      return np.sqrt(variance.dtype.type(3) * variance)
+    return np.asarray(math.sqrt(3.0 * variance), real_dtype(jnp.dtype(dtype)))[()]
 
 
 @dataclasses.dataclass(frozen=True)
 class Rademacher(_Base):
   """``+-1`` with equal probability; complex: ``(+-1 +- i) / sqrt 2``."""
+
+  elementwise: ClassVar[bool] = True
+
+  def bound(self, dtype):
+    return 1.0
 
   def _raw(self, key, shape, dtype, out_sharding):
     rdtype = real_dtype(jnp.dtype(dtype))
@@ -245,9 +399,9 @@ class Sparse(_Base):
   fraction: float = 0.9
 
   def __post_init__(self):
-    fraction = _check_number("fraction", self.fraction)
-    if not 0.0 <= fraction < 1.0:
-      raise ValueError(f"fraction (of zeros per column) must be in [0, 1), got {fraction}")
+    fraction = checks.real("fraction", self.fraction, minimum=0.0, maximum=1.0,
+                           exclusive_maximum=True,
+                           what="a number in [0, 1) (the fraction of zeros per column)")
     object.__setattr__(self, "fraction", fraction)
 
   def _raw(self, key, shape, dtype, out_sharding):
@@ -274,15 +428,26 @@ def _replicated_call(fn, key: jax.Array, out_sharding: OutSharding) -> jax.Array
 
   Inside ``shard_map`` no sharding propagates, so XLA cannot partition a
   reduction differently on different meshes: the values are the same on
-  every mesh, to the bit, and only the final placement depends on it.
+  every mesh, to the bit, and only the final placement depends on it. Mesh
+  axes that are already manual (the caller is inside its own ``shard_map``)
+  compute per device anyway: only the others are mapped over, and with none
+  left ``fn`` is simply called.
   """
+  context = jax.sharding.get_abstract_mesh()
   mesh = getattr(out_sharding, "mesh", None)
   if mesh is None:
-    mesh = jax.sharding.get_abstract_mesh()
+    mesh = context
   if mesh is None or mesh.empty:
     return fn(key)
+  manual = set(getattr(context, "manual_axes", ()))
+  free = frozenset(name for name, kind in zip(mesh.axis_names, mesh.axis_types)
+                   if name not in manual and kind != jax.sharding.AxisType.Manual)
+  if not free:
+    return fn(key)
   spec = jax.sharding.PartitionSpec()
-  return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec)(key)
+  if len(free) == len(mesh.axis_names):
+    return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec)(key)
+  return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, axis_names=free)(key)
 
 
 def _gaussian_lower_trapezoid(key: jax.Array, rows: int, cols: int,
@@ -340,14 +505,15 @@ class Orthogonal(_Base):
   other axes flattened into rows; it has orthonormal columns if rows >= cols,
   orthonormal rows otherwise, and every element has second moment
   ``1 / max(rows, cols)`` before the rescale to 1. Sampling uses
-  :func:`haar_orthonormal` (Householder product, no QR).
+  :func:`haar_orthonormal` (Householder product, no QR). Under
+  :func:`~jaxinit.variance_scaling` with batch axes or groups the sampler
+  draws one slice at a time, so ``column_axis`` counts axes of the slice (a
+  negative axis means the same in both).
   """
   column_axis: int = -1
 
   def __post_init__(self):
-    if isinstance(self.column_axis, bool) or not isinstance(self.column_axis, (int, np.integer)):
-      raise TypeError(f"column_axis must be an int, got {self.column_axis!r}")
-    object.__setattr__(self, "column_axis", int(self.column_axis))
+    object.__setattr__(self, "column_axis", checks.integer("column_axis", self.column_axis))
 
   def matrix_shape(self, shape: Shape) -> tuple[int, int]:
     if len(shape) < 2:
@@ -365,7 +531,7 @@ class Orthogonal(_Base):
       return shard(jnp.zeros(shape, dtype), out_sharding)
     big, small = max(rows, cols), min(rows, cols)
     # One multiply by one host-side constant: the same rounding on every mesh.
-    factor = _std_multiplier(variance, 1.0 / math.sqrt(big))
+    factor = std_multiplier(variance, 1.0 / math.sqrt(big), dtype)
     q = _replicated_call(functools.partial(haar_orthonormal, rows=big, cols=small, dtype=dtype),
                          key, out_sharding) * factor
     if rows < cols:
@@ -464,8 +630,10 @@ def identity() -> Identity:
   return Identity()
 
 
-def get(spec: Sampler | str | dict[str, Any]) -> Sampler:
+def get(spec: Sampler | str | dict[str, Any], argname: str = "sampler") -> Sampler:
   """A sampler from a name, a config dict (``{"name": ..., **params}``) or itself.
+
+  ``argname`` names the argument in error messages.
 
   Examples:
     >>> import jaxinit
@@ -477,9 +645,10 @@ def get(spec: Sampler | str | dict[str, Any]) -> Sampler:
   if isinstance(spec, dict):
     params = dict(spec)
     name = params.pop("name", None)
-    if name not in _FACTORIES:
-      raise ValueError(f"sampler must be a sampler object or one of "
-                       f"{list(SAMPLER_NAMES)}, got {name!r}")
+    try:
+      checks.choice(argname, name, SAMPLER_NAMES)
+    except (TypeError, ValueError) as err:
+      raise type(err)(f"{err} (or a sampler object)") from None
     cls = _FACTORIES[name]
     accepted = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(params) - set(accepted))
@@ -488,5 +657,5 @@ def get(spec: Sampler | str | dict[str, Any]) -> Sampler:
     return cls(**params)
   if callable(spec):
     return spec
-  raise TypeError(f"sampler must be a callable sampler, a name in "
-                  f"{list(SAMPLER_NAMES)} or a config dict, got {type(spec).__name__}")
+  raise TypeError(f"{argname} must be a sampler (a callable), one of {list(SAMPLER_NAMES)} "
+                  f"or a config dict, got {type(spec).__name__}")

@@ -12,9 +12,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from jaxinit import presets
+from jaxinit import checks, presets
 from jaxinit.base import Initializer
-from jaxinit.initializers import Constant, Dirac, Scaled, scaled, variance_scaling
+from jaxinit.initializers import Constant, Dirac, Scaled, VarianceScaling, scaled
 
 
 def _scaled_from_config(init: Any, factor: float) -> Initializer:
@@ -34,7 +34,9 @@ def _rules_from_config(rules: Any = (), default: Any = None) -> Any:
 
 _REGISTRY: dict[str, Callable[..., Initializer]] = {
     "rules": _rules_from_config,
-    "variance_scaling": variance_scaling,
+    # A config names the sampler "sampler" (the field); variance_scaling() calls it
+    # "distribution", as jax does.
+    "variance_scaling": VarianceScaling,
     "constant": Constant,
     "zeros": lambda: presets.zeros,
     "ones": lambda: presets.ones,
@@ -46,7 +48,8 @@ _REGISTRY: dict[str, Callable[..., Initializer]] = {
 for _name in ("normal", "uniform", "truncated_normal", "glorot_normal", "glorot_uniform",
               "xavier_normal", "xavier_uniform", "he_normal", "he_uniform",
               "kaiming_normal", "kaiming_uniform", "lecun_normal", "lecun_uniform",
-              "orthogonal", "delta_orthogonal", "torch_linear_default", "torch_linear_bias"):
+              "orthogonal", "delta_orthogonal", "torch_linear_default", "torch_linear_bias",
+              "embedding"):
   _REGISTRY[_name] = getattr(presets, _name)
 del _name
 
@@ -93,9 +96,7 @@ def get(spec: str | dict[str, Any] | Initializer) -> Initializer:
     spec = {"name": spec}
   if isinstance(spec, dict):
     params = dict(spec)
-    name = params.pop("name", None)
-    if name not in _REGISTRY:
-      raise ValueError(f"initializer name must be one of {names()}, got {name!r}")
+    name = checks.choice("initializer name", params.pop("name", None), names())
     factory = _REGISTRY[name]
     try:
       signature = inspect.signature(factory)

@@ -116,3 +116,64 @@ def test_flax_nnx_linear_and_conv():
   key = replay.params()
   np.testing.assert_array_equal(np.asarray(linear.kernel),
                                 np.asarray(jaxinit.lecun_normal()(key, (64, 32))))
+
+
+# ----------------------------------------------------------------------------- inside traces
+
+def _readme_flax_example() -> str:
+  import pathlib
+  readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+  section = readme[readme.index("## In Flax"):readme.index("## The algebra")]
+  return section[section.index("```python") + len("```python"):section.index("```\n", 10)]
+
+
+def test_readme_flax_example_runs_under_jit_and_nnx_jit():
+  """The README's own example: jax.jit(model.init) with orthogonal(gain("tanh")), nnx.jit."""
+  namespace: dict = {}
+  exec(compile(_readme_flax_example(), "README.md", "exec"), namespace)  # noqa: S102
+  params, layer = namespace["params"]["params"], namespace["layer"]
+  assert "jax.jit(MLP().init)" in _readme_flax_example() and "@nnx.jit" in _readme_flax_example()
+  q = np.asarray(params["Dense_1"]["kernel"], np.float64) / jaxinit.gain("tanh")
+  np.testing.assert_allclose(q.T @ q, np.eye(256), atol=1e-4)
+  assert layer.kernel.shape == (40, 256) and np.abs(np.asarray(layer.bias)).max() <= 40**-0.5
+  # The same module, initialized eagerly, gives the same parameters.
+  eager = namespace["MLP"]().init(jax.random.key(0), jnp.ones((1, 40)))["params"]
+  np.testing.assert_allclose(np.asarray(eager["Dense_1"]["kernel"]),
+                             np.asarray(params["Dense_1"]["kernel"]), atol=1e-6)
+
+
+def test_nnx_jit_and_eval_shape_with_gain_in_the_module():
+  from flax import nnx
+
+  class Block(nnx.Module):
+    def __init__(self, rngs):
+      self.dense = nnx.Linear(16, 16, kernel_init=jaxinit.orthogonal(jaxinit.gain("tanh")),
+                              rngs=rngs)
+      self.conv = nnx.Conv(8, 8, (3,), feature_group_count=8,
+                           kernel_init=jaxinit.dirac(feature_group_count=8), rngs=rngs)
+
+  block = nnx.jit(lambda: Block(nnx.Rngs(0)))()
+  shapes = nnx.eval_shape(lambda: Block(nnx.Rngs(0)))
+  assert shapes.dense.kernel.shape == (16, 16) and shapes.conv.kernel.shape == (3, 1, 8)
+  x = jax.random.normal(jax.random.key(2), (1, 5, 8))
+  np.testing.assert_allclose(np.asarray(block.conv(x)), np.asarray(x), atol=1e-6)  # depthwise dirac
+
+
+def test_gain_torch_gain_and_compute_fans_inside_every_trace():
+  g = jaxinit.gain("tanh")
+  fans = jaxinit.compute_fans((3, 3, 16, 32))
+
+  def uses_all(x):
+    fan_in, fan_out = jaxinit.compute_fans((3, 3, 16, 32))
+    return x * jaxinit.gain("tanh") * jaxinit.torch_gain("leaky_relu", 0.2) * fan_in / fan_out
+
+  expected = g * jaxinit.torch_gain("leaky_relu", 0.2) * fans[0] / fans[1]
+  assert float(jax.jit(uses_all)(1.0)) == pytest.approx(expected, rel=1e-6)
+  np.testing.assert_allclose(np.asarray(jax.vmap(uses_all)(jnp.ones(3))), expected, rtol=1e-6)
+  assert jax.eval_shape(uses_all, 1.0).shape == ()
+  _, ys = jax.lax.scan(lambda c, x: (c, uses_all(x)), 0.0, jnp.ones(4))
+  np.testing.assert_allclose(np.asarray(ys), expected, rtol=1e-6)
+  assert float(jax.grad(uses_all)(1.0)) == pytest.approx(expected, rel=1e-6)
+  # A user activation inside jit: evaluated on the host at trace time, not cached.
+  assert float(jax.jit(lambda x: x * jaxinit.gain(lambda z: 2.0 * jnp.tanh(z)))(1.0)) == (
+      pytest.approx(g / 2, rel=1e-6))

@@ -36,7 +36,7 @@ FAN_PRESETS = {
 
 FIXED_PRESETS = {
     "normal": (jaxinit.normal(0.05), 0.05**2),
-    "uniform": (jaxinit.uniform(0.05), 0.05**2 / 3),
+    "uniform": (jaxinit.uniform(0.05, symmetric=True), 0.05**2 / 3),
     "truncated_normal": (jaxinit.truncated_normal(0.05), (0.05 * 0.87962566103423978) ** 2),
 }
 
@@ -98,7 +98,7 @@ def test_uniform_bounds_are_exact():
   bound = math.sqrt(6.0 / 256)
   assert np.abs(w).max() <= bound
   assert np.abs(w).max() > bound * (1 - 1e-3)
-  b = np.asarray(jaxinit.uniform(0.3)(KEY, (100_000,)))
+  b = np.asarray(jaxinit.uniform(0.3, symmetric=True)(KEY, (100_000,)))
   assert b.min() >= -0.3 and b.max() <= 0.3 and b.min() < -0.299 and b.max() > 0.299
 
 
@@ -138,7 +138,7 @@ def test_bit_identical_to_jax(ours, theirs):
     (jaxinit.normal(0.02), jax.nn.initializers.normal(0.02)),
     (jaxinit.normal(0.3), jax.nn.initializers.normal(0.3)),
     (jaxinit.truncated_normal(0.02), jax.nn.initializers.truncated_normal(0.02)),
-    (jaxinit.truncated_normal(0.7, -3.0, 1.5),
+    (jaxinit.truncated_normal(0.7, lower=-3.0, upper=1.5),
      jax.nn.initializers.truncated_normal(0.7, lower=-3.0, upper=1.5)),
 ])
 def test_fixed_stddev_within_one_ulp_of_jax(ours, theirs):

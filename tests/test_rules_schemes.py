@@ -198,7 +198,7 @@ def test_deepnorm_beta_on_value_out_and_mlp_only():
   _std_ok(value, math.sqrt(2 / 128) * beta)
   _std_ok(key, math.sqrt(2 / 128))
   emb = p["tok/embedding"]
-  assert np.abs(emb).max() <= 1e-4 and np.abs(emb).max() > 0.99e-4
+  assert np.abs(emb).max() <= 1e-4 and emb.max() > 0.99e-4 and emb.min() < -0.99e-4  # symmetric
 
 
 def test_zero_head_composes_before_another_scheme():

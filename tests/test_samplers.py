@@ -152,3 +152,73 @@ def test_user_sampler_plugs_in():
   assert_mean_and_variance(w, 2.0 / 400, "laplace")
   with pytest.raises(TypeError, match="to_config"):
     init.to_config()
+
+
+# Bounds spanning the centre, one tail, and far tails on both sides (to 31 sd).
+TAIL_BOUNDS = [(-2.0, 2.0), (-3.0, 1.5), (0.5, 4.0), (1.0, math.inf), (2.0, 3.0), (4.0, math.inf),
+               (-math.inf, -4.0), (5.0, 1e6), (6.0, 7.0), (8.0, 9.0), (-9.0, -8.0),
+               (12.0, 14.0), (29.0, 30.0), (30.0, math.inf), (-31.0, -30.0), (30.0, 30.5)]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("lower,upper", TAIL_BOUNDS)
+def test_truncated_normal_exact_for_any_bounds(lower, upper, dtype):
+  """Finite, inside the bounds, and scipy's truncnorm by KS (p > 1e-4 on 1e5 draws).
+
+  The field reports: jax's inverse-erf sampler gives ~43 infinite values per
+  1e5 at [4, inf], variance 1.5e12 at [5, 1e6] and one constant at [6, 7].
+  """
+  sampler = samplers.truncated_normal(lower, upper)
+  mean, sigma = samplers.truncated_normal_moments(lower, upper)
+  key = jax.random.fold_in(KEY, TAIL_BOUNDS.index((lower, upper)))
+  with jax.enable_x64(dtype == jnp.float64):
+    w = sampler(key, (100_000,), dtype)
+    assert w.dtype == dtype
+    x = np.asarray(w, np.float64) * sigma  # undo the division by the exact std
+  assert np.isfinite(x).all()
+  slack = 4 * np.finfo(dtype).eps * max(abs(lower), abs(upper) if math.isfinite(upper) else 0)
+  assert x.min() >= lower - slack and x.max() <= upper + slack
+  assert sps.kstest(x, sps.truncnorm(lower, upper).cdf).pvalue > P_MIN
+  # The moments the combinator divides by are the distribution's.
+  assert abs(x.mean() - mean) <= Z * sigma / math.sqrt(x.size)
+
+
+def test_truncated_normal_moments_far_tails_and_narrow_intervals():
+  from scipy import special
+  # [a, inf]: mean lambda = phi(a) / Q(a) = sqrt(2 / pi) / erfcx(a / sqrt 2) (asymptotically
+  # a + 1/a - 2/a^3 + 10/a^5 - 74/a^7), variance 1 - lambda (lambda - a).
+  for a in (30.0, 100.0):
+    mean, std = samplers.truncated_normal_moments(a, math.inf)
+    lam = math.sqrt(2 / math.pi) / special.erfcx(a / math.sqrt(2))
+    assert mean == pytest.approx(lam, rel=1e-13)
+    assert mean == pytest.approx(a + 1 / a - 2 / a**3 + 10 / a**5 - 74 / a**7, rel=1e-11)
+    assert std == pytest.approx(math.sqrt(1 - lam * (lam - a)), rel=1e-6)
+  # A narrow interval is nearly uniform: std = width / sqrt(12).
+  mean, std = samplers.truncated_normal_moments(0.5, 0.5 + 1e-9)
+  assert std == pytest.approx(1e-9 / math.sqrt(12), rel=1e-6)
+  assert samplers.truncated_normal_moments(-math.inf, math.inf) == pytest.approx((0.0, 1.0))
+  mean, std = samplers.truncated_normal_moments(-31.0, -30.0)
+  assert (mean, std) == pytest.approx((-30.033259667433, 0.0332230569), rel=1e-9)
+
+
+def test_truncated_normal_refuses_what_a_dtype_cannot_resolve():
+  with pytest.raises(ValueError, match=r"\[1e\+14, inf\] cannot be sampled in float64"):
+    samplers.truncated_normal(1e14, math.inf)
+  tail = samplers.truncated_normal(1000.0, math.inf)  # std 1e-3 at 1000: fine in float64 only
+  with pytest.raises(ValueError, match="cannot be sampled in float32"):
+    tail(KEY, (4,), jnp.float32)
+  mean, std = samplers.truncated_normal_moments(1000.0, math.inf)
+  with jax.enable_x64(True):
+    x = np.asarray(tail(KEY, (10_000,), jnp.float64)) * std
+  assert x.min() >= 1000.0 and abs(x.mean() - mean) < Z * std / 100
+
+
+def test_truncated_normal_preset_inherits_the_tail_sampler():
+  w = np.asarray(jaxinit.truncated_normal(0.5, lower=4.0, upper=math.inf)(KEY, (100_000,)))
+  # Beyond 12 sd has probability 1e-29: no draw may land there (jax's land at 1.7e38).
+  assert np.isfinite(w).all() and w.min() >= 2.0 and w.max() < 0.5 * 12
+  assert sps.kstest(w / 0.5, sps.truncnorm(4.0, math.inf).cdf).pvalue > P_MIN
+  # jax's own draw here has values at float32's largest number (the defect this fixes).
+  theirs = np.asarray(jax.nn.initializers.truncated_normal(0.5, lower=4.0, upper=math.inf)(
+      KEY, (100_000,)))
+  assert theirs.max() > 1e37

@@ -323,7 +323,7 @@ def small_embedding(bound: float = 1e-4) -> RuleSet:
   (Peng et al. 2023, RWKV, sec. 3.4 "Small Init Embedding": the embeddings move
   away from their tiny start fast and training converges faster)."""
   bound = checks.real("bound", bound, minimum=0.0, exclusive_minimum=True)
-  return RuleSet(tuple(_weights(EMBED, presets.uniform(bound))))
+  return RuleSet(tuple(_weights(EMBED, presets.uniform(bound, symmetric=True))))
 
 
 def zero_head(head: str | Sequence[str] = ("head/*", "*/head/*")) -> RuleSet:
