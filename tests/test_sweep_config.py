@@ -169,7 +169,7 @@ BAD = [
     ({"dataset": {"name": "digits", "test_fraction": 1.5}}, "test_fraction"),
     ({"model": {"name": "cnn1d", "kernel_size": 0}}, "kernel_size"),
     ({"init": {"name": "normal", "stddev": 1e200}}, "init"),
-    ({"init": {"name": "truncated_normal", "lower": 39.0, "upper": 40.0}}, "init"),
+    ({"init": {"name": "truncated_normal", "lower": 2.0, "upper": -2.0}}, "init"),
     ({"model": {"name": "resmlp", "branch_scale": float("nan")}}, "branch_scale"),
     ({"dataset": {"name": "teacher_student", "noise": float("nan")}}, "noise"),
     ({"weight_variance": 1e39}, "weight_variance"),

@@ -28,7 +28,7 @@ Examples:
   >>> rules = RuleSet.of([("*/head/kernel", jaxinit.zeros), ("*bias", jaxinit.zeros)],
   ...                    default=jaxinit.lecun_normal())
   >>> rules.rules[0].pattern, rules.rules[0].init
-  (Glob('*/head/kernel'), Constant(value=0.0))
+  (Glob('*/head/kernel'), Constant(value=0.0, dtype=None))
   >>> jaxinit.get(rules.to_config()) == rules
   True
 """
