@@ -39,7 +39,8 @@ from jax import lax, random
 from jax.typing import DTypeLike
 
 from jaxinit import checks
-from jaxinit.base import OutSharding, Sampler, Shape, real_dtype, rng_sharding, shard
+from jaxinit.base import (OutSharding, Sampler, Shape, canonical_dtype, real_dtype, rng_sharding,
+                          shard)
 
 __all__ = [
     "normal", "truncated_normal", "uniform", "orthogonal", "rademacher",
@@ -103,7 +104,8 @@ class _Base:
 
   def __call__(self, key: jax.Array, shape: Shape, dtype: DTypeLike = jnp.float32,
                out_sharding: OutSharding = None) -> jax.Array:
-    one = np.asarray(1.0, real_dtype(jnp.dtype(dtype)))[()]
+    dtype = canonical_dtype(dtype)  # float64 is float32 where x64 is off, as in jax
+    one = np.asarray(1.0, real_dtype(dtype))[()]
     return self.scaled(key, checks.shape("shape", shape), dtype, one, out_sharding)
 
   def to_config(self) -> dict[str, Any]:

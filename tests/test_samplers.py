@@ -207,6 +207,10 @@ def test_truncated_normal_refuses_what_a_dtype_cannot_resolve():
   tail = samplers.truncated_normal(1000.0, math.inf)  # std 1e-3 at 1000: fine in float64 only
   with pytest.raises(ValueError, match="cannot be sampled in float32"):
     tail(KEY, (4,), jnp.float32)
+  # float64 is drawn as float32 where x64 is off (as everywhere in jax): it is refused
+  # alike, never drawn as one repeated float32 number.
+  with jax.enable_x64(False), pytest.raises(ValueError, match="cannot be sampled in float32"):
+    tail(KEY, (4,), jnp.float64)
   mean, std = samplers.truncated_normal_moments(1000.0, math.inf)
   with jax.enable_x64(True):
     x = np.asarray(tail(KEY, (10_000,), jnp.float64)) * std
