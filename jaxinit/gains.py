@@ -115,8 +115,10 @@ def _evaluate(fn: Activation, x: np.ndarray) -> np.ndarray:
   try:
     # float64 whatever the global setting, evaluated now even under a trace:
     # a gain is a host-side constant of the activation.
+    # (jit: a custom_jvp activation such as jax.nn.relu called inside vmap
+    # binds to the batch trace even under ensure_compile_time_eval.)
     with jax.enable_x64(True), jax.ensure_compile_time_eval():
-      values = np.asarray(fn(jnp.asarray(x, jnp.float64)), np.float64)
+      values = np.asarray(jax.jit(fn)(jnp.asarray(x, jnp.float64)), np.float64)
   except Exception as err:  # noqa: BLE001 - re-raised with the argument named
     raise TypeError(
         f"activation must be a JAX-traceable elementwise function; calling it "
@@ -139,8 +141,8 @@ def _second_moment(activation: str | Activation, num_nodes: int,
   if not np.all(np.isfinite(terms)):
     bad = np.concatenate([x for x, _ in rules])[~np.isfinite(terms)]
     raise ValueError(
-        f"activation {name} has no finite E[phi(z)^2]: phi(z)^2 is not finite at "
-        f"z = {bad[np.argmin(np.abs(bad))]:.4g}, so no gain exists")
+        f"activation {name} has no finite E[phi(z)^2], z ~ N(0, 1): phi(z)^2 is not finite "
+        f"at z = {bad[np.argmin(np.abs(bad))]:.4g}")
   sums, start = [], 0
   for x, w in rules:
     sums.append(float(np.sum(terms[start:start + x.size])))

@@ -177,3 +177,27 @@ def test_gain_torch_gain_and_compute_fans_inside_every_trace():
   # A user activation inside jit: evaluated on the host at trace time, not cached.
   assert float(jax.jit(lambda x: x * jaxinit.gain(lambda z: 2.0 * jnp.tanh(z)))(1.0)) == (
       pytest.approx(g / 2, rel=1e-6))
+
+
+def test_every_gain_first_computed_inside_vmap_grad_and_scan_equals_the_host_value():
+  """A gain's first computation may happen inside any trace (cache empty); custom_jvp
+  activations (jax.nn.relu, ...) bind to a batch trace unless evaluated apart."""
+  names = sorted(jaxinit.gains.ACTIVATIONS)
+  expected = np.asarray([jaxinit.gain(n) for n in names])
+
+  @jax.custom_jvp
+  def my_relu(x):
+    return jnp.maximum(x, 0.0)
+  my_relu.defjvp(lambda primals, tangents: (my_relu(primals[0]),
+                                            jnp.where(primals[0] > 0, tangents[0], 0.0)))
+
+  def gains_times(x):
+    return x * jnp.asarray([jaxinit.gain(n) for n in names] + [jaxinit.gain(my_relu)])
+
+  for trace in (lambda f: jax.vmap(f)(jnp.ones(2))[0],
+                lambda f: jax.vmap(jax.jacobian(f))(jnp.ones(2))[0],
+                lambda f: jax.lax.scan(lambda c, x: (c, f(x)), 0.0, jnp.ones(2))[1][0]):
+    jaxinit.gains._second_moment_cached.cache_clear()
+    got = np.asarray(trace(gains_times))
+    np.testing.assert_allclose(got[:-1], expected, rtol=1e-6)
+    assert got[-1] == pytest.approx(math.sqrt(2.0), rel=1e-6)
