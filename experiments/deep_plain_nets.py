@@ -147,7 +147,7 @@ def _orthogonal_pairs(x: np.ndarray, count: int) -> np.ndarray:
 
 
 def _measured_correlation(arm: Arm, params: Any, pairs: np.ndarray) -> np.ndarray:
-  """Per-layer correlation of the pairs' pre-activations (mean over pairs), ``(members, layers)``."""
+  """Per-layer correlation of the pairs' pre-activations, mean over pairs: ``(members, layers)``."""
   def one(p):
     h = jax.vmap(lambda xy: arm.apply(p, xy, capture=True)[1]["preactivations"])(pairs)
     return jnp.mean(probes.layer_correlation(h[:, :, 0], h[:, :, 1]), axis=0)

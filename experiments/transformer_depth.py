@@ -18,15 +18,17 @@ Collapse").
 Method: :class:`jaxinit.models.Transformer` (a bidirectional encoder,
 learned token and position embeddings, GELU MLPs of width ``4 d``, a linear
 head per position) on a synthetic task: map a random sequence of tokens to
-its reverse. The four variants differ only in ``norm`` / ``shortcut_scale``
-and in their rule set, drawn by the model level
+its reverse. The four variants differ only in ``norm``, ``shortcut_scale``
+and ``embedding_scale`` and in their rule set, drawn by the model level
 (:mod:`jaxinit.rules.schemes`): Post-LN and Pre-LN ``deepnorm(beta=1)``
 (Xavier normal everywhere: DeepNet's Post-LN baseline) with ``N(0, 1)``
 embeddings; DeepNorm ``deepnorm(beta)`` and ``alpha`` from
 ``deepnorm_constants(encoder_layers=N)``; T-Fixup ``tfixup(N,
-kind="encoder")`` without LayerNorms. Every model trains with Adam at one
-fixed learning rate and **no warmup**, several seeds as one vmapped program
-per variant and depth (:func:`jaxinit_experiments.study.train_population`).
+kind="encoder")`` without LayerNorms, its ``N(0, 1/d)``-based embeddings
+multiplied by ``sqrt(d)`` in the forward pass as in its fairseq code. Every
+model trains with Adam at one fixed learning rate and **no warmup**, several
+seeds as one vmapped program per variant and depth
+(:func:`jaxinit_experiments.study.train_population`).
 Measured: the training loss after the fixed budget, the step of the first
 non-finite loss (divergence), and at init the mean token-token correlation
 of every layer's output (:func:`jaxinit.probes.token_correlation`).
@@ -88,7 +90,7 @@ def reverse_task(vocab: int, length: int, n: int, seed: int) -> tuple[np.ndarray
 def _variant(arm: str, depth: int, s: dict[str, Any]) -> tuple[Transformer, RuleSet]:
   """The abstract model (shapes only) and the rule set that draws all its parameters."""
   embeddings = RuleSet.of([(nnx.Embed, jaxinit.normal(1.0))])
-  norm, alpha = "post", 1.0
+  norm, alpha, scale = "post", 1.0, 1.0
   if arm == "post_ln":
     rules = schemes.deepnorm(1.0) + embeddings
   elif arm == "pre_ln":
@@ -98,10 +100,12 @@ def _variant(arm: str, depth: int, s: dict[str, Any]) -> tuple[Transformer, Rule
     alpha = constants.encoder_alpha
     rules = schemes.deepnorm(constants.encoder_beta) + embeddings
   else:
+    # T-Fixup's N(0, 1/d) embeddings are multiplied by sqrt(d) in its (fairseq) forward pass.
     norm, rules = "none", schemes.tfixup(depth, kind="encoder")
+    scale = math.sqrt(s["width"])
   model = nnx.eval_shape(lambda: Transformer(
       s["vocab"], s["width"], depth, s["heads"], max_length=s["length"], norm=norm,
-      shortcut_scale=alpha, rngs=nnx.Rngs(0)))
+      shortcut_scale=alpha, embedding_scale=scale, rngs=nnx.Rngs(0)))
   return model, rules
 
 
@@ -204,7 +208,8 @@ def run(scale: str, out: Path) -> Report:
       "cross-entropy). Post-LN and Pre-LN: Xavier-normal weights (schemes.deepnorm(1)), "
       "N(0, 1) embeddings; DeepNorm: Post-LN with shortcut alpha = (2N)^(1/4) and "
       "schemes.deepnorm(beta = (8N)^(-1/4)); T-Fixup: no LayerNorm, "
-      "schemes.tfixup(N, kind='encoder'). Every parameter is drawn by these rule sets "
+      "schemes.tfixup(N, kind='encoder'), embeddings times sqrt(d) in the forward pass (as "
+      "fairseq, T-Fixup's code base, does). Every parameter is drawn by these rule sets "
       "through the model level. Adam at a fixed learning rate "
       f"{LEARNING_RATE:g}, no warmup, batch {s['batch']}, {s['steps']} steps, "
       f"{s['seeds']} seed(s) per variant and depth, each variant-depth one vmapped program. "

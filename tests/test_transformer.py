@@ -35,10 +35,10 @@ def _block(model, index):
 @pytest.mark.parametrize("norm", ["pre", "post", "none"])
 def test_forward_is_the_stated_residual_update(norm):
   """x <- a x + b G(LN(x)) (pre), LN(a x + b G(x)) (post), a x + b G(x) (none), then the head."""
-  a, b = 1.3, 0.7
-  model = _model(depth=2, norm=norm, shortcut_scale=a, branch_scale=b)
+  a, b, e = 1.3, 0.7, 2.5
+  model = _model(depth=2, norm=norm, shortcut_scale=a, branch_scale=b, embedding_scale=e)
   tokens = _tokens()
-  x = model.tok(tokens) + model.pos(jnp.arange(LENGTH))
+  x = e * (model.tok(tokens) + model.pos(jnp.arange(LENGTH)))
   for i in range(2):
     blk = _block(model, i)
     gelu = jaxinit.gains.resolve_activation("gelu")          # the erf GELU
@@ -246,3 +246,19 @@ def test_uniform_attention_without_a_shortcut_collapses_every_token():
   corr = probes.token_correlation(stack)
   assert float(corr[0]) < 0.5
   np.testing.assert_allclose(corr[1:], 1.0, atol=1e-5)
+
+
+def test_readme_transformer_example_runs():
+  """The README's transformer snippet as written: DeepNorm by the model level, then the probe."""
+  import pathlib
+  readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+  snippet = next(block.split("```")[0] for block in readme.split("```python\n")[1:]
+                 if "Transformer(" in block)
+  scope: dict = {}
+  exec(snippet, scope)  # noqa: S102 - our own README
+  model, c = scope["model"], scope["c"]
+  assert scope["logits"].shape == (8, 32, 16) and scope["collapse"].shape == (12,)
+  assert model.shortcut_scale == c.encoder_alpha == 24 ** 0.25
+  value = np.asarray(model.blocks.attn.value.kernel[...])
+  np.testing.assert_allclose(value.var(), c.encoder_beta**2 * 2 / 128,
+                             rtol=5 * math.sqrt(2 / value.size))

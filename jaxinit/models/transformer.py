@@ -1,8 +1,9 @@
 r"""A small transformer, defined once as a Flax NNX module: pre-LN, post-LN (DeepNorm) or no LN.
 
-:class:`Transformer` embeds tokens (``tok``) and positions (``pos``), runs
-``depth`` blocks of multi-head self-attention (``attn``) and an MLP (``mlp``:
-``fc``, then ``proj``) and reads out with a linear ``head``. The blocks are
+:class:`Transformer` embeds tokens (``tok``) and positions (``pos``) (their
+sum times ``embedding_scale``), runs ``depth`` blocks of multi-head
+self-attention (``attn``) and a GELU MLP (``mlp``: ``fc``, then ``proj``) and
+reads out with a linear ``head`` at every position. The blocks are
 created with ``nnx.vmap`` over split RNG streams (each block one initializer
 draw) and run with ``nnx.scan``, so compile time does not grow with depth.
 With ``a`` the shortcut multiplier and ``b`` the branch multiplier, a
@@ -64,7 +65,7 @@ class FeedForward(nnx.Module):
 
 
 class Block(nnx.Module):
-  """One transformer block: ``ln1``, ``attn``, ``ln2``, ``mlp`` (no LayerNorms with ``norm="none"``)."""
+  """One block: ``ln1``, ``attn``, ``ln2``, ``mlp`` (no LayerNorms with ``norm="none"``)."""
 
   def __init__(self, width: int, heads: int, mlp_width: int, *, norm: str, use_bias: bool,
                param_dtype: DTypeLike, rngs: nnx.Rngs) -> None:
@@ -95,6 +96,9 @@ class Transformer(nnx.Module):
     shortcut_scale: ``a``, the shortcut's multiplier (DeepNorm's ``alpha``).
     branch_scale: ``b``, each sub-layer's output multiplier.
     causal: mask attention to earlier positions (a decoder-only LM).
+    embedding_scale: multiplies the summed token and position embeddings
+      (fairseq's ``sqrt(d)``, which T-Fixup's and DeepNet's ``N(0, 1/d)``
+      embeddings assume).
     embedding_norm: a LayerNorm (``ln_embed``) right after the embeddings
       (BERT; what small-init embeddings assume).
     activation: the MLP's activation, a name or an elementwise callable.
@@ -121,7 +125,8 @@ class Transformer(nnx.Module):
   def __init__(self, vocab_size: int, width: int, depth: int, heads: int, *, max_length: int,
                out_features: int | None = None, mlp_width: int | None = None,
                norm: str = "pre", shortcut_scale: float = 1.0, branch_scale: float = 1.0,
-               causal: bool = False, embedding_norm: bool = False,
+               causal: bool = False, embedding_scale: float = 1.0,
+               embedding_norm: bool = False,
                activation: str | Activation = "gelu", use_bias: bool = True,
                param_dtype: DTypeLike = jnp.float32, rngs: nnx.Rngs) -> None:
     vocab_size = checks.positive_int("vocab_size", vocab_size)
@@ -138,6 +143,7 @@ class Transformer(nnx.Module):
     self.shortcut_scale = checks.real("shortcut_scale", shortcut_scale)
     self.branch_scale = checks.real("branch_scale", branch_scale)
     self.causal = checks.boolean("causal", causal)
+    self.embedding_scale = checks.real("embedding_scale", embedding_scale)
     base.resolve_activation(activation)  # an unknown name fails here
     self.activation = activation
     self.depth = depth
@@ -176,7 +182,7 @@ class Transformer(nnx.Module):
     if length > self.max_length:
       raise ValueError(f"tokens have length {length} > max_length {self.max_length}")
     phi = base.resolve_activation(self.activation)
-    x = self.tok(tokens) + self.pos(jnp.arange(length))
+    x = self.embedding_scale * (self.tok(tokens) + self.pos(jnp.arange(length)))
     if self.ln_embed is not None:
       x = self.ln_embed(x)
     mask = nnx.make_causal_mask(tokens) if self.causal else None
