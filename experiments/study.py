@@ -244,14 +244,20 @@ def train_population(apply: Callable[[Any, Any], Any], params: Any, train: tuple
     A :class:`Training`.
 
   Raises:
-    ValueError: ``steps`` not a positive multiple of ``eval_every``.
+    ValueError: ``steps``, ``eval_every`` or ``batch_size`` not a positive int, or ``steps``
+      not a multiple of ``eval_every`` (naming the argument).
   """
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   import optax  # pylint: disable=import-outside-toplevel
 
-  if steps < 1 or eval_every < 1 or steps % eval_every:
+  from jaxinit import checks  # pylint: disable=import-outside-toplevel
+
+  steps = checks.positive_int("steps", steps)
+  eval_every = checks.positive_int("eval_every", eval_every)
+  batch_size = checks.positive_int("batch_size", batch_size)
+  if steps % eval_every:
     raise ValueError(f"steps ({steps}) must be a positive multiple of eval_every ({eval_every})")
   members = jax.tree.leaves(params)[0].shape[0]
   rates = jnp.broadcast_to(jnp.asarray(learning_rate, jnp.float32), (members,))

@@ -72,11 +72,11 @@ def _settings(scale: str) -> dict[str, Any]:
       "vocab": pick(scale, 5, 16, 16),
       "length": pick(scale, 4, 8, 16),
       "batch": pick(scale, 8, 16, 32),
-      "steps": pick(scale, 4, 300, 2000),
-      "eval_every": pick(scale, 2, 25, 100),
+      "steps": pick(scale, 4, 200, 2000),
+      "eval_every": pick(scale, 2, 50, 100),
       "seeds": pick(scale, 1, 2, 3),
       "n_train": pick(scale, 256, 8192, 65536),
-      "n_test": pick(scale, 64, 512, 2048),
+      "n_test": pick(scale, 64, 256, 2048),
       "probe_batch": pick(scale, 8, 64, 64),
   }
 

@@ -35,6 +35,7 @@ and :func:`~jaxinit.rules.schemes.zero_head` reach them with their default globs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -42,10 +43,9 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.typing import DTypeLike
 
-from jaxinit import checks
-from jaxinit.models import base
-from jaxinit.models.base import Activation
-from jaxinit.models.nnx import _scan_layers, _stack
+from jaxinit import checks, gains
+
+Activation = Callable[[jax.Array], jax.Array]
 
 NORMS: tuple[str, ...] = ("pre", "post", "none")
 """Where a :class:`Transformer` puts its LayerNorms."""
@@ -144,7 +144,7 @@ class Transformer(nnx.Module):
     self.branch_scale = checks.real("branch_scale", branch_scale)
     self.causal = checks.boolean("causal", causal)
     self.embedding_scale = checks.real("embedding_scale", embedding_scale)
-    base.resolve_activation(activation)  # an unknown name fails here
+    gains.resolve_activation(activation)  # an unknown name fails here
     self.activation = activation
     self.depth = depth
     common = dict(param_dtype=param_dtype, rngs=rngs)
@@ -152,9 +152,16 @@ class Transformer(nnx.Module):
     self.pos = nnx.Embed(self.max_length, width, **common)
     self.ln_embed = (nnx.LayerNorm(width, **common)
                      if checks.boolean("embedding_norm", embedding_norm) else None)
-    self.blocks = _stack(depth, lambda r: Block(width, heads, mlp_width, norm=self.norm,
-                                                use_bias=use_bias, param_dtype=param_dtype,
-                                                rngs=r), rngs)
+
+    # One Block per split RNG stream, stacked on a leading depth axis: each block is its
+    # own initializer draw (never one draw for a (depth, ...) tensor).
+    @nnx.split_rngs(splits=depth)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def blocks(r: nnx.Rngs) -> Block:
+      return Block(width, heads, mlp_width, norm=self.norm, use_bias=use_bias,
+                   param_dtype=param_dtype, rngs=r)
+
+    self.blocks = blocks(rngs)
     self.ln_f = nnx.LayerNorm(width, **common) if self.norm == "pre" else None
     self.head = nnx.Linear(width, out_features, use_bias=use_bias, **common)
 
@@ -181,7 +188,7 @@ class Transformer(nnx.Module):
     length = tokens.shape[-1]
     if length > self.max_length:
       raise ValueError(f"tokens have length {length} > max_length {self.max_length}")
-    phi = base.resolve_activation(self.activation)
+    phi = gains.resolve_activation(self.activation)
     x = self.embedding_scale * (self.tok(tokens) + self.pos(jnp.arange(length)))
     if self.ln_embed is not None:
       x = self.ln_embed(x)
@@ -196,11 +203,13 @@ class Transformer(nnx.Module):
 
     def block(x: jax.Array, blk: Block, eps: jax.Array | None) -> tuple[jax.Array, Any]:
       x = sublayer(x, blk.ln1, lambda h: blk.attn(h, mask=mask))
-      x = base.add(sublayer(x, blk.ln2, lambda h: blk.mlp(h, phi)), eps)
+      x = sublayer(x, blk.ln2, lambda h: blk.mlp(h, phi))
+      x = x if eps is None else x + eps
       return x, x if capture else None
 
     embedding = x
-    x, streams = _scan_layers(block, x, self.blocks, perturbations)
+    scan = nnx.scan(block, in_axes=(nnx.Carry, 0, 0), out_axes=(nnx.Carry, 0))
+    x, streams = scan(x, self.blocks, perturbations)
     if self.ln_f is not None:
       x = self.ln_f(x)
     logits = self.head(x)
