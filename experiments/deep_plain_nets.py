@@ -75,10 +75,10 @@ def _settings(scale: str) -> dict[str, Any]:
   return {
       "dataset": pick(scale, "digits", "mnist1d", "mnist1d"),
       "depths": pick(scale, (16, 20), (50, 100), (50, 100)),
-      "width": pick(scale, 8, 64, 256),
-      "steps": pick(scale, 20, 1000, 6000),
+      "width": pick(scale, 8, 48, 256),
+      "steps": pick(scale, 20, 600, 6000),
       "eval_every": pick(scale, 10, 100, 200),
-      "seeds": pick(scale, 1, 2, 5),
+      "seeds": pick(scale, 1, 1, 5),
       "validation": pick(scale, 200, 500, 500),
       "families": pick(scale, ("mlp",), ("mlp",), ("mlp", "cnn")),
   }

@@ -69,15 +69,15 @@ def _settings(scale: str) -> dict[str, Any]:
       "depths": pick(scale, (2,), (12, 48, 192), (12, 48, 192, 1000)),
       "width": pick(scale, 8, 32, 64),
       "heads": pick(scale, 2, 4, 4),
-      "vocab": pick(scale, 5, 16, 16),
-      "length": pick(scale, 4, 8, 16),
-      "batch": pick(scale, 8, 16, 32),
+      "vocab": pick(scale, 5, 8, 16),
+      "length": pick(scale, 4, 6, 16),
+      "batch": pick(scale, 8, 32, 32),
       "steps": pick(scale, 4, 200, 2000),
       "eval_every": pick(scale, 2, 50, 100),
       "seeds": pick(scale, 1, 2, 3),
       "n_train": pick(scale, 256, 8192, 65536),
-      "n_test": pick(scale, 64, 256, 2048),
-      "probe_batch": pick(scale, 8, 64, 64),
+      "n_test": pick(scale, 64, 128, 2048),
+      "probe_batch": pick(scale, 8, 32, 64),
   }
 
 

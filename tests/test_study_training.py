@@ -52,6 +52,8 @@ def test_steps_must_be_a_multiple_of_eval_every():
   with pytest.raises(ValueError, match=r"steps \(30\) must be a positive multiple of "
                                        r"eval_every \(20\)"):
     _train([0.1], steps=30)
+  with pytest.raises(ValueError, match="steps must be a positive int"):
+    _train([0.1], steps=0)
 
 
 def test_population_draws_what_initialize_draws():
