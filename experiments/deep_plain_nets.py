@@ -358,7 +358,7 @@ def _discussion(s: dict[str, Any], best: dict[tuple[str, int, str], dict[str, An
   text += (f" Optimization speed is where the plain networks differ: at the end of the run "
            f"the training accuracy (first 1000 training examples) is "
            + ", ".join(f"{LABELS[a]} {train[a]:.3f}" for a in ARMS)
-           + f"; TAT's test accuracy rose by {gain:+.3f} over the last quarter of the run, "
+           + f"; TAT's test accuracy changed by {gain:+.3f} over the last quarter of the run, "
            "so a longer budget (`--full`) tests whether its gap to the residual network is "
            "one of speed.")
   last = {r["arm"]: r for r in corr_rows if r["depth"] == deep}
@@ -379,7 +379,7 @@ def _discussion(s: dict[str, Any], best: dict[tuple[str, int, str], dict[str, An
              "say nothing; the run only checks the code path.")
   elif scale == "quick":
     text += (f" The quick run trains width {s['width']} for {s['steps']} steps with "
-             f"{s['seeds']} seeds; `--full` trains width 256 for 6000 steps with 5 seeds and "
+             f"{s['seeds']} seed(s) per learning rate; `--full` trains width 256 for 6000 steps with 5 seeds and "
              "adds 1-D CNNs of the same depths (a GPU run).")
   return text
 

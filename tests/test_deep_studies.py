@@ -133,7 +133,7 @@ def test_transformer_depth_verdict_follows_from_its_data():
   assert f"depth {deep}" in row
   for arm in transformer_depth.ARMS:
     assert f"{transformer_depth.LABELS[arm]} {loss[arm]:.2f}" in row, arm
-    assert f"{int(failed[arm].sum())}/{len(failed[arm])}" in row, arm
+    assert f"{transformer_depth.LABELS[arm]} {int(failed[arm].sum())}/{len(failed[arm])}" in row
 
 
 def test_transformer_depth_probes_rank_collapse_at_every_block():
