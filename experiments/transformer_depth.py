@@ -213,7 +213,7 @@ def run(scale: str, out: Path) -> Report:
       "through the model level. Adam at a fixed learning rate "
       f"{LEARNING_RATE:g}, no warmup, batch {s['batch']}, {s['steps']} steps, "
       f"{s['seeds']} seed(s) per variant and depth, each variant-depth one vmapped program. "
-      "'Diverged': a non-finite loss or update; 'stalled': the final training loss (1 = "
+      "'Diverged': a non-finite loss or update; 'stalled': the final training loss (on "
       f"{s['n_test']} training sequences) is still >= {STALL} ln {s['vocab']} "
       f"(chance = {chance:.3f}). Rank-collapse probe: probes.token_correlation of each "
       "block's output at init. Criteria, at the deepest depth "
