@@ -31,6 +31,8 @@ STUDIES: dict[str, str] = {
     "init_vs_activation": "init_vs_activation",
     "mnist1d_baselines": "mnist1d_baselines",
     "transfer_learning": "transfer_learning",
+    "deep_plain_nets": "deep_plain_nets",
+    "transformer_depth": "transformer_depth",
 }
 
 

@@ -7,7 +7,8 @@ population of models. Per-layer results are arrays with a leading layer axis.
 * forward: :func:`layer_moments`, :func:`layer_correlation`,
   :func:`dead_fraction`, :func:`saturated_fraction` and
   :func:`signal_propagation` take the stacked per-layer signal that
-  ``net.apply(params, x, capture=True)`` returns;
+  ``net.apply(params, x, capture=True)`` returns; :func:`token_correlation`
+  (rank collapse) the per-layer token representations of a transformer;
 * backward: :func:`gradient_norms`;
 * Jacobian: :func:`jacobian_singular_values` (exact) and
   :func:`jacobian_spectrum_estimate` (matrix-free, for wide networks, on
@@ -173,6 +174,48 @@ def signal_propagation(stream: jax.Array,
     stats["residual_variance"] = jnp.mean(jnp.var(branch, axis=_inner_axes(branch)),
                                           axis=-1)
   return stats
+
+
+def token_correlation(h: jax.Array) -> jax.Array:
+  """Per-layer mean correlation between the tokens of a sequence: the rank-collapse probe.
+
+  For one sequence's representations ``x_1 .. x_T`` (rows of a ``(T, d)``
+  matrix) the correlation of tokens ``i != j`` is the cosine
+  ``<x_i, x_j> / (|x_i| |x_j|)``; its mean over the ``T (T - 1)`` ordered
+  pairs is ``(|sum_i u_i|^2 - T) / (T (T - 1))`` with ``u_i = x_i / |x_i|``
+  (linear in ``T``). It is 1 when every token has the same direction: rank
+  collapse, where attention maps all tokens to one and gradients through
+  the queries and keys vanish (Noci et al. 2022, "Signal Propagation in
+  Transformers: Theoretical Perspectives and the Role of Rank Collapse";
+  Dong et al. 2021, "Attention is not all you need"). A zero token counts
+  as uncorrelated with every other.
+
+  Args:
+    h: per-layer token representations ``(layers, ..., tokens, units)``,
+      e.g. ``model(tokens, capture=True)[1]["preactivations"]`` of
+      :class:`jaxinit.models.Transformer`; the middle axes are sequences.
+
+  Returns:
+    ``(layers,)``: the mean over sequences of the mean pairwise correlation.
+
+  Raises:
+    ValueError: fewer than 3 axes or fewer than 2 tokens.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> same = jnp.ones((1, 3, 3))              # 1 layer, 3 equal tokens: collapsed
+    >>> orthogonal = 2 * jnp.eye(3)[None]       # 3 orthogonal tokens
+    >>> token_correlation(jnp.concatenate([same, orthogonal])).round(6).tolist()
+    [1.0, 0.0]
+  """
+  if h.ndim < 3 or h.shape[-2] < 2:
+    raise ValueError(f"h must be (layers, ..., tokens, units) with at least 2 tokens, got "
+                     f"shape {h.shape}")
+  tokens = h.shape[-2]
+  norm = jnp.linalg.norm(h, axis=-1, keepdims=True)
+  u = h / jnp.where(norm > 0, norm, 1)
+  pairs = (jnp.sum(jnp.sum(u, axis=-2) ** 2, axis=-1) - jnp.sum(u * u, axis=(-2, -1)))
+  return jnp.mean(pairs.reshape(h.shape[0], -1), axis=-1) / (tokens * (tokens - 1))
 
 
 # ---------------------------------------------------------------------------
