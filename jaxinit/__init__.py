@@ -5,7 +5,8 @@ built by one combinator, :func:`variance_scaling`, over unit-scale samplers
 (:mod:`jaxinit.samplers`). They drop in wherever ``jax.nn.initializers`` or
 Flax's ``kernel_init`` / ``bias_init`` go. Whole models (Flax NNX / linen,
 Equinox, pytrees) are initialized by rules: :func:`initialize`,
-:func:`reinit` and :mod:`jaxinit.rules`.
+:func:`reinit` and :mod:`jaxinit.rules`; parametrizations (muP, NTK,
+depth-muP) and the coordinate check are in :mod:`jaxinit.parametrizations`.
 
 Examples:
   >>> import jax, jaxinit
@@ -34,6 +35,8 @@ from jaxinit.presets import (constant, delta_orthogonal, depth_scaled, dirac, gl
 from jaxinit.specs import get, register
 from jaxinit import rules
 from jaxinit.rules import Glob, OfModule, Rule, RuleSet, initialize, reinit
+from jaxinit import parametrizations
+from jaxinit.parametrizations import Parametrization, coord_check
 
 __version__ = "0.1.0"
 
@@ -63,4 +66,6 @@ __all__ = [
     "get", "register",
     # the model level
     "rules", "initialize", "reinit", "Rule", "RuleSet", "Glob", "OfModule",
+    # parametrizations
+    "parametrizations", "Parametrization", "coord_check",
 ]
