@@ -44,7 +44,8 @@ from typing import Any
 from jaxinit.parametrizations.core import (READOUTS, ROLES, WIDTHS, Factors, Parametrization,
                                            completep, depth_mup, get, mup, ntk, sp)
 from jaxinit.parametrizations.layers import readout_multiplier, scaled_attention
-from jaxinit.parametrizations.scaling import ParamScale, Scaling, default_rules, scale
+from jaxinit.parametrizations.scaling import (ParamScale, Scaling, default_rules, param_drawer,
+                                              scale)
 from jaxinit.parametrizations.coord_check import (CoordCheck, CoordRecord, CoordSlope,
                                                   coord_check)
 
@@ -65,7 +66,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Parametrization", "Factors", "ROLES", "WIDTHS", "READOUTS", "sp", "ntk", "mup",
     "depth_mup", "completep", "get",
-    "scale", "Scaling", "ParamScale", "default_rules",
+    "scale", "Scaling", "ParamScale", "default_rules", "param_drawer",
     "optimizer", "adam", "adamw", "sgd", "scale_by_multipliers", "add_decayed_weights",
     "scaled_attention", "readout_multiplier",
     "coord_check", "CoordCheck", "CoordRecord", "CoordSlope",

@@ -35,6 +35,7 @@ import numpy as np
 
 from jaxinit import checks
 from jaxinit.parametrizations.core import get as get_parametrization
+from jaxinit.parametrizations.scaling import param_drawer
 
 __all__ = ["CoordCheck", "CoordRecord", "CoordSlope", "coord_check", "LOSSES", "STATS"]
 
@@ -212,35 +213,6 @@ def _slope(sizes: Sequence[int], values: Sequence[float]) -> float:
   return float(np.polyfit(x, np.log(v), 1)[0])
 
 
-def _nnx_drawer(model: Any, scaling: Any, params: Any, rest: Any) -> Callable[[Any], Any]:
-  """``draw(key) -> params``: every parameter drawn by ``scaling.rules`` in one jitted
-  program (:meth:`Assignment.draw <jaxinit.rules.Assignment.draw>`, what
-  :func:`jaxinit.initialize` draws); parameters no rule serves keep the model's values."""
-  from flax import nnx  # pylint: disable=import-outside-toplevel
-  from jaxinit.rules.api import plan  # pylint: disable=import-outside-toplevel
-  from jaxinit.rules.targets import path_of  # pylint: disable=import-outside-toplevel
-  assignments = plan(model, scaling.rules).assignments
-  drawn = {a.path for a in assignments}
-  is_var = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
-  abstract = [path_of(kp) for kp, v in jax.tree_util.tree_flatten_with_path(
-      params, is_leaf=is_var)[0] if path_of(kp) not in drawn
-              and isinstance(v.get_value(), jax.ShapeDtypeStruct)]
-  abstract += [path_of(kp) for kp, v in jax.tree_util.tree_flatten_with_path(rest)[0]
-               if isinstance(v, jax.ShapeDtypeStruct)]
-  if abstract:
-    raise ValueError(f"model_fn gave a model with shapes only for {abstract[:4]}, which no "
-                     f"rule draws: give a concrete model, or rules for every parameter")
-
-  @jax.jit
-  def draw(key):
-    values = {a.path: a.draw(key) for a in assignments}
-    return jax.tree_util.tree_map_with_path(
-        lambda kp, v: v.replace(values[path_of(kp)]) if path_of(kp) in values else v,
-        params, is_leaf=is_var)
-
-  return draw
-
-
 def _program(kind: str, model: Any, scaling: Any, inputs: tuple[Any, ...], loss: Callable,
              optimizer: str, learning_rate: float, optimizer_kwargs: dict[str, Any],
              steps: int, apply: Callable | None):
@@ -251,9 +223,9 @@ def _program(kind: str, model: Any, scaling: Any, inputs: tuple[Any, ...], loss:
   from jaxinit.rules.api import initialize  # pylint: disable=import-outside-toplevel
   if kind == "nnx":
     from flax import nnx  # pylint: disable=import-outside-toplevel
-    graphdef, abstract, rest0 = nnx.split(model, nnx.Param, ...)
+    graphdef, _, rest0 = nnx.split(model, nnx.Param, ...)
     forward = capture.nnx_forward(graphdef, apply)
-    draw_all = _nnx_drawer(model, scaling, abstract, rest0)
+    draw_all = jax.jit(param_drawer(model, scaling.rules))
 
     def init_states(key):
       return draw_all(key), rest0

@@ -16,13 +16,16 @@ decoupled weight decay, as optax transforms.
   gradient scale except through ``eps``: ``(g/e) / (|g/e| + eps) = g / (|g| +
   e eps)``).
 
-Every factor is a Python float (static) and the learning rate may be a
-traced scalar or a schedule, so the transforms run inside a ``vmap``-ed,
-jitted training step.
+The factors are Python floats (static), or arrays (:meth:`Scaling.trees
+<jaxinit.parametrizations.Scaling.trees>` stacked over models and passed
+into a ``vmap``, so that one program trains several parametrizations), and
+the learning rate may be a traced scalar or a schedule: the transforms run
+inside a ``vmap``-ed, jitted training step.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -105,6 +108,13 @@ def add_decayed_weights(weight_decay: Any, factors: Any = None,
 
 
 def _trees(scaling: Any, lr_factor: str) -> tuple[Any, Any, Any]:
+  """The learning-rate, epsilon and decay factor trees of a Scaling, or of a mapping of
+  them (:meth:`Scaling.trees`, possibly stacked over models and traced inside ``vmap``)."""
+  if isinstance(scaling, Mapping):
+    missing = [k for k in (lr_factor, "eps", "weight_decay") if k not in scaling]
+    if missing:
+      raise ValueError(f"the factor trees lack {missing} (have {sorted(scaling)})")
+    return scaling[lr_factor], scaling["eps"], scaling["weight_decay"]
   return scaling.tree(lr_factor), scaling.tree("eps"), scaling.tree("weight_decay")
 
 
@@ -117,12 +127,14 @@ def adam(learning_rate: Any, scaling: Any, *, b1: float = 0.9, b2: float = 0.999
 
   Args:
     learning_rate: the base learning rate (float, traced scalar or schedule).
-    scaling: a :class:`~jaxinit.parametrizations.Scaling`.
+    scaling: a :class:`~jaxinit.parametrizations.Scaling`, or its
+      :meth:`~jaxinit.parametrizations.Scaling.trees` (floats, or arrays
+      traced inside a ``vmap`` over models).
     weight_decay: decoupled decay (0: plain Adam); see :func:`adamw`.
     mask: where to decay (optax's ``mask``).
   """
   lr, eps_f, wd_f = _trees(scaling, "lr_adam")
-  parts = [scale_by_multipliers(jax.tree.map(lambda e: 1.0 / e, eps_f)),
+  parts = [scale_by_multipliers(jax.tree.map(lambda e: 1 / e, eps_f)),
            optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, nesterov=nesterov),
            scale_by_multipliers(lr)]
   if not (isinstance(weight_decay, (int, float)) and weight_decay == 0):

@@ -52,14 +52,15 @@ import jax
 
 from jaxinit import checks, presets
 from jaxinit.base import Initializer
-from jaxinit.initializers import Constant, Scaled, VarianceScaling, compute_fans, scaled
+from jaxinit.initializers import (Constant, Scaled, VarianceScaling, compute_fans, scaled,
+                                  variance_scaling)
 from jaxinit.parametrizations.core import ROLES, Factors, Parametrization
 from jaxinit.rules.api import Plan, _make_plan, matches
 from jaxinit.rules.patterns import Glob, Rule, RuleSet, as_rule_set
 from jaxinit.rules.schemes import EMBED, NORM
 from jaxinit.rules.targets import Site, adapt_target
 
-__all__ = ["ParamScale", "Scaling", "scale", "default_rules"]
+__all__ = ["ParamScale", "Scaling", "scale", "default_rules", "param_drawer"]
 
 
 def default_rules() -> RuleSet:
@@ -137,6 +138,14 @@ class Scaling:
       return self.label_tree({p.path: p.role for p in self.params})
     checks.choice("factor", factor, Factors._fields + ("role",))
     return self.label_tree({p.path: float(getattr(p.factors, factor)) for p in self.params})
+
+  def trees(self, factors: Sequence[str] = ("lr_sgd", "lr_adam", "eps", "weight_decay")
+            ) -> dict[str, Any]:
+    """``{factor: tree(factor)}``, what :func:`~jaxinit.parametrizations.optimizer` takes in
+    place of the scaling; stack these over models of equal shapes
+    (``jax.tree.map(lambda *f: jnp.asarray(f), *trees)``) to ``vmap`` over
+    parametrizations in one program."""
+    return {f: self.tree(f) for f in factors}
 
   def multiplier(self, path: str) -> float:
     """The forward multiplier of ``path`` (1 unless ``readout="multiplier"``)."""
@@ -244,6 +253,20 @@ def _depth_mult(site: Site, base: Site, target_count: int, base_count: int) -> f
   return stacked * (target_count / base_count)
 
 
+def _at_shape(init: Initializer, shape: tuple[int, ...]) -> Initializer:
+  """A fan-based variance-scaling ``init`` evaluated at ``shape``'s fans (jax's axes), for
+  parameters whose module declares no fans; anything else unchanged."""
+  if isinstance(init, Scaled):
+    inner = _at_shape(init.init, shape)
+    return init if inner is init else Scaled(inner, init.factor)
+  if isinstance(init, VarianceScaling) and init.mode != "unit":
+    try:
+      return variance_scaling(init.scale / init.fan(shape), "unit", init.sampler)
+    except ValueError:  # the shape's rank does not fit the initializer's axes
+      return init
+  return init
+
+
 def _fixed_variance(init: Initializer) -> bool:
   """Whether ``init`` draws at a variance independent of the shape (after ``with_fans``)."""
   while isinstance(init, Scaled):
@@ -252,11 +275,13 @@ def _fixed_variance(init: Initializer) -> bool:
 
 
 def _init_rules(p: Parametrization, scales: Sequence[ParamScale], base_of: Mapping[str, str],
-                base_plan: Plan, target_plan: Plan, rule_set: RuleSet) -> tuple[RuleSet, tuple]:
+                base_plan: Plan, target_plan: Plan, rule_set: RuleSet,
+                unfanned: set[str]) -> tuple[RuleSet, tuple]:
   if p.width == "sp" and p.depth_alpha is None:
     kept = tuple(target_plan.kept)
     return rule_set, kept
-  base_inits = {a.path: a.init for a in base_plan.assignments}
+  base_inits = {a.path: a.init if a.path not in unfanned else _at_shape(a.init, a.shape)
+                for a in base_plan.assignments}
   target_inits = {a.path: a.init for a in target_plan.assignments}
   rules, kept = [], []
   for s in scales:
@@ -333,5 +358,50 @@ def scale(parametrization: Any, target: Any, *inputs: Any, base: Any, rules: Any
     scales.append(ParamScale(site.path, role, site.layer_shape, base_site.layer_shape, m_in,
                              m_out, m, depth, factors))
   target_plan, base_plan = _make_plan(adapted, rule_set), _make_plan(base_target, rule_set)
-  init_rules, kept = _init_rules(p, scales, base_of, base_plan, target_plan, rule_set)
+  unfanned = {b.path for b in base_target.sites if b.fans is None}
+  init_rules, kept = _init_rules(p, scales, base_of, base_plan, target_plan, rule_set, unfanned)
   return Scaling(p, tuple(scales), init_rules, kept, adapted.label_tree)
+
+
+def param_drawer(model: Any, rules: Any) -> Callable[[jax.Array], Any]:
+  """``draw(key) -> params``: an NNX model's parameters drawn by ``rules``, traceable.
+
+  ``params`` is ``nnx.split(model, nnx.Param, ...)[1]`` with every parameter a
+  rule serves drawn as :func:`jaxinit.initialize` draws it (the same values
+  for the same key: :meth:`jaxinit.rules.Assignment.draw`); ``jax.vmap`` it
+  over keys to draw many models in one program, ``jax.jit`` it to compile
+  the draws once. Parameters no rule serves keep the model's values.
+
+  Args:
+    model: a Flax NNX module (concrete or from ``nnx.eval_shape``).
+    rules: the rules (e.g. :attr:`Scaling.rules`).
+
+  Raises:
+    ValueError: the model holds only shapes for a parameter no rule serves,
+      or for non-parameter state (which nothing would draw).
+  """
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  from jaxinit.rules.api import plan  # pylint: disable=import-outside-toplevel
+  from jaxinit.rules.targets import path_of, target_kind  # pylint: disable=import-outside-toplevel
+  if target_kind(model) != "nnx":
+    raise TypeError(f"param_drawer takes a Flax NNX module, got {type(model).__name__}")
+  _, params, rest = nnx.split(model, nnx.Param, ...)
+  assignments = plan(model, rules).assignments
+  drawn = {a.path for a in assignments}
+  is_var = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
+  abstract = [path_of(kp) for kp, v in jax.tree_util.tree_flatten_with_path(
+      params, is_leaf=is_var)[0] if path_of(kp) not in drawn
+              and isinstance(v.get_value(), jax.ShapeDtypeStruct)]
+  abstract += [path_of(kp) for kp, v in jax.tree_util.tree_flatten_with_path(rest)[0]
+               if isinstance(v, jax.ShapeDtypeStruct)]
+  if abstract:
+    raise ValueError(f"the model holds shapes only for {abstract[:4]}, which no rule draws: "
+                     f"give a concrete model, or rules for every parameter")
+
+  def draw(key: jax.Array) -> Any:
+    values = {a.path: a.draw(key) for a in assignments}
+    return jax.tree_util.tree_map_with_path(
+        lambda kp, v: v.replace(values[path_of(kp)]) if path_of(kp) in values else v,
+        params, is_leaf=is_var)
+
+  return draw
