@@ -172,7 +172,8 @@ def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 def train_population(models: list[Any], scalings: list[P.Scaling],
                      learning_rates: np.ndarray, seeds: int, x: np.ndarray, y: np.ndarray,
-                     steps: int, batch: int, eval_size: int = 4096) -> np.ndarray:
+                     steps: int, batch: int, eval_size: int = 2048,
+                     eval_chunk: int = 256) -> np.ndarray:
   """Final training loss ``[model, seed, learning rate]`` of Adam runs.
 
   ``models`` share one graph (the same shapes; they may differ in non-parameter state
@@ -181,8 +182,8 @@ def train_population(models: list[Any], scalings: list[P.Scaling],
   learning rate of a seed sees the same minibatches. One jitted program trains the whole
   population: ``vmap`` over models (their factor trees, :meth:`Scaling.trees`, are
   arguments) of ``vmap`` over seeds of ``vmap`` over learning rates of a ``lax.scan`` over
-  steps. The final loss is over the first ``eval_size`` training examples; a diverged run
-  gives inf.
+  steps. The final loss is over the first ``eval_size`` training examples (in chunks of
+  ``eval_chunk``, to bound the memory of the whole population); a diverged run gives inf.
   """
   graphdef = nnx.split(models[0], nnx.Param, ...)[0]
   keys = jax.random.split(jax.random.key(0), seeds)
@@ -207,7 +208,11 @@ def train_population(models: list[Any], scalings: list[P.Scaling],
       return (optax.apply_updates(p, updates), state), None
 
     (p, _), _ = jax.lax.scan(step, (p, tx.init(p)), batches)
-    final = loss(p, r, x[:eval_size], y[:eval_size])
+    n = min(eval_size, len(x)) // eval_chunk * eval_chunk or len(x)
+    chunk = min(eval_chunk, n)
+    xs = x[:n].reshape((n // chunk, chunk) + x.shape[1:])
+    ys = y[:n].reshape((n // chunk, chunk) + y.shape[1:])
+    final = jnp.mean(jax.lax.map(lambda c: loss(p, r, c[0], c[1]), (xs, ys)))
     return jnp.where(jnp.isfinite(final), final, jnp.inf)
 
   over_lr = jax.vmap(train, (None, None, None, 0, None, None, None))
@@ -236,20 +241,20 @@ def _settings(scale: str) -> dict[str, Any]:
   return {
       "dataset": pick(scale, "digits", "mnist1d", "mnist1d"),
       "seeds": pick(scale, 1, 3, 5),
-      "mlp_widths": pick(scale, (16, 64), (64, 128, 256, 512, 1024), (64, 128, 256, 512, 1024,
-                                                                      2048, 4096)),
-      "mlp_lr": pick(scale, (-8, -4), (-13, -3), (-15, -2)),
-      "mlp_steps": pick(scale, 10, 300, 2000),
+      "mlp_widths": pick(scale, (16, 64), (64, 128, 256, 512, 1024),
+                         (64, 128, 256, 512, 1024, 2048, 4096)),
+      "mlp_lr": pick(scale, (-8, -4), (-12, -4), (-15, -2)),
+      "mlp_steps": pick(scale, 10, 250, 2000),
       "tr_widths": pick(scale, (16, 32), (32, 64, 128), (32, 64, 128, 256, 512)),
-      "tr_lr": pick(scale, (-8, -4), (-12, -3), (-14, -2)),
-      "tr_steps": pick(scale, 10, 300, 2000),
+      "tr_lr": pick(scale, (-8, -4), (-11, -4), (-14, -2)),
+      "tr_steps": pick(scale, 10, 250, 2000),
       "tr_layers": pick(scale, 1, 2, 2),
       "res_width": pick(scale, 16, 64, 128),
       "res_depths": pick(scale, (2, 4), (4, 8, 16, 32), (4, 8, 16, 32, 64)),
-      "res_lr": pick(scale, (-8, -4), (-14, -4), (-15, -3)),
-      "res_steps": pick(scale, 10, 300, 2000),
-      "batch": pick(scale, 16, 64, 128),
-      "tr_batch": pick(scale, 8, 32, 64),
+      "res_lr": pick(scale, (-8, -4), (-13, -5), (-15, -3)),
+      "res_steps": pick(scale, 10, 250, 2000),
+      "batch": pick(scale, 16, 32, 128),
+      "tr_batch": pick(scale, 8, 16, 64),
   }
 
 
@@ -381,7 +386,7 @@ def _setup(s: dict[str, Any]) -> str:
       f"{s['res_width']}, depths {list(s['res_depths'])} (base {s['res_depths'][0]}), blocks "
       "x + a W2 relu(W1 LN(x)); SP a = 1; depth-muP a = (L_base/L)^1/2 and Adam learning "
       "rate x (L/L_base)^-1/2 in the blocks; CompleteP a = L_base/L; k in "
-      f"{list(s['res_lr'])}, {s['res_steps']} steps. Loss: cross-entropy on the (first 4096) "
+      f"{list(s['res_lr'])}, {s['res_steps']} steps. Loss: cross-entropy on the first 2048 "
       "training examples after training; a diverged run counts as inf. Best learning rate: "
       "the grid point of the lowest mean loss over seeds; its shift is counted in grid "
       "steps (factors of 2) between the smallest and the largest size. Criteria: (1) MLP, "

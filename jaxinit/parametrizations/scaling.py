@@ -56,7 +56,7 @@ from jaxinit.initializers import (Constant, Scaled, VarianceScaling, compute_fan
                                   variance_scaling)
 from jaxinit.parametrizations.core import ROLES, Factors, Parametrization
 from jaxinit.rules.api import Plan, _make_plan, matches
-from jaxinit.rules.patterns import Glob, Rule, RuleSet, as_rule_set
+from jaxinit.rules.patterns import Glob, OfModule, Rule, RuleSet, as_rule_set
 from jaxinit.rules.schemes import EMBED, NORM
 from jaxinit.rules.targets import Site, adapt_target
 
@@ -66,8 +66,8 @@ __all__ = ["ParamScale", "Scaling", "scale", "default_rules", "param_drawer"]
 def default_rules() -> RuleSet:
   """Flax's defaults as rules: LeCun normal weights (by their module fans), zero biases,
   norm scales 1 and biases 0."""
-  norms = [Rule((c, "bias"), presets.zeros, required=False) for c in NORM]
-  norms += [Rule(c, presets.ones, required=False) for c in NORM]
+  norms = [Rule(OfModule(c, "bias"), presets.zeros, required=False) for c in NORM]
+  norms += [Rule(OfModule(c), presets.ones, required=False) for c in NORM]
   return RuleSet(tuple(norms) + (Rule("*bias", presets.zeros, required=False),),
                  default=presets.lecun_normal())
 
