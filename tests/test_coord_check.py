@@ -158,3 +158,36 @@ def test_coord_check_on_linen_and_bad_arguments():
     jaxinit.coord_check(Net, (32,), base=32, batch=_mlp_batch())
   with pytest.raises(ValueError, match="optimizer must be one of .*did you mean 'sgd'"):
     jaxinit.coord_check(Net, (32, 64), base=32, batch=_mlp_batch(), optimizer="sdg")
+
+
+class ResMLP(nnx.Module):
+  """Pre-LN residual blocks (unrolled), the stream read out without a final norm."""
+
+  def __init__(self, depth, branch, rngs):
+    self.input = nnx.Linear(40, 32, rngs=rngs)
+    self.blocks = nnx.List([nnx.Dict(norm=nnx.LayerNorm(32, rngs=rngs),
+                                     fc1=nnx.Linear(32, 32, rngs=rngs),
+                                     fc2=nnx.Linear(32, 32, rngs=rngs)) for _ in range(depth)])
+    self.readout = nnx.Linear(32, 10, rngs=rngs)
+    self.branch = branch
+
+  def __call__(self, x):
+    h = self.input(x)
+    for b in self.blocks:
+      h = h + self.branch * b["fc2"](nnx.relu(b["fc1"](b["norm"](h))))
+    return self.readout(h)
+
+
+def test_coord_check_across_depth_passes_under_depth_mup_only():
+  """Branches x L^-1/2 keep the stream's size at every depth; unscaled branches grow it."""
+  checks = {}
+  for p in (P.Parametrization("sp"), P.depth_mup(0.5)):
+    checks[p.name] = jaxinit.coord_check(
+        lambda L: nnx.eval_shape(lambda: ResMLP(L, p.branch_multiplier(L, 2),  # noqa: B023
+                                                nnx.Rngs(0))),
+        (2, 16), base=2, batch=_mlp_batch(), parametrization=p, dimension="depth", steps=2,
+        seeds=1, learning_rate=1e-2)
+  assert checks["mup+depth(alpha=0.5)"].passed, str(checks["mup+depth(alpha=0.5)"])
+  assert not checks["sp"].passed
+  assert checks["sp"].slope("readout", 1) > 0.25  # the stream's variance grows ~ L at init
+  assert "blocks/5/fc1" not in checks["sp"].layers()  # only blocks every depth has
