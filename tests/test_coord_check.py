@@ -64,12 +64,18 @@ def _mlp_check(p, widths, steps, seeds, optimizer="adam", lr=1e-2):
                              optimizer=optimizer, learning_rate=lr, steps=steps, seeds=seeds)
 
 
+# TP5 (appendix D.2) and mup's Transformer example zero the query at init: with
+# independent q and k, logits q.k / d shrink as d^-1/2 at init, so attention would drift
+# from near one-hot (base) to uniform (wide) and its output's size with it.
+QUERY_ZERO = [("*attn/query/kernel", jaxinit.zeros)] + P.default_rules()
+
+
 def _transformer_check(p, widths, steps, seeds, lr=1e-2):
   p = P.get(p)
   return jaxinit.coord_check(
       lambda w: nnx.eval_shape(lambda: Transformer(w, widths[0], p, nnx.Rngs(0))), widths,
       base=widths[0], batch=_tokens(), parametrization=p, learning_rate=lr, steps=steps,
-      seeds=seeds)
+      seeds=seeds, rules=QUERY_ZERO)
 
 
 def _judge(check, sp_check, max_mup=0.1, min_sp=0.25):

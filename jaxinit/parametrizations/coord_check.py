@@ -75,8 +75,9 @@ class CoordSlope(NamedTuple):
     layer: the layer's name.
     step: the step.
     hidden: whether it is judged.
-    mean_abs: slope of ``log mean |x|`` against ``log size`` (NaN if a value is 0 or
-      not finite).
+    mean_abs: slope of ``log mean |x|`` against ``log size`` (0 if the layer is exactly
+      zero at every size, as a zero-initialized layer at step 1; NaN if some value is 0
+      or not finite).
     rms: slope of ``log rms``.
   """
   layer: str
@@ -207,6 +208,8 @@ def _stats(acts: dict[str, jax.Array]) -> dict[str, jax.Array]:
 
 def _slope(sizes: Sequence[int], values: Sequence[float]) -> float:
   v = np.asarray(values, np.float64)
+  if len(v) >= 2 and np.all(v == 0):  # exactly zero at every size (a zero-init layer): flat
+    return 0.0
   if len(v) < 2 or not np.all(np.isfinite(v)) or np.any(v <= 0):
     return math.nan
   x = np.log(np.asarray(sizes, np.float64))
