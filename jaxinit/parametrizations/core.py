@@ -264,29 +264,66 @@ class Parametrization:
 
 
 def sp() -> Parametrization:
-  """The standard parametrization: the rules act at each model's own fans; no factors."""
+  """The standard parametrization: the rules act at each model's own fans (e.g. LeCun
+  ``Var = 1 / fan_in``); every learning rate, epsilon and multiplier as the base's.
+
+  In SP the hidden activations' update after one Adam step grows like the width
+  (Yang & Hu 2021, "Tensor Programs IV", Table 1): the coordinate check fails.
+  """
   return Parametrization("sp")
 
 
 def ntk() -> Parametrization:
-  """The NTK parametrization (absorbed form; see the module docstring)."""
+  """The NTK parametrization (Jacot et al. 2018; Yang & Hu 2021, Table 1), in absorbed form.
+
+  Hidden and output weights: init std ``x m_in^-1/2``, SGD learning rate ``x 1 / m_in``,
+  Adam ``x m_in^-1/2``; inputs and vectors as the base. Features stop learning as the width
+  grows (the kernel regime).
+  """
   return Parametrization("ntk")
 
 
 def mup(readout: str = "absorbed") -> Parametrization:
-  """muP (TP5 Table 3), with the readout multiplier ``"absorbed"`` or as a ``"multiplier"``."""
+  """muP, the maximal-update parametrization (Yang & Hu 2021, "Tensor Programs IV"; Yang et
+  al. 2022, "Tensor Programs V", arXiv 2203.03466, Table 3).
+
+  Hidden weights: init std ``x m_in^-1/2``, Adam learning rate ``x 1 / m_in`` (SGD
+  ``x m_out / m_in``); the readout's ``1 / m_in`` multiplier ``"absorbed"`` into its init
+  (std ``x 1 / m_in``) and learning rate (``x 1 / m_in``), or kept as a forward
+  ``"multiplier"`` (microsoft/mup's ``MuReadout``). The full table is in the module
+  docstring.
+
+  Examples:
+    >>> f = mup().factors("hidden", m_in=16.0, m_out=16.0)
+    >>> f.init, f.lr_adam, f.lr_sgd
+    (0.25, 0.0625, 1.0)
+  """
   return Parametrization("mup", None, readout)
 
 
 def depth_mup(alpha: float = 0.5, width: str = "mup", readout: str = "absorbed"
               ) -> Parametrization:
-  """Depth-muP: muP in width and residual branches ``x (L_base/L)^alpha``, alpha = 1/2
-  (Yang et al. 2023, TP6; Bordelon et al. 2023)."""
+  """Depth-muP: muP in width, and residual branches ``x_{l+1} = x_l + (L_base / L)^alpha
+  f_l(x_l)`` (Yang et al. 2023, "Tensor Programs VI: Feature Learning in Infinite-Depth
+  Neural Networks", arXiv 2310.02244; Bordelon et al. 2023, "Depthwise Hyperparameter
+  Transfer in Residual Networks", arXiv 2309.16620; both alpha = 1/2).
+
+  Inside the repeated blocks (``k = L / L_base``): Adam learning rate ``x k^(alpha-1)``,
+  SGD ``x k^(2 alpha - 1)``, epsilon ``x k^-alpha``; the model multiplies each branch by
+  :meth:`Parametrization.branch_multiplier`.
+
+  Examples:
+    >>> p = depth_mup()
+    >>> p.branch_multiplier(16, 4), p.factors("hidden", depth_mult=4.0).lr_adam
+    (0.5, 0.5)
+  """
   return Parametrization(width, alpha, readout)
 
 
 def completep(width: str = "mup", readout: str = "absorbed") -> Parametrization:
-  """CompleteP (Dey et al. 2025): depth-muP with alpha = 1."""
+  """CompleteP (Dey et al. 2025, "Don't be lazy: CompleteP enables compute-efficient deep
+  transformers", arXiv 2505.01618): :func:`depth_mup` with alpha = 1 (branches ``x L_base /
+  L``, Adam learning rate in the blocks unchanged, epsilon ``x 1 / k``)."""
   return Parametrization(width, 1.0, readout)
 
 
