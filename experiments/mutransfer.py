@@ -33,6 +33,7 @@ log2 grid.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -212,7 +213,10 @@ def train_population(models: list[Any], scalings: list[P.Scaling],
     chunk = min(eval_chunk, n)
     xs = x[:n].reshape((n // chunk, chunk) + x.shape[1:])
     ys = y[:n].reshape((n // chunk, chunk) + y.shape[1:])
-    final = jnp.mean(jax.lax.map(lambda c: loss(p, r, c[0], c[1]), (xs, ys)))
+    # (p, r) ride in the carry: nnx.scan (ResMLP) refuses parameters closed over from an
+    # outer trace level.
+    _, losses = jax.lax.scan(lambda pr, c: (pr, loss(*pr, *c)), (p, r), (xs, ys))
+    final = jnp.mean(losses)
     return jnp.where(jnp.isfinite(final), final, jnp.inf)
 
   over_lr = jax.vmap(train, (None, None, None, 0, None, None, None))
@@ -317,25 +321,45 @@ def _best(rows: list[dict[str, Any]], family: str, name: str, size: int) -> tupl
   return best, means[best]
 
 
+def family_rows(family: str, scale: str, out: Path) -> list[dict[str, Any]]:
+  """Trains one family at every size, parametrization, learning rate and seed.
+
+  The rows are saved to ``out/runs_<family>.json`` with the settings they were trained
+  with; a later call with the same settings reads them back, so an interrupted study
+  resumes at the family it was at (and families may be trained by separate processes).
+  """
+  s = _settings(scale)
+  path = Path(out) / f"runs_{family}.json"
+  key = {"family": family, "scale": scale, "settings": repr(sorted(s.items()))}
+  if path.exists():
+    saved = json.loads(path.read_text())
+    if saved.get("key") == key:
+      return saved["rows"]
+  data = load_dataset(s["dataset"])
+  group = PARAMETRIZATIONS[family]  # models differ in state only: one program
+  sizes, base_size, _, x, y, grid, steps, batch = _family(family, s, data, group[0])
+  bases = [_family(family, s, data, p)[2](base_size) for p in group]
+  rows = []
+  for size in sizes:
+    models = [_family(family, s, data, p)[2](size) for p in group]
+    scalings = [p.scale(m, base=b) for p, m, b in zip(group, models, bases)]
+    final = train_population(models, scalings, 2.0 ** grid, s["seeds"], x, y, steps, batch)
+    for k, p in enumerate(group):
+      for seed in range(s["seeds"]):
+        for j, g in enumerate(grid):
+          rows.append({"family": family, "parametrization": _label(p), "size": size,
+                       "seed": seed, "log2_lr": int(g), "steps": steps,
+                       "final_loss": float(final[k, seed, j])})
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps({"key": key, "rows": rows}))
+  return rows
+
+
 def run(scale: str, out: Path) -> Report:
   """Trains every family at every size, parametrization, learning rate and seed."""
   s = _settings(scale)
   data = load_dataset(s["dataset"])
-  rows = []
-  for family in FAMILIES:
-    for group in (PARAMETRIZATIONS[family],):  # models differ in state only: one program
-      sizes, base_size, _, x, y, grid, steps, batch = _family(family, s, data, group[0])
-      bases = [_family(family, s, data, p)[2](base_size) for p in group]
-      for size in sizes:
-        models = [_family(family, s, data, p)[2](size) for p in group]
-        scalings = [p.scale(m, base=b) for p, m, b in zip(group, models, bases)]
-        final = train_population(models, scalings, 2.0 ** grid, s["seeds"], x, y, steps, batch)
-        for k, p in enumerate(group):
-          for seed in range(s["seeds"]):
-            for j, g in enumerate(grid):
-              rows.append({"family": family, "parametrization": _label(p), "size": size,
-                           "seed": seed, "log2_lr": int(g), "steps": steps,
-                           "final_loss": float(final[k, seed, j])})
+  rows = [r for family in FAMILIES for r in family_rows(family, scale, out)]
   best_rows = []
   for family in FAMILIES:
     sizes = _family(family, s, data, P.sp())[0]
