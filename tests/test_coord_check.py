@@ -93,14 +93,17 @@ def test_coord_check_mlp_is_flat_under_mup_and_grows_under_sp():
 
 
 def test_coord_check_transformer_is_flat_under_mup_and_grows_under_sp():
-  widths = (32, 256)
-  check = _transformer_check("mup", widths, 2, 1)
+  # One seed at widths (32, 256) (head_dim 8) measured attention slopes 0.14 (step 2), one
+  # seed at (64, 512) 0.11 (step 1): sampling noise of a 16-sequence batch; 3 seeds average
+  # it down (widths 64-2048, 3 seeds: 0.025 at step 1).
+  widths = (64, 512)
+  check = _transformer_check("mup", widths, 2, 3)
   assert {"attn", "attn/query", "fc1", "embed", "norm1"} <= set(check.layers(hidden=True))
-  _judge(check, _transformer_check("sp", widths, 2, 1))
+  _judge(check, _transformer_check("sp", widths, 2, 3))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("optimizer,lr", [("adam", 1e-2), ("sgd", 0.1)])
+@pytest.mark.parametrize("optimizer,lr", [("adam", 1e-2), ("sgd", 0.5)])
 def test_coord_check_mlp_acceptance(optimizer, lr, capsys):
   """The issue's acceptance: widths 64-2048, steps 1-5, 3 seeds."""
   widths = (64, 128, 256, 512, 1024, 2048)
