@@ -388,8 +388,14 @@ def run(scale: str, out: Path) -> Report:
       "CompleteP (x L^-1; Dey et al. 2025) do the same across the depth of residual "
       "networks."), setup=_setup(s))
   checks = _compare(report, best_rows, s)
+  edges = _edges(rows, "transformer")
+  for name, cells in edges.items():
+    report.compare(f"transformer, {name}: largest log2 learning rate whose mean loss is below "
+                   f"1 (the edge of stability)", "",
+                   ", ".join(f"{size}: 2^{g}" for size, g in cells))
   report.verdict = verdict_of(checks)
-  report.discussion = _discussion(best_rows, s, scale, checks)
+  report.discussion = _discussion(best_rows, s, scale, checks) + _transformer_note(
+      best_rows, edges)
   report.figures = figures
   report.data = files
   return report
@@ -452,6 +458,36 @@ def _compare(report: Report, best_rows, s) -> list[bool]:
       report.compare(f"{family}, {name}: best loss by size", "wider/deeper is better (muP)",
                      ", ".join(f"{size}: {loss:.3f}" for size, loss in losses))
   return checks
+
+
+def _edges(rows, family: str) -> dict[str, list[tuple[int, int]]]:
+  """Per parametrization, ``(size, largest log2 lr whose mean loss over seeds is < 1)``."""
+  out: dict[str, list[tuple[int, int]]] = {}
+  for name in dict.fromkeys(r["parametrization"] for r in rows if r["family"] == family):
+    for size in sorted({r["size"] for r in rows if r["family"] == family}):
+      cells: dict[int, list[float]] = {}
+      for r in rows:
+        if r["family"] == family and r["parametrization"] == name and r["size"] == size:
+          cells.setdefault(r["log2_lr"], []).append(r["final_loss"])
+      stable = [g for g, v in cells.items() if float(np.mean(v)) < 1.0]
+      if stable:
+        out.setdefault(name, []).append((size, max(stable)))
+  return out
+
+
+def _transformer_note(best_rows, edges) -> str:
+  losses = [r["best_loss"] for r in best_rows if r["family"] == "transformer"]
+  if not losses or max(losses) >= 0.01:
+    return ""
+  text = (f" The transformer's task saturates: its best loss is {max(losses):.4f} or less at "
+          "every width, so its minimum sits among losses that differ by 1e-3 and the best "
+          "learning rate is not identified (criterion 4 says nothing either way); the edge of "
+          "stability is the informative number")
+  if "SP" in edges and "muP" in edges:
+    sp, mup = edges["SP"], edges["muP"]
+    text += (f": under SP it moves {sp[-1][1] - sp[0][1]:+d} grid steps over the widths, "
+             f"under muP {mup[-1][1] - mup[0][1]:+d}")
+  return text + "."
 
 
 def _discussion(best_rows, s, scale, checks) -> str:
