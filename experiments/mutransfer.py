@@ -310,13 +310,18 @@ def _label(p: P.Parametrization) -> str:
   return LABELS.get(p.name, p.name)
 
 
-def _best(rows: list[dict[str, Any]], family: str, name: str, size: int) -> tuple[int, float]:
-  """The log2 learning rate of the lowest mean final loss over seeds, and that loss."""
+def _means(rows: list[dict[str, Any]], family: str, name: str, size: int) -> dict[int, float]:
+  """``{log2 lr: final loss}`` of one model size, the mean over seeds, in grid order."""
   cells: dict[int, list[float]] = {}
   for r in rows:
     if r["family"] == family and r["parametrization"] == name and r["size"] == size:
       cells.setdefault(r["log2_lr"], []).append(r["final_loss"])
-  means = {k: float(np.mean(v)) for k, v in cells.items()}
+  return {k: float(np.mean(cells[k])) for k in sorted(cells)}
+
+
+def _best(rows: list[dict[str, Any]], family: str, name: str, size: int) -> tuple[int, float]:
+  """The log2 learning rate of the lowest mean final loss over seeds, and that loss."""
+  means = _means(rows, family, name, size)
   best = min(means, key=lambda k: (means[k], k))
   return best, means[best]
 
@@ -465,11 +470,7 @@ def _edges(rows, family: str) -> dict[str, list[tuple[int, int]]]:
   out: dict[str, list[tuple[int, int]]] = {}
   for name in dict.fromkeys(r["parametrization"] for r in rows if r["family"] == family):
     for size in sorted({r["size"] for r in rows if r["family"] == family}):
-      cells: dict[int, list[float]] = {}
-      for r in rows:
-        if r["family"] == family and r["parametrization"] == name and r["size"] == size:
-          cells.setdefault(r["log2_lr"], []).append(r["final_loss"])
-      stable = [g for g, v in cells.items() if float(np.mean(v)) < 1.0]
+      stable = [g for g, m in _means(rows, family, name, size).items() if m < 1.0]
       if stable:
         out.setdefault(name, []).append((size, max(stable)))
   return out
@@ -522,12 +523,8 @@ def _figure(rows, best_rows, family: str):
   top = min(max(finite), 2.0 * float(np.median(finite))) if finite else 1.0
   for ax, name in zip(axes[0], names):
     for i, size in enumerate(sizes):
-      cells: dict[int, list[float]] = {}
-      for r in rows:
-        if r["family"] == family and r["parametrization"] == name and r["size"] == size:
-          cells.setdefault(r["log2_lr"], []).append(r["final_loss"])
-      grid = sorted(cells)
-      means = [float(np.mean(cells[g])) for g in grid]
+      curve = _means(rows, family, name, size)
+      grid, means = list(curve), list(curve.values())
       color = cmap(i / max(len(sizes) - 1, 1))
       ax.plot(grid, [m if math.isfinite(m) else np.nan for m in means], marker=".",
               color=color, label=f"{'depth' if family == 'resmlp' else 'width'} {size}")
