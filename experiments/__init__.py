@@ -33,6 +33,7 @@ STUDIES: dict[str, str] = {
     "transfer_learning": "transfer_learning",
     "deep_plain_nets": "deep_plain_nets",
     "transformer_depth": "transformer_depth",
+    "mutransfer": "mutransfer",
 }
 
 

@@ -6,7 +6,8 @@ built by one combinator, :func:`variance_scaling`, over unit-scale samplers
 Flax's ``kernel_init`` / ``bias_init`` go: every name shared with
 ``jax.nn.initializers`` takes the same arguments with the same meaning.
 Whole models (Flax NNX / linen, Equinox, pytrees) are initialized by rules:
-:func:`initialize`, :func:`reinit` and :mod:`jaxinit.rules`.
+:func:`initialize`, :func:`reinit` and :mod:`jaxinit.rules`; parametrizations
+(muP, NTK, depth-muP) and the coordinate check are in :mod:`jaxinit.parametrizations`.
 
 Examples:
   >>> import jax, jaxinit
@@ -36,6 +37,8 @@ from jaxinit.presets import (constant, delta_orthogonal, depth_scaled, dirac, em
 from jaxinit.specs import get, register
 from jaxinit import rules
 from jaxinit.rules import Glob, OfModule, Rule, RuleSet, initialize, reinit
+from jaxinit import parametrizations
+from jaxinit.parametrizations import Parametrization, coord_check
 
 __version__ = "0.1.0"
 
@@ -66,4 +69,6 @@ __all__ = [
     "get", "register",
     # the model level
     "rules", "initialize", "reinit", "Rule", "RuleSet", "Glob", "OfModule",
+    # parametrizations
+    "parametrizations", "Parametrization", "coord_check",
 ]
