@@ -73,7 +73,7 @@ def lsuv_rules(init: Any = None) -> RuleSet:
 
   Examples:
     >>> import jaxinit
-    >>> rules = jaxinit.lsuv.lsuv_rules()
+    >>> rules = jaxinit.dynamic.lsuv_rules()
     >>> len(rules), rules.rules[0].pattern
     (14, OfModule('flax.nnx.nn.linear.Linear'))
   """
@@ -441,7 +441,8 @@ def _run(fwd: Forward, the_plan: _Plan, kwargs: tuple[tuple[str, Any], ...], pre
 
   def measure(scales, shifts):
     # The barrier keeps XLA from moving a layer's scale through its matmul, a rewrite it
-    # makes for one model and not for a vmapped batch of models (results would differ).
+    # makes for one model and not for a vmapped batch of models. A vmapped call still
+    # differs from the unbatched one by a few ulp (batched matmuls sum in another order).
     tree = jax.lax.optimization_barrier(
         jax.tree_util.tree_unflatten(treedef, effective(scales, shifts)))
     captured: Captured = fwd.capture(tree, batch, **kwargs)[1]
@@ -571,7 +572,8 @@ def lsuv(model: Any, batch: Any, *, params: Any = None, key: Any = None, rules: 
     params: params of a Forward, or variables of a linen module.
     key: PRNG key (or int seed) for ``pre_init``.
     rules: which weights are rescaled: a :class:`~jaxinit.rules.RuleSet`,
-      ``(pattern, init)`` pairs, or bare patterns (path globs, module
+      ``(pattern, init)`` pairs, or bare patterns (param-path globs such as
+      ``"layers/2/kernel"``, module
       classes); default: :func:`lsuv_rules` (every Linear / Conv-like
       layer). The weights of one module are scaled together; the module's
       output is the layer's output.
