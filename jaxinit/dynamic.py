@@ -626,20 +626,7 @@ def lsuv(model: Any, batch: Any, *, params: Any = None, key: Any = None, rules: 
   check = checks.boolean("check", check)
   rule_set = _as_rules(rules)
   kwargs = dict(call_kwargs or {})
-  kind = "forward" if isinstance(model, Forward) else target_kind(model)
-  if kind in ("forward", "linen"):
-    if params is None:
-      raise TypeError(f"lsuv of a {'Forward' if kind == 'forward' else 'linen module'} needs "
-                      f"params=: its params (variables)")
-    fwd = model if kind == "forward" else Forward("linen", model)
-  elif kind in ("nnx", "equinox"):
-    if params is not None:
-      raise TypeError(f"params= goes with a Forward or a linen module; a {kind} model holds "
-                      f"its own")
-    fwd, params = forward(model)
-  else:
-    raise TypeError(f"lsuv takes a Flax NNX / linen or Equinox model or a Forward, got "
-                    f"{type(model).__name__}")
+  kind, fwd, params = _resolve("lsuv", model, params)
   if pre_init and key is None:
     raise ValueError("pre_init=True draws the chosen weights anew: pass key=")
   key = as_key(0 if key is None else key)
@@ -654,11 +641,34 @@ def lsuv(model: Any, batch: Any, *, params: Any = None, key: Any = None, rules: 
   traced = any(checks.is_traced(x) for x in jax.tree_util.tree_leaves((params, batch, key)))
   if check and not traced:
     report.check(stacklevel=3)
+  return LSUVResult(_finish(kind, model, fwd, new), report)
+
+
+def _resolve(who: str, model: Any, params: Any) -> tuple[str, Forward, Any]:
+  """``(kind, fwd, params)`` of a model argument (shared by lsuv and metainit)."""
+  kind = "forward" if isinstance(model, Forward) else target_kind(model)
+  if kind in ("forward", "linen"):
+    if params is None:
+      raise TypeError(f"{who} of a {'Forward' if kind == 'forward' else 'linen module'} needs "
+                      f"params=: its params (variables)")
+    return kind, (model if kind == "forward" else Forward("linen", model)), params
+  if kind in ("nnx", "equinox"):
+    if params is not None:
+      raise TypeError(f"params= goes with a Forward or a linen module; a {kind} model holds "
+                      f"its own")
+    fwd, params = forward(model)
+    return kind, fwd, params
+  raise TypeError(f"{who} takes a Flax NNX / linen or Equinox model or a Forward, got "
+                  f"{type(model).__name__}")
+
+
+def _finish(kind: str, model: Any, fwd: Forward, new: Any) -> Any:
+  """The model to return: the NNX module updated in place, a new Equinox module, or params."""
   if kind == "nnx":
     from flax import nnx  # pylint: disable=import-outside-toplevel
     nnx.update(model, new)
-    return LSUVResult(model, report)
+    return model
   if kind == "equinox":
     import equinox as eqx  # pylint: disable=import-outside-toplevel
-    return LSUVResult(eqx.combine(new, fwd.definition), report)
-  return LSUVResult(new, report)
+    return eqx.combine(new, fwd.definition)
+  return new
