@@ -31,6 +31,7 @@ STUDIES: dict[str, str] = {
     "init_vs_activation": "init_vs_activation",
     "mnist1d_baselines": "mnist1d_baselines",
     "transfer_learning": "transfer_learning",
+    "dynamic_init": "dynamic_init",
 }
 
 
