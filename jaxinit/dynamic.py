@@ -440,11 +440,9 @@ def _run(fwd: Forward, the_plan: _Plan, kwargs: tuple[tuple[str, Any], ...], pre
     return out
 
   def measure(scales, shifts):
-    # The barrier keeps XLA from moving a layer's scale through its matmul, a rewrite it
-    # makes for one model and not for a vmapped batch of models. A vmapped call still
-    # differs from the unbatched one by a few ulp (batched matmuls sum in another order).
-    tree = jax.lax.optimization_barrier(
-        jax.tree_util.tree_unflatten(treedef, effective(scales, shifts)))
+    # A vmapped call can differ from the unbatched one by a few ulp (batched matmuls sum
+    # in another order); benchmarks/lsuv.py measures it.
+    tree = jax.tree_util.tree_unflatten(treedef, effective(scales, shifts))
     captured: Captured = fwd.capture(tree, batch, **kwargs)[1]
     var, unit_var, means, mean_err = [], [], [], []
     for layer, shape in zip(layers, bias_shapes):
