@@ -34,6 +34,7 @@ STUDIES: dict[str, str] = {
     "deep_plain_nets": "deep_plain_nets",
     "transformer_depth": "transformer_depth",
     "mutransfer": "mutransfer",
+    "dynamic_init": "dynamic_init",
 }
 
 

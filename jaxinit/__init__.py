@@ -43,10 +43,15 @@ from jaxinit.parametrizations import Parametrization, coord_check
 __version__ = "0.1.0"
 
 # Heavier layers load on first use: `import jaxinit` needs jax alone.
-_LAZY_SUBMODULES = ("theory", "models", "probes", "plots", "sweep")
+_LAZY_SUBMODULES = ("theory", "models", "probes", "plots", "sweep", "capture", "dynamic",
+                    "meta_init")
+# Data-dependent initialization (LSUV, MetaInit): functions, loaded on first use.
+_LAZY_FUNCTIONS = {"lsuv": "jaxinit.dynamic", "metainit": "jaxinit.meta_init"}
 
 
 def __getattr__(name: str) -> Any:
+  if name in _LAZY_FUNCTIONS:
+    return getattr(importlib.import_module(_LAZY_FUNCTIONS[name]), name)
   if name in _LAZY_SUBMODULES:
     return importlib.import_module(f"jaxinit.{name}")
   raise AttributeError(f"module 'jaxinit' has no attribute {name!r}")
@@ -71,4 +76,6 @@ __all__ = [
     "rules", "initialize", "reinit", "Rule", "RuleSet", "Glob", "OfModule",
     # parametrizations
     "parametrizations", "Parametrization", "coord_check",
+    # data-dependent initialization
+    "lsuv", "metainit",
 ]

@@ -19,6 +19,7 @@ population of models. Per-layer results are arrays with a leading layer axis.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -507,3 +508,72 @@ def distinct_units_per_layer(net: Network, params: Params, *, rtol: float = 1e-4
   hidden.append((readout_kernels[:-1],
                  None if readout_biases is None else readout_biases[:-1]))
   return jnp.concatenate([count(kernels, biases) for kernels, biases in hidden])
+
+
+# ---------------------------------------------------------------------------
+# Any model, through capture (jaxinit.capture)
+
+
+def captured_layers(captured: Any, *where: Any) -> jax.Array:
+  """Captured layer outputs stacked into the per-layer signal the probes above take.
+
+  Every probe of this module then works on any Flax NNX / linen or Equinox
+  model: ``layer_moments(captured_layers(captured, nnx.Linear))``.
+
+  Args:
+    captured: a :class:`jaxinit.capture.Captured` (from
+      :func:`jaxinit.capture.capture` or ``Forward.capture``).
+    *where: optional selection (path globs, module classes; see
+      :meth:`~jaxinit.capture.Captured.select`); default every entry.
+
+  Returns:
+    ``(layers, ..., units)``: the selected entries in forward order, stacked
+    layers of a scanned stack expanded (:meth:`~jaxinit.capture.Captured.layers`).
+
+  Raises:
+    ValueError: the selected layers' outputs differ in shape (select layers
+      of one width), or the selection is empty.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> from flax import nnx
+    >>> from jaxinit.capture import capture
+    >>> model = nnx.Sequential(nnx.Linear(3, 8, rngs=nnx.Rngs(0)), jax.nn.relu,
+    ...                        nnx.Linear(8, 8, rngs=nnx.Rngs(1)))
+    >>> _, captured = capture(model, jnp.ones((5, 3)))
+    >>> layer_moments(captured_layers(captured, nnx.Linear))["variance"].shape
+    (2,)
+  """
+  selected = captured.select(*where) if where else captured
+  stacks = [selected.per_layer(k) for k in selected]
+  if not stacks:
+    raise ValueError("captured_layers: nothing selected")
+  shapes = {k: tuple(s.shape[1:]) for k, s in zip(selected, stacks)}
+  if len(set(shapes.values())) > 1:
+    raise ValueError(f"captured_layers: the selected outputs differ in shape ({shapes}); "
+                     f"select layers of one shape (where=...)")
+  return jnp.concatenate(stacks)
+
+
+def output_gradient_norms(fwd: Any, params: Any, x: jax.Array,
+                          loss_fn: Callable[[Any], jax.Array], *where: Any
+                          ) -> dict[str, jax.Array]:
+  """Per-layer Frobenius norm of the loss gradient with respect to each layer's output.
+
+  The capture counterpart of :func:`gradient_norms`' ``"activations"``: zero
+  perturbations at the captured outputs are differentiated
+  (:func:`jaxinit.capture.output_gradients`), for any model.
+
+  Args:
+    fwd: a :class:`jaxinit.capture.Forward` (from :func:`jaxinit.capture.forward`).
+    params: its params.
+    x: a batch.
+    loss_fn: maps the model's output to a scalar.
+    *where: which outputs (see :func:`captured_layers`).
+
+  Returns:
+    ``{"loss": (), "activations": (layers,)}``.
+  """
+  from jaxinit.capture import output_gradients  # pylint: disable=import-outside-toplevel
+  value, grads, _ = output_gradients(fwd, params, loss_fn, x, where=where)
+  return {"loss": value, "activations": _frobenius(captured_layers(grads))}

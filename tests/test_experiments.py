@@ -33,3 +33,18 @@ def test_unknown_study_and_scale_are_named(tmp_path, capsys):
   assert cli_main(["run", "nope", "--out", str(tmp_path)]) == 2
   assert "unknown study 'nope'" in capsys.readouterr().err
   assert cli_main(["run", "--out", str(tmp_path)]) == 2
+
+
+def test_dynamic_init_committed_verdict_follows_from_its_data():
+  import csv
+  from pathlib import Path
+  from jaxinit_experiments import dynamic_init
+  folder = Path(__file__).parents[1] / "experiments" / "results" / "dynamic_init"
+  rows = {name: list(csv.DictReader(open(folder / f"{name}.csv")))
+          for name in ("training", "methods")}
+  lines = dynamic_init.judge(rows["training"], rows["methods"])
+  held = [line[3] for line in lines if line[3] is not None]
+  text = (folder / "report.md").read_text()
+  assert f"**Verdict: {study_lib.verdict_of(held)}.**" in text
+  for quantity, _, measured, _ in lines:
+    assert f"| {quantity} |" in text and measured in text
