@@ -135,8 +135,8 @@ def test_initialization_follows_the_grid(group):
 
 
 def test_kernels_are_the_initializer_on_their_key():
-  net = jaxinit.models.MLP(in_features=16, out_features=1, width=16, depth=2)
-  shapes = jax.eval_shape(net.init, jax.random.key(0))
+  shapes = jaxinit.models.params_of(
+      jaxinit.models.MLP.abstract(in_features=16, out_features=1, width=16, depth=2))
   key = jax.random.key(7)
   init = jaxinit.he_normal()
   params = params_lib.draw_population(shapes, [init], [key], [1.0], [0.0])
@@ -311,8 +311,8 @@ def test_every_kind_of_axis_trains(grid):
 def test_batched_draws_equal_a_model_drawn_alone():
   # Elementwise draws run vmapped over every model of a chunk: the batch size
   # (and company) must not change a model's bits.
-  net = jaxinit.models.MLP(in_features=8, out_features=3, width=8, depth=3)
-  shapes = jax.eval_shape(net.init, jax.random.key(0))
+  shapes = jaxinit.models.params_of(
+      jaxinit.models.MLP.abstract(in_features=8, out_features=3, width=8, depth=3))
   inits = [jaxinit.get(n) for n in ("he_normal", "glorot_uniform", "orthogonal",
                                     "lecun_normal", "normal")] * 8
   keys = list(jax.random.split(jax.random.key(3), len(inits)))

@@ -1,17 +1,34 @@
-"""Networks for looking at signal propagation: pure functions over pytrees.
+"""Networks for looking at signal propagation: Flax NNX modules, each defined once.
 
-:class:`MLP`, :class:`ResMLP` and :class:`CNN1D` are frozen dataclasses with
-``init(key) -> params``, ``apply(params, x, *, capture=False,
-perturbations=None)`` and ``layers(params)``; params are plain nested dicts
-with the hidden layers stacked on a leading depth axis. ``depth`` is always the
-number of hidden layers (residual blocks for :class:`ResMLP`).
+:class:`MLP`, :class:`ResMLP` and :class:`CNN1D` are ``nnx.Module`` s whose
+parameters are drawn by rules (``jaxinit.initialize``; per-role
+initializers ``kernel_init``, ``hidden_init``, ``readout_init``,
+``bias_init``, and ``rules=`` before them), with hidden layers stacked on a
+leading depth axis and scanned. ``model(x, capture=True)`` also returns the
+per-layer pre-activations. ``depth`` is always the number of hidden layers
+(residual blocks for :class:`ResMLP`).
 
-The same networks as Flax NNX modules are in :mod:`jaxinit.models.nnx`
-(imported on demand, so ``import jaxinit`` does not pull in Flax).
+For pure functions (probes, sweeps, populations), :func:`functional` splits a
+module into a hashable :class:`Functional` (``init(key)``, ``apply(params, x,
+capture=..., perturbations=...)``, ``layers(params)``: the :class:`Network`
+protocol) and its params, a plain nested dict. The conventions a model
+follows are in :mod:`jaxinit.models.base`.
+
+Examples:
+  >>> import jax.numpy as jnp, jaxinit
+  >>> from jaxinit.models import MLP, functional
+  >>> model = MLP(3, 2, width=8, depth=4, kernel_init=jaxinit.orthogonal(), rngs=0)
+  >>> net, params = functional(model)
+  >>> sorted(params), params["hidden"]["kernel"].shape
+  (['hidden', 'input', 'readout'], (3, 8, 8))
+  >>> bool(jnp.allclose(net.apply(params, jnp.ones(3)), model(jnp.ones(3))))
+  True
 """
 
-from jaxinit.models.base import Layer, Network, Params
+from jaxinit.models.base import (Functional, Layer, Model, Network, Params, functional,
+                                 params_of)
 from jaxinit.models.cnn import CNN1D
 from jaxinit.models.mlp import MLP, ResMLP
 
-__all__ = ["CNN1D", "Layer", "MLP", "Network", "Params", "ResMLP"]
+__all__ = ["CNN1D", "Functional", "Layer", "MLP", "Model", "Network", "Params", "ResMLP",
+           "functional", "params_of"]

@@ -12,7 +12,7 @@ Examples:
   >>> net = build("resmlp", in_features=3, out_features=2,
   ...             kwargs={"width": 8, "depth": 2, "activation": "tanh", "use_bias": True,
   ...                     "branch_scale": 0.5})
-  >>> type(net).__name__, net.branch_scale
+  >>> type(net.module()).__name__, net.module().branch_scale
   ('ResMLP', 0.5)
 """
 
@@ -37,19 +37,22 @@ def _one_channel(x: np.ndarray) -> np.ndarray:
 
 
 def _mlp(in_features: int, out_features: int, **kwargs: Any) -> Any:
-  from jaxinit.models import MLP  # pylint: disable=import-outside-toplevel
-  return MLP(in_features=in_features, out_features=out_features, **kwargs)
+  from jaxinit.models import MLP, functional  # pylint: disable=import-outside-toplevel
+  return functional(MLP.abstract(in_features=in_features, out_features=out_features,
+                                 **kwargs))[0]
 
 
 def _resmlp(in_features: int, out_features: int, **kwargs: Any) -> Any:
-  from jaxinit.models import ResMLP  # pylint: disable=import-outside-toplevel
-  return ResMLP(in_features=in_features, out_features=out_features, **kwargs)
+  from jaxinit.models import ResMLP, functional  # pylint: disable=import-outside-toplevel
+  return functional(ResMLP.abstract(in_features=in_features, out_features=out_features,
+                                    **kwargs))[0]
 
 
 def _cnn1d(in_features: int, out_features: int, *, width: int, **kwargs: Any) -> Any:
   del in_features  # a signal of any length: the conv slides, the readout pools
-  from jaxinit.models import CNN1D  # pylint: disable=import-outside-toplevel
-  return CNN1D(in_channels=1, out_features=out_features, channels=width, **kwargs)
+  from jaxinit.models import CNN1D, functional  # pylint: disable=import-outside-toplevel
+  return functional(CNN1D.abstract(in_channels=1, out_features=out_features, channels=width,
+                                   **kwargs))[0]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -64,8 +64,8 @@ def layer_slots(shapes: Mapping[str, Any]) -> list[tuple[Path, int | None]]:
 
   Examples:
     >>> import jax
-    >>> from jaxinit.models import MLP
-    >>> net = MLP(in_features=3, out_features=2, width=4, depth=3)
+    >>> from jaxinit.models import MLP, functional
+    >>> net = functional(MLP.abstract(in_features=3, out_features=2, width=4, depth=3))[0]
     >>> layer_slots(jax.eval_shape(net.init, jax.random.key(0)))
     [(('input',), None), (('hidden',), 2), (('readout',), None)]
   """
@@ -90,8 +90,8 @@ def kernel_shapes(shapes: Mapping[str, Any]) -> list[tuple[tuple[int, ...], Any]
 
   Examples:
     >>> import jax
-    >>> from jaxinit.models import MLP
-    >>> net = MLP(in_features=3, out_features=2, width=4, depth=3)
+    >>> from jaxinit.models import MLP, functional
+    >>> net = functional(MLP.abstract(in_features=3, out_features=2, width=4, depth=3))[0]
     >>> [s for s, _ in kernel_shapes(jax.eval_shape(net.init, jax.random.key(0)))]
     [(3, 4), (4, 4), (4, 2)]
   """
@@ -213,8 +213,9 @@ def draw_population(shapes: Mapping[str, Any], inits: list[Initializer],
 
   Examples:
     >>> import jax, jaxinit
-    >>> from jaxinit.models import MLP
-    >>> net = MLP(in_features=3, out_features=2, width=4, depth=3, activation="tanh")
+    >>> from jaxinit.models import MLP, functional
+    >>> net = functional(MLP.abstract(in_features=3, out_features=2, width=4, depth=3,
+    ...                               activation="tanh"))[0]
     >>> p = draw_population(jax.eval_shape(net.init, jax.random.key(0)),
     ...                     [jaxinit.zeros, jaxinit.he_normal()],
     ...                     list(jax.random.split(jax.random.key(1))), [1.0, 1.0], [0.0, 0.0])
