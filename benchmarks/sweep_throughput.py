@@ -30,6 +30,17 @@ backward matmuls only, so it understates) and is divided by the FLOP/s of a
 2048 x 2048 float32 matmul measured just before and after the engine's turn
 in each round. The machine may be shared: read the ratios measured side by side.
 
+Your own model (``--user-model cnn``, on by default): the example's NNX CNN
+(``experiments/configs/user_cnn.py:CNN``, a factory; channels 16, depth 2,
+batch 32, 64 models x 200 steps) through the engine, beside the built-in
+``cnn1d`` of the same architecture through the engine, (a') the loop a user
+writes over models of a jitted optax step, and (c) the ensemble a user writes:
+models made by ``nnx.vmap``, trained by ``jax.jit(jax.vmap(train))`` with
+``lax.scan`` over steps; the engine here is ``train_models`` with its two
+evaluations (compiled beforehand). ``--user-model mlp`` also measures the
+built-in MLP grid (width 64) against (c) on ``jaxinit.models.MLP``. The
+ratios are medians of per-round ratios.
+
 Also: compile time of one shape group at depth 4 and 64 (layers are
 scanned: nearly the same), peak memory (``ru_maxrss``) and the block
 program's ``memory_analysis``.
@@ -43,7 +54,7 @@ over the training and evaluation time it reports; the ratio of medians over
 rounds is this checkout's throughput over the other's.
 
 Usage:
-  python benchmarks/sweep_throughput.py [--grids width64 width256 small]
+  python benchmarks/sweep_throughput.py [--grids width64 width256 small] [--user-model cnn mlp]
       [--scale 1.0] [--rounds 3] [--baseline-models 8] [--compare-with DIR]
       [--out benchmarks/results/sweep_throughput.json]
 """

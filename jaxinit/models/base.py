@@ -219,6 +219,27 @@ def scan(fn: Callable[[Any, Any, Any], tuple[Any, Any]], carry: Any, layers: nnx
   return jax.lax.scan(step, carry, (state, xs))
 
 
+def chain(first: Callable[[Any], Any], hidden: nnx.Module, readout: Callable[[Any], Any],
+          phi: Activation, x: jax.Array, *, capture: bool, perturbations: jax.Array | None,
+          pool: Callable[[jax.Array], jax.Array] | None = None) -> Any:
+  """The plain deep network ``h^1 = first(x)``, ``h^{l+1} = layer_l(phi(h^l))`` over a
+  :func:`stack` ``hidden`` (scanned), ``y = readout(pool(phi(h^L)))``.
+
+  ``perturbations`` (``(depth, ...)``, the pre-activations' shape) are added to
+  each ``h^l``; with ``capture`` returns ``(y, {"preactivations": h^1..h^L})``.
+  """
+  h = add(first(x), perturbation(perturbations, 0))
+
+  def layer(h, module, eps):
+    h = add(module(phi(h)), eps)
+    return h, h if capture else None
+
+  h_last, hs = scan(layer, h, hidden, perturbation(perturbations, slice(1, None)))
+  features = phi(h_last) if pool is None else pool(phi(h_last))
+  y = readout(features)
+  return (y, {"preactivations": jnp.concatenate([h[None], hs])}) if capture else y
+
+
 class Model(nnx.Module):
   """Base of :mod:`jaxinit.models`' networks (see the module docstring's conventions).
 
@@ -460,5 +481,5 @@ def functional(module: nnx.Module, rules: Any = None) -> tuple[Functional, Param
 
 
 __all__ = ["Activation", "Functional", "Layer", "LayerGroup", "Model", "Network", "Params",
-           "add", "from_shapes", "functional", "init_key", "model_rules", "params_of",
+           "add", "chain", "from_shapes", "functional", "init_key", "model_rules", "params_of",
            "perturbation", "resolve_activation", "scan", "stack"]

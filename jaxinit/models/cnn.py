@@ -117,14 +117,6 @@ class CNN1D(base.Model):
       ``y`` of shape ``(..., out_features)``; with ``capture``, ``(y,
       {"preactivations": (depth, ..., length, channels)})``.
     """
-    phi = base.resolve_activation(self.activation)
-    h = base.add(self.input(x), base.perturbation(perturbations, 0))
-
-    def layer(h, conv, eps):
-      h = base.add(conv(phi(h)), eps)
-      return h, h if capture else None
-
-    h_last, hs = base.scan(layer, h, self.hidden,
-                           base.perturbation(perturbations, slice(1, None)))
-    y = self.readout(jnp.mean(phi(h_last), axis=-2))
-    return (y, {"preactivations": jnp.concatenate([h[None], hs])}) if capture else y
+    return base.chain(self.input, self.hidden, self.readout,
+                      base.resolve_activation(self.activation), x, capture=capture,
+                      perturbations=perturbations, pool=lambda h: jnp.mean(h, axis=-2))

@@ -125,17 +125,9 @@ class MLP(base.Model):
       ``y`` of shape ``(..., out_features)``; with ``capture``, ``(y,
       {"preactivations": (depth, ..., width)})``.
     """
-    phi = base.resolve_activation(self.activation)
-    h = base.add(self.input(x), base.perturbation(perturbations, 0))
-
-    def layer(h, linear, eps):
-      h = base.add(linear(phi(h)), eps)
-      return h, h if capture else None
-
-    h_last, hs = base.scan(layer, h, self.hidden,
-                           base.perturbation(perturbations, slice(1, None)))
-    y = self.readout(phi(h_last))
-    return (y, {"preactivations": jnp.concatenate([h[None], hs])}) if capture else y
+    return base.chain(self.input, self.hidden, self.readout,
+                      base.resolve_activation(self.activation), x, capture=capture,
+                      perturbations=perturbations)
 
 
 class _Block(nnx.Module):

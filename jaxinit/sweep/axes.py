@@ -225,6 +225,8 @@ def model_axes(grid_data: Mapping[str, Any], model_values: tuple[Any, ...],
       if key not in AXES:
         taken = networks.parameters(entry.factory)[0] - {"rngs", "key", *networks.DATA_KWARGS}
         raise unknown_key("[grid]", key, sorted(set(AXES) | taken))
+      if grid_data[key] in (AXES[key], [AXES[key]]):
+        continue  # the default, as a resolved config writes it: nothing to change
       raise ConfigError(f"[grid] {key}: model {name!r} takes no keyword argument {key!r}, so "
                         f"this axis would change nothing; remove it")
     if key not in AXES:

@@ -183,16 +183,14 @@ def check_dataset(where: str, value: Any, paths: Sequence[str] = ()) -> Spec:
   from jaxinit.sweep.datasets import DATASETS  # pylint: disable=import-outside-toplevel
   options: dict[str, Any] = {}
   if isinstance(value, Mapping) and not set(_ARRAYS) <= set(value):
-    options = dict(value)
-    value = options.pop("name", None)
+    value, options = refs.named(value)
   try:
     if isinstance(value, (Dataset, Mapping, tuple, list)):
       dataset = from_arrays(value)
       ref = "arrays:" + refs.digest_of(*(getattr(dataset, k) for k in _ARRAYS))
       _LOADED[json.dumps(ref)] = dataset
       return refs.remember(ref, dataset)
-    if callable(value) and not isinstance(value, str):
-      value = refs.reference(value)
+    value, _ = refs.named(value)
     if not isinstance(value, str):
       raise TypeError(f"must be a dataset name ({', '.join(DATASETS)}), an import path "
                       f"'package.module:load', data (arrays), or a table with a 'name' key; "

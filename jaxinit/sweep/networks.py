@@ -140,12 +140,7 @@ def check_model(where: str, value: Any, paths: Sequence[str] = ()) -> Any:
     ...
     ValueError: [grid] model: option 'kernel_size' of model 'cnn1d' must be a positive int, got 0
   """
-  options: dict[str, Any] = {}
-  if isinstance(value, Mapping):
-    options = dict(value)
-    value = options.pop("name", None)
-  if callable(value) and not isinstance(value, str):
-    value = refs.reference(value)
+  value, options = refs.named(value)
   if not isinstance(value, str):
     raise TypeError(f"{where} must be a model name ({', '.join(MODELS)}), an import path "
                     f"'package.module:factory', a factory, or a table with a 'name' key; "

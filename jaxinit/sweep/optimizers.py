@@ -139,12 +139,9 @@ def _parameters(fn: Any) -> list[str]:
 
 def check_optimizer(where: str, value: Any, paths: Sequence[str] = ()) -> Any:
   """A grid's optimizer value, canonical: a name, or ``{"name": ..., **options}``."""
-  options: dict[str, Any] = {}
-  if isinstance(value, Mapping):
-    options = dict(value)
-    value = options.pop("name", None)
-  if callable(value) and not isinstance(value, str):
-    value = refs.reference(value)
+  name = value.get("name") if isinstance(value, Mapping) else value
+  value, options = refs.named(value)
+  if callable(name) and not isinstance(name, str):
     optax_name = value.partition(":")[2]
     if value.startswith("optax:") and optax_name in _optax_names():
       value = optax_name

@@ -29,7 +29,7 @@ import hashlib
 import importlib
 import importlib.util
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,23 @@ def reference(obj: Any) -> str:
                     f"function or class, or name it by 'package.module:attribute'")
   _OBJECTS[ref] = obj
   return ref
+
+
+def named(value: Any) -> tuple[Any, dict[str, Any]]:
+  """A grid value as ``(name, options)``: a table ``{"name": ..., **options}`` split, a
+  function or class replaced by its reference (:func:`reference`), anything else as given.
+
+  Examples:
+    >>> named({"name": "momentum", "momentum": 0.9})
+    ('momentum', {'momentum': 0.9})
+  """
+  options: dict[str, Any] = {}
+  if isinstance(value, Mapping):
+    options = dict(value)
+    value = options.pop("name", None)
+  if callable(value) and not isinstance(value, str):
+    value = reference(value)
+  return value, options
 
 
 def digest_of(*arrays: Any) -> str:
@@ -162,4 +179,4 @@ def resolve(ref: str, what: str, paths: Sequence[str] = ()) -> Any:
   return obj
 
 
-__all__ = ["digest_of", "is_reference", "reference", "remember", "resolve"]
+__all__ = ["digest_of", "is_reference", "named", "reference", "remember", "resolve"]
