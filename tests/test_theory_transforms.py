@@ -230,9 +230,9 @@ def test_transformed_activation_in_a_model_under_jit():
   phi = theory.tat("leaky_relu", theory.mlp(4), c_val_0=0.5)
   hash(phi)
   import jaxinit  # pylint: disable=import-outside-toplevel
-  net = jaxinit.models.MLP(in_features=3, out_features=2, width=8, depth=4, activation=phi,
-                           kernel_init=jaxinit.variance_scaling(1.0, "fan_in", "normal"),
-                           bias_init=jaxinit.zeros)
+  net, _ = jaxinit.models.functional(jaxinit.models.MLP.abstract(
+      in_features=3, out_features=2, width=8, depth=4, activation=phi,
+      kernel_init=jaxinit.variance_scaling(1.0, "fan_in", "normal"), bias_init=jaxinit.zeros))
   params = net.init(jax.random.key(0))
   y = jax.jit(net.apply)(params, jnp.ones((5, 3)))
   assert y.shape == (5, 2) and bool(jnp.all(jnp.isfinite(y)))

@@ -374,7 +374,10 @@ class Functional:
     """Fresh params: ``jaxinit.initialize(module, rules, key)`` on the module from shapes.
 
     Pure in ``key``: ``jax.vmap(net.init)(keys)`` draws a population, each
-    model the params the module's constructor draws from that key.
+    model the params the module's constructor draws from that key (bit for
+    bit for elementwise initializers; structured ones such as orthogonal run a
+    batched QR under ``vmap``, equal to float rounding. The sweep's batched
+    draw, :func:`jaxinit.sweep.params.draw_population`, is bit for bit).
 
     Raises:
       TypeError: the view has no rules (pass ``rules=`` to :func:`functional`).

@@ -197,7 +197,8 @@ class SweepConfig:
       the model axes.
     loss: ``"auto"``, a loss name or reference (:mod:`jaxinit.sweep.losses`).
     metrics: more metrics, names or references.
-    paths: absolute folders searched first for import paths.
+    paths: absolute folders searched first for import paths (where names are
+      looked up, not what the sweep is: configs that differ only here are equal).
   """
   name: str
   seeds: tuple[int, ...]
@@ -210,7 +211,7 @@ class SweepConfig:
   grid: Mapping[str, tuple[Any, ...]]
   loss: str = "auto"
   metrics: tuple[str, ...] = ()
-  paths: tuple[str, ...] = ()
+  paths: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
   def cells(self) -> list[dict[str, Any]]:
     """Every combination of axis values, the last axis varying fastest."""
