@@ -296,6 +296,10 @@ def cnn_config(model, channels: int, depth: int, models: int, steps: int, batch:
   """One shape group of CNNs (``model``: ``"cnn1d"`` or the user's factory), Adam, 4 x 4 x seeds."""
   seeds = max(1, math.ceil(models / (len(INITS) * len(LEARNING_RATES))))
   own = model != "cnn1d"
+  if own:  # the user's CNN takes (length, channels) signals: give it the arrays so
+    ds = load_dataset(dataset)
+    dataset = {"x_train": ds.x_train[..., None], "y_train": ds.y_train,
+               "x_test": ds.x_test[..., None], "y_test": ds.y_test}
   grid = {"model": model, "dataset": dataset, "init": INITS, "depth": depth,
           "optimizer": "adam", "learning_rate": LEARNING_RATES, "batch_size": batch,
           "steps": steps, **({"channels": channels} if own else {"width": channels})}
