@@ -370,14 +370,16 @@ def test_functional_init_is_the_constructors_draw_and_vmaps_over_keys():
   keys = jax.random.split(jax.random.key(4), 3)
   one, population = fast_jit(lambda k, ks: (net.init(k), jax.vmap(net.init)(ks)))(
       jax.random.key(11), keys)
-  assert_trees_equal(one, params)  # jitted or eager, the same bits
+  hidden = lambda p: p["hidden"]["kernel"]  # noqa: E731
+  # Elementwise draws: the same bits jitted or eager; orthogonal's QR inside a larger
+  # jitted program may round differently (the sweep draws it by initialize's own program).
+  np.testing.assert_allclose(hidden(one), hidden(params), rtol=0, atol=2e-7)
+  one["hidden"]["kernel"] = params["hidden"]["kernel"]
+  assert_trees_equal(one, params)
   for i in range(3):
     alone = params_of(MLP(3, 2, width=8, depth=3, kernel_init=jaxinit.glorot_uniform(),
                           hidden_init=jaxinit.orthogonal(), rngs=keys[i]))
     drawn = jax.tree.map(lambda a, i=i: a[i], population)
-    # Elementwise draws: the same bits under vmap; orthogonal's QR is batched under vmap
-    # (another LAPACK path), equal to float32 rounding.
-    hidden = lambda p: p["hidden"]["kernel"]  # noqa: E731
     np.testing.assert_allclose(hidden(drawn), hidden(alone), rtol=0, atol=2e-7)
     drawn["hidden"]["kernel"] = alone["hidden"]["kernel"]
     assert_trees_equal(drawn, alone)

@@ -64,6 +64,9 @@ def _pure():
 BUILDS = {
     "builtin_mlp": (MODELS["mlp"].factory, dict(in_features=4, out_features=2, width=6, depth=3,
                                                  activation="relu", use_bias=True), (4,)),
+    "builtin_mlp_depth1": (MODELS["mlp"].factory,  # a stack of no hidden layers
+                           dict(in_features=4, out_features=2, width=6, depth=1,
+                                activation="relu", use_bias=True), (4,)),
     "builtin_resmlp": (MODELS["resmlp"].factory,
                        dict(in_features=4, out_features=2, width=6, depth=2,
                             activation="tanh", use_bias=True), (4,)),

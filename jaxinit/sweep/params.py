@@ -215,6 +215,8 @@ def draw_population(built: Built, rule_sets: Sequence[RuleSet], init_keys: np.nd
   others: dict[tuple[Any, ...], list[tuple[int, Any, float | None]]] = {}
   for j, rules in enumerate(rule_sets):
     for a in plans[rules].assignments:
+      if math.prod(a.stack) * math.prod(a.shape) == 0:
+        continue  # nothing to draw (a stack of no layers: an MLP of depth 1)
       static, factor = _split(a.init)
       table = rows if _elementwise(static) else others
       table.setdefault((static, a.shape, np.dtype(a.dtype), factor is not None), []).append(
