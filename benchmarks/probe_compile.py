@@ -24,19 +24,21 @@ import jax
 import jax.numpy as jnp
 
 from jaxinit import probes
-from jaxinit.models import CNN1D, MLP, ResMLP
+from jaxinit.models import CNN1D, MLP, ResMLP, functional
 
 DEFAULT_OUT = os.path.join("benchmarks", "results", "probe_compile.json")
 
 
 def make_net(family: str, depth: int, width: int) -> tuple[Any, tuple[int, ...]]:
-  """A network of the family and its input shape (batch of 16)."""
+  """A network of the family (its functional view, from shapes) and its input shape (batch 16)."""
   if family == "mlp":
-    return MLP(width, 10, width, depth, "relu"), (16, width)
+    return functional(MLP.abstract(width, 10, width, depth, "relu"))[0], (16, width)
   if family == "resmlp":
-    return ResMLP(width, 10, width, depth, "relu", branch_scale=0.2), (16, width)
+    return functional(ResMLP.abstract(width, 10, width, depth, "relu",
+                                      branch_scale=0.2))[0], (16, width)
   if family == "cnn":
-    return CNN1D(1, 10, width, depth, kernel_size=5, activation="relu"), (16, 40, 1)
+    return functional(CNN1D.abstract(1, 10, width, depth, kernel_size=5,
+                                     activation="relu"))[0], (16, 40, 1)
   raise ValueError(f"unknown family {family!r}")
 
 

@@ -30,6 +30,17 @@ backward matmuls only, so it understates) and is divided by the FLOP/s of a
 2048 x 2048 float32 matmul measured just before and after the engine's turn
 in each round. The machine may be shared: read the ratios measured side by side.
 
+Your own model (``--user-model cnn``, on by default): the example's NNX CNN
+(``experiments/configs/user_cnn.py:CNN``, a factory; channels 16, depth 2,
+batch 32, 64 models x 200 steps) through the engine, beside the built-in
+``cnn1d`` of the same architecture through the engine, (a') the loop a user
+writes over models of a jitted optax step, and (c) the ensemble a user writes:
+models made by ``nnx.vmap``, trained by ``jax.jit(jax.vmap(train))`` with
+``lax.scan`` over steps; the engine here is ``train_models`` with its two
+evaluations (compiled beforehand). ``--user-model mlp`` also measures the
+built-in MLP grid (width 64) against (c) on ``jaxinit.models.MLP``. The
+ratios are medians of per-round ratios.
+
 Also: compile time of one shape group at depth 4 and 64 (layers are
 scanned: nearly the same), peak memory (``ru_maxrss``) and the block
 program's ``memory_analysis``.
@@ -43,7 +54,7 @@ over the training and evaluation time it reports; the ratio of medians over
 rounds is this checkout's throughput over the other's.
 
 Usage:
-  python benchmarks/sweep_throughput.py [--grids width64 width256 small]
+  python benchmarks/sweep_throughput.py [--grids width64 width256 small] [--user-model cnn mlp]
       [--scale 1.0] [--rounds 3] [--baseline-models 8] [--compare-with DIR]
       [--out benchmarks/results/sweep_throughput.json]
 """
@@ -264,6 +275,222 @@ def compile_times(depths: list[int], width: int, models: int, dataset: str) -> d
   return out
 
 
+# ---------------------------------------------------------------------------
+# Your own model, and the loops a user would write instead of the engine.
+
+USER_CNN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "experiments", "configs")
+
+
+def user_cnn_factory():
+  """``experiments/configs/user_cnn.py:CNN``: the example's NNX CNN, a user's own factory."""
+  import sys  # pylint: disable=import-outside-toplevel
+  if USER_CNN not in sys.path:
+    sys.path.insert(0, USER_CNN)
+  import user_cnn  # pylint: disable=import-outside-toplevel
+  return user_cnn.CNN
+
+
+def cnn_config(model, channels: int, depth: int, models: int, steps: int, batch: int,
+               dataset: str) -> config_lib.SweepConfig:
+  """One shape group of CNNs (``model``: ``"cnn1d"`` or the user's factory), Adam, 4 x 4 x seeds."""
+  seeds = max(1, math.ceil(models / (len(INITS) * len(LEARNING_RATES))))
+  own = model != "cnn1d"
+  if own:  # the user's CNN takes (length, channels) signals: give it the arrays so
+    ds = load_dataset(dataset)
+    dataset = {"x_train": ds.x_train[..., None], "y_train": ds.y_train,
+               "x_test": ds.x_test[..., None], "y_test": ds.y_test}
+  grid = {"model": model, "dataset": dataset, "init": INITS, "depth": depth,
+          "optimizer": "adam", "learning_rate": LEARNING_RATES, "batch_size": batch,
+          "steps": steps, **({"channels": channels} if own else {"width": channels})}
+  return config_lib.parse_config({"name": "throughput_cnn", "seeds": seeds,
+                                  "eval_every": steps, "probes": [], "grid": grid})
+
+
+def engine_rate(config: config_lib.SweepConfig, models: int) -> tuple[float, dict]:
+  """Model-steps/s of the engine's training on ``models`` models of ``config``'s one group:
+  its block program minus an evaluation-only call of it (as :func:`measure` times it)."""
+  specs = config.models()[:models]
+  ds = load_dataset(specs[0]["dataset"])
+  program = compile_lib.make_program(specs[0], ds, config)
+  host_data = program_lib.device_data(program, ds, config.probe_batch)
+  tick = time.perf_counter()
+  programs, _ = _CACHE.get(program, host_data)
+  compile_s = time.perf_counter() - tick
+  call = programs.num_models
+  padded = (specs * -(-call // len(specs)))[:call]
+  params, lr, data_keys = loop.initial_arrays(program, padded, config.root_seed)
+  rows = programs.local_rows()
+  placed, keys = programs.put(host_data), programs.put(data_keys[rows], rows)
+
+  def block(train: bool) -> None:
+    state = loop.start_state(programs, params[rows], lr[rows], rows)
+    jax.block_until_ready(programs.block(placed, keys, state, programs.put(np.int32(0)),
+                                         programs.put(np.bool_(train))))
+
+  block(True)  # warm
+  train_s = _seconds(lambda: block(True)) - _seconds(lambda: block(False))
+  return call * program.block_steps / train_s, {"compile_s": compile_s, "lanes": program.lanes,
+                                                "models_per_call": call}
+
+
+_CACHE = compile_lib.ProgramCache()
+
+
+def _user_pieces(make, data, batch: int):
+  """What a user writes: the model split into (graphdef, params), a loss, an optax step."""
+  import optax  # pylint: disable=import-outside-toplevel
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  x, y = jnp.asarray(data["x_train"]), jnp.asarray(data["y_train"])
+  graphdef, _ = nnx.split(make(nnx.Rngs(0)))
+
+  def loss_fn(params, xb, yb):
+    logits = nnx.merge(graphdef, params)(xb)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+  def step(params, opt_state, key, tx):
+    index = jax.random.randint(key, (batch,), 0, x.shape[0])
+    grads = jax.grad(loss_fn)(params, x[index], y[index])
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  return graphdef, step
+
+
+def handwritten_ensemble(make, data, models: int, steps: int, batch: int,
+                         learning_rates: list[float]):
+  """(c): the ensemble a user would write: models made by ``nnx.vmap``, trained by
+  ``jax.jit(jax.vmap(train))`` with ``lax.scan`` over steps and a plain optax Adam.
+
+  Returns ``(run, compile seconds)``.
+  """
+  import optax  # pylint: disable=import-outside-toplevel
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  _, step = _user_pieces(make, data, batch)
+
+  @nnx.split_rngs(splits=models)
+  @nnx.vmap(in_axes=(0,))
+  def ensemble(rngs):
+    return make(rngs)
+
+  _, params = nnx.split(ensemble(nnx.Rngs(0)), nnx.Param)
+  lrs = jnp.asarray((learning_rates * models)[:models], jnp.float32)
+  keys = jax.random.split(jax.random.key(1), models)
+
+  def train(params, lr, key):
+    tx = optax.adam(lr)
+    carry = (params, tx.init(params))
+    def body(carry, k):
+      return step(*carry, k, tx), None
+    (params, _), _ = jax.lax.scan(body, carry, jax.random.split(key, steps))
+    return params
+
+  tick = time.perf_counter()
+  compiled = jax.jit(jax.vmap(train)).lower(params, lrs, keys).compile()
+  compile_s = time.perf_counter() - tick
+  return lambda: jax.block_until_ready(compiled(params, lrs, keys)), compile_s
+
+
+def handwritten_step_loop(make, data, models: int, steps: int, batch: int,
+                          learning_rates: list[float]):
+  """(a'): a user's per-model loop of a jitted optax step (one model at a time).
+
+  Returns ``(run, compile seconds)``; ``run()`` trains ``models`` models.
+  """
+  import optax  # pylint: disable=import-outside-toplevel
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  _, step = _user_pieces(make, data, batch)
+  jitted = jax.jit(step, static_argnums=3, donate_argnums=(0, 1))
+  starts = []
+  for j in range(models):
+    _, params = nnx.split(make(nnx.Rngs(j)), nnx.Param)
+    tx = optax.adam(learning_rates[j % len(learning_rates)])
+    starts.append((params, tx))
+  tick = time.perf_counter()
+  params, tx = starts[0]
+  jax.block_until_ready(jitted(jax.tree.map(jnp.copy, params), tx.init(params),
+                               jax.random.key(0), tx))
+  compile_s = time.perf_counter() - tick
+
+  def run():
+    for params, tx in starts:
+      params = jax.tree.map(jnp.copy, params)
+      opt_state = tx.init(params)
+      for key in jax.random.split(jax.random.key(1), steps):
+        params, opt_state = jitted(params, opt_state, key, tx)
+      jax.block_until_ready(params)
+  return run, compile_s
+
+
+def measure_user_model(channels: int, depth: int, batch: int, models: int, steps: int,
+                       baseline_models: int, dataset: str, rounds: int) -> dict:
+  """The user's NNX CNN through the engine, beside the built-in ``cnn1d`` (same
+  architecture), (a') a per-step jitted loop and (c) a hand-written vmap ensemble."""
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  cnn = user_cnn_factory()
+  ds = load_dataset(dataset)
+  data = {"x_train": ds.x_train[..., None], "y_train": ds.y_train}
+  make = lambda rngs: cnn(in_shape=data["x_train"].shape[1:], out_features=ds.num_outputs,  # noqa: E731
+                          channels=channels, depth=depth, rngs=rngs)
+  params = sum(x.size for x in jax.tree.leaves(nnx.state(make(nnx.Rngs(0)), nnx.Param)))
+  print(f"\nuser NNX CNN (channels {channels}, depth {depth}, batch {batch}): {models} models "
+        f"x {steps} steps, {params:,} params per model", flush=True)
+  user_cfg = cnn_config(cnn, channels, depth, models, steps, batch, dataset)
+  builtin_cfg = cnn_config("cnn1d", channels, depth, models, steps, batch, dataset)
+  n = baseline_models
+  run_a, compile_a = handwritten_step_loop(make, data, n, steps, batch, LEARNING_RATES)
+  run_c, compile_c = handwritten_ensemble(make, data, models, steps, batch, LEARNING_RATES)
+  per_round = []
+  for _ in range(rounds):
+    user, user_info = engine_rate(user_cfg, models)
+    builtin, builtin_info = engine_rate(builtin_cfg, models)
+    a = n * steps / _seconds(run_a)
+    c = models * steps / _seconds(run_c)
+    per_round.append({"user_engine": user, "builtin_engine": builtin, "a_step_loop": a,
+                      "c_handwritten_vmap": c})
+  med = lambda key: statistics.median(r[key] for r in per_round)  # noqa: E731
+  ratio = lambda k1, k2: statistics.median(r[k1] / r[k2] for r in per_round)  # noqa: E731
+  result = {
+      "channels": channels, "depth": depth, "batch": batch, "models": models, "steps": steps,
+      "params_per_model": params, "rounds": per_round,
+      "user_engine": {"model_steps_per_s": med("user_engine"), **user_info},
+      "builtin_engine": {"model_steps_per_s": med("builtin_engine"), **builtin_info},
+      "a_step_loop": {"model_steps_per_s": med("a_step_loop"), "measured_on_models": n,
+                      "compile_s": compile_a},
+      "c_handwritten_vmap": {"model_steps_per_s": med("c_handwritten_vmap"),
+                             "compile_s": compile_c},
+      "ratios": {"user_engine_over_step_loop": ratio("user_engine", "a_step_loop"),
+                 "user_engine_over_handwritten_vmap": ratio("user_engine",
+                                                            "c_handwritten_vmap"),
+                 "user_engine_over_builtin_engine": ratio("user_engine", "builtin_engine"),
+                 "builtin_engine_over_handwritten_vmap": ratio("builtin_engine",
+                                                               "c_handwritten_vmap")}}
+  for key, value in result["ratios"].items():
+    print(f"  {key}: {value:.2f}x", flush=True)
+  return result
+
+
+def measure_builtin_vs_handwritten(width: int, batch: int, models: int, steps: int,
+                                   dataset: str, rounds: int) -> dict:
+  """The built-in MLP grid's engine against (c), the hand-written vmap ensemble of the
+  same network (``jaxinit.models.MLP``, tanh, depth 8)."""
+  from jaxinit.models import MLP  # pylint: disable=import-outside-toplevel
+  ds = load_dataset(dataset)
+  data = {"x_train": ds.x_train, "y_train": ds.y_train}
+  make = lambda rngs: MLP(ds.in_features, ds.num_outputs, width, 8, activation="tanh",  # noqa: E731
+                          rngs=rngs)
+  config = sweep_config(width, 8, models, steps, batch, dataset)
+  run_c, compile_c = handwritten_ensemble(make, data, models, steps, batch, LEARNING_RATES)
+  per_round = []
+  for _ in range(rounds):
+    engine, info = engine_rate(config, models)
+    per_round.append({"engine": engine, "c_handwritten_vmap": models * steps / _seconds(run_c)})
+  ratio = statistics.median(r["engine"] / r["c_handwritten_vmap"] for r in per_round)
+  print(f"\nMLP width {width}: engine over hand-written vmap ensemble {ratio:.2f}x", flush=True)
+  return {"width": width, "batch": batch, "models": models, "steps": steps, "rounds": per_round,
+          "engine": info, "c_compile_s": compile_c, "engine_over_handwritten_vmap": ratio}
+
+
 GRIDS = {
     # name: (width, batch, models, steps); --scale multiplies models and steps
     "width64": (64, 128, 256, 200),
@@ -321,13 +548,18 @@ def compare(other: str, grids: list[str], scale: float, rounds: int, dataset: st
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--grids", nargs="+", default=list(GRIDS), choices=list(GRIDS))
+  parser.add_argument("--grids", nargs="*", default=list(GRIDS), choices=list(GRIDS))
   parser.add_argument("--scale", type=float, default=1.0,
                       help="multiply every grid's models and steps (0.25 for a quick look)")
   parser.add_argument("--baseline-models", type=int, default=8)
   parser.add_argument("--rounds", type=int, default=3,
                       help="interleaved rounds of engine, (a) and (b); medians reported")
   parser.add_argument("--dataset", default="mnist1d")
+  parser.add_argument("--user-model", nargs="*", default=["cnn"], choices=["cnn", "mlp"],
+                      help="also: the user-model grid (the example's NNX CNN as a factory, "
+                           "beside the built-in cnn1d, a per-step jitted loop and a "
+                           "hand-written vmap ensemble) and the MLP grid against the "
+                           "hand-written ensemble")
   parser.add_argument("--cpu-devices", type=int, default=os.cpu_count() or 1,
                       help="CPU devices the engine spreads models over (1: one device)")
   parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
@@ -360,8 +592,17 @@ def main(argv: list[str] | None = None) -> int:
                    max(2, args.baseline_models // 2))
     runs.append({"grid": name, **measure(width, batch, models, steps, baseline, args.dataset,
                                           args.rounds)})
+  user_runs = {}
+  if "cnn" in args.user_model:
+    user_runs["cnn"] = measure_user_model(
+        16, 2, 32, max(1, int(64 * args.scale)), max(1, int(200 * args.scale)),
+        args.baseline_models, args.dataset, args.rounds)
+  if "mlp" in args.user_model:
+    user_runs["mlp"] = measure_builtin_vs_handwritten(
+        64, 128, max(1, int(256 * args.scale)), max(1, int(200 * args.scale)), args.dataset,
+        args.rounds)
   print("\ncompile time of one shape group (256 models, width 64, batch 128):")
-  compiles = compile_times([4, 64], 64, 256, args.dataset)
+  compiles = compile_times([4, 64], 64, 256, args.dataset) if runs else {4: 1.0, 64: 1.0}
   ratio = compiles[64] / compiles[4]
   print(f"  depth 64 / depth 4: {ratio:.2f}x")
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -387,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
                   "evaluation; end_to_end_* includes evaluations); (a) and (b) are measured "
                   "on the first models of the grid and extrapolated per model-step; FLOP/s "
                   "counts 6 x params x batch per model-step"),
-         "runs": runs, "compile_s_by_depth": {str(k): v for k, v in compiles.items()},
+         "runs": runs, "user_model": user_runs, "compile_s_by_depth": {str(k): v for k, v in compiles.items()},
          "compile_ratio_depth64_over_depth4": ratio, "peak_rss_mib": peak}
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w") as f:

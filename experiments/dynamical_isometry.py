@@ -59,7 +59,7 @@ import numpy as np
 
 import jaxinit
 from jaxinit import gains, probes, theory
-from jaxinit.models import MLP
+from jaxinit.models import MLP, functional
 from jaxinit.sweep import load_dataset, run_sweep
 from jaxinit_experiments.study import (Report, Study, pick, pyplot, save_figure, verdict_of,
                                        write_csv)
@@ -117,12 +117,14 @@ def _critical(activation: str, bias_variance: float) -> tuple[float, float]:
 def _spectrum_program(activation: str, width: int, depths: tuple[int, ...]) -> Any:
   """Jitted ``(params, x) -> (depths, width)`` singular values, vmapped over networks."""
   phi = gains.resolve_activation(activation)
+  nets = {depth: functional(MLP.abstract(width, 1, width, depth, activation))[0]
+          for depth in depths}
 
   def one(params, x):
     out = []
     for depth in depths:
       # The depth-d network is the first d layers of the deepest one.
-      net = MLP(width, 1, width, depth, activation)
+      net = nets[depth]
       sub = dict(params, hidden=jax.tree.map(lambda a, d=depth: a[:d - 1], params["hidden"]))
 
       def fn(v, net=net, sub=sub):
@@ -140,7 +142,7 @@ def _unit_params(width: int, depth: int, seeds: int) -> dict[str, Any]:
 
   Kernels and biases scale with ``sqrt(sw)`` and ``sqrt(sb)``, so every setting rescales
   these draws. The kernels are drawn by one vmapped initializer call per distribution
-  (one ``width x width`` matrix per draw, as ``MLP.init`` draws them, but one compiled
+  (one ``width x width`` matrix per draw, as the MLP's rules draw them, but one compiled
   program instead of several); the readout is unused by the Jacobian, so it is zero.
   """
   kernels = {"gaussian": jaxinit.variance_scaling(1.0, "fan_in", "normal"),

@@ -45,7 +45,7 @@ import optax
 
 import jaxinit
 from jaxinit import probes, theory
-from jaxinit.models import MLP
+from jaxinit.models import MLP, Functional, functional
 from jaxinit.sweep import load_dataset, run_sweep
 from jaxinit_experiments.study import (Report, Study, pick, pyplot, save_figure, verdict_of,
                                        write_csv)
@@ -116,13 +116,14 @@ def _theory(init: str, n_in: int, width: int, q0: float) -> dict[str, np.ndarray
 # Measurement.
 
 
-def _network(dataset: Any, width: int, init: str | None = None) -> MLP:
+def _network(dataset: Any, width: int, init: str | None = None) -> Functional:
   kwargs = {} if init is None else {"kernel_init": jaxinit.get(INITS[init])}
-  return MLP(in_features=dataset.in_features, out_features=dataset.num_outputs, width=width,
-             depth=DEPTH, activation="tanh", bias_init=jaxinit.zeros, **kwargs)
+  return functional(MLP.abstract(in_features=dataset.in_features,
+                                 out_features=dataset.num_outputs, width=width, depth=DEPTH,
+                                 activation="tanh", bias_init=jaxinit.zeros, **kwargs))[0]
 
 
-def _signals(net: MLP, params: Any, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
+def _signals(net: Functional, params: Any, x: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
   """Per-layer pre-activations, activations, per-example dC/ds, weight gradients."""
   _, captured = net.apply(params, x, capture=True)
   pre = captured["preactivations"]
@@ -147,7 +148,7 @@ def _jacobian_means(params: Any, act: jax.Array) -> jax.Array:
   return jax.vmap(one)(kernels, biases, act[:-1, 0])
 
 
-def _measure(net: MLP, params: Any, x: np.ndarray, y: np.ndarray,
+def _measure(net: Functional, params: Any, x: np.ndarray, y: np.ndarray,
              jacobians: bool) -> dict[str, np.ndarray]:
   sig = jax.jit(_signals, static_argnums=0)(net, params, jnp.asarray(x), jnp.asarray(y))
   out = {k: np.asarray(v) for k, v in sig.items()}
@@ -173,7 +174,7 @@ def run(scale: str, out: Path) -> Report:
 
   # At init, at the paper's width: measurement and theory.
   at_init, predicted, layer_rows = {}, {}, []
-  probe_net = _network(dataset, s["probe_width"])  # apply() ignores the initializers
+  probe_net = _network(dataset, s["probe_width"])  # one compiled probe for every init
   for name in INITS:
     params = _network(dataset, s["probe_width"], name).init(jax.random.key(0))
     at_init[name] = _measure(probe_net, params, x, y, jacobians=True)

@@ -38,7 +38,7 @@ import jax
 import numpy as np
 
 from jaxinit import probes, theory
-from jaxinit.models import MLP
+from jaxinit.models import MLP, functional
 from jaxinit.sweep import load_dataset, run_sweep
 from jaxinit_experiments.study import (Report, Study, pick, pyplot, save_figure, verdict_of,
                                        write_csv)
@@ -238,8 +238,9 @@ def _saturation(result: Any, dataset: Any, s: dict[str, Any], x: np.ndarray) -> 
   for i, model in enumerate(result.models):
     act = model["activation"]
     if act not in fns:
-      net = MLP(in_features=dataset.in_features, out_features=dataset.num_outputs,
-                width=s["width"], depth=s["depth"], activation=act)
+      net = functional(MLP.abstract(in_features=dataset.in_features,
+                                    out_features=dataset.num_outputs, width=s["width"],
+                                    depth=s["depth"], activation=act))[0]
       fns[act] = jax.jit(lambda p, net=net: probes.saturated_fraction(
           net.apply(p, x, capture=True)[1]["preactivations"], "tanh"))
     out.append(np.asarray(fns[act](result.initial_params[i])) if act == "tanh"

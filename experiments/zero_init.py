@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinit import probes
-from jaxinit.models import MLP
+from jaxinit.models import MLP, functional
 from jaxinit.sweep import load_dataset, run_sweep
 from jaxinit.sweep.config import optimizer_factory
 from jaxinit_experiments.study import (Report, Study, pick, pyplot, save_figure, verdict_of,
@@ -148,10 +148,13 @@ def _model_rows(result: Any, dataset: Any, width: int) -> tuple[list[dict[str, A
   x = jnp.asarray(dataset.x_train)
   dead = jax.jit(lambda net, p: probes.dead_fraction(net.apply(p, x, capture=True)[1][
       "preactivations"]), static_argnums=0)
+  nets = {act: functional(MLP.abstract(in_features=dataset.in_features,
+                                       out_features=dataset.num_outputs, width=width,
+                                       depth=DEPTH, activation=act))[0]
+          for act in {model["activation"] for model in result.models}}
   for i, (model, row) in enumerate(zip(result.models, result.rows)):
     name = _init_name(model["init"])
-    net = MLP(in_features=dataset.in_features, out_features=dataset.num_outputs,
-              width=width, depth=DEPTH, activation=model["activation"])
+    net = nets[model["activation"]]
     first, last = result.initial_params[i], result.final_params[i]
     units_init = np.asarray(count(net, first)).tolist()
     units_final = np.asarray(count(net, last)).tolist()

@@ -35,12 +35,11 @@ def _initializers(activation: str) -> dict[str, jaxinit.Initializer]:
 def signal_variances(init: jaxinit.Initializer, activation: str, depth: int, width: int,
                      batch: int, key: jax.Array) -> jax.Array:
   """``q^l = E[(h^l)^2]`` for ``l = 1..depth`` of one random MLP on N(0, 1) inputs."""
-  net = MLP(in_features=width, out_features=1, width=width, depth=depth,
-            activation=activation, use_bias=False, kernel_init=init)
   key_params, key_x = jax.random.split(key)
-  params = net.init(key_params)
+  model = MLP(in_features=width, out_features=1, width=width, depth=depth,
+              activation=activation, use_bias=False, kernel_init=init, rngs=key_params)
   x = jax.random.normal(key_x, (batch, width))
-  _, captured = net.apply(params, x, capture=True)
+  _, captured = model(x, capture=True)
   return jnp.mean(captured["preactivations"] ** 2, axis=(1, 2))
 
 

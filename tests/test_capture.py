@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-import jaxinit.models.nnx as jnnx
+from jaxinit.models import MLP, ResMLP, functional
 from jaxinit.capture import capture, forward, output_gradients
 
 
@@ -55,7 +55,7 @@ def test_capture_is_pure_under_jit_and_vmap():
 
 
 def test_scanned_stacks_come_out_stacked_one_entry_per_layer():
-  model = jnnx.ResMLP(3, 2, width=8, depth=4, rngs=nnx.Rngs(0))
+  model = ResMLP(3, 2, width=8, depth=4, rngs=nnx.Rngs(0))
   x = jnp.ones((5, 3))
   _, captured = capture(model, x)
   assert captured["blocks/hidden"].shape == (4, 5, 8)

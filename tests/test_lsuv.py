@@ -11,7 +11,7 @@ from flax import nnx
 import jaxinit
 from jaxinit.capture import capture, forward
 from jaxinit.dynamic import LSUVError, LSUVWarning, lsuv_rules
-import jaxinit.models.nnx as jnnx
+from jaxinit.models import MLP, ResMLP, functional
 
 TINY = jaxinit.normal(0.01)
 
@@ -121,7 +121,7 @@ def test_lsuv_converges_on_a_transformer_block_stack():
 
 def test_lsuv_converges_on_a_scanned_resmlp_layer_by_layer():
   x = jax.random.normal(jax.random.key(3), (64, 8))
-  model = jnnx.ResMLP(8, 4, width=32, depth=4, kernel_init=TINY, rngs=nnx.Rngs(0))
+  model = ResMLP(8, 4, width=32, depth=4, kernel_init=TINY, rngs=nnx.Rngs(0))
   model, report = jaxinit.lsuv(model, x)
   # Stacked blocks are fitted one slice at a time, in the order the scan runs them.
   assert report.layers[:4] == ("input", "blocks/hidden[0]", "blocks/branch[0]",

@@ -1,12 +1,12 @@
 """Probes: forward statistics against numpy, the acceptance experiments (He vs
 Glorot through 30 ReLU layers, symmetry under zero init, Jacobian spectra of
-deep linear networks), gradients, NNX parity and vmap over models, plots.
+deep linear networks), gradients and vmap over models, plots. Networks are the
+functional views of jaxinit.models built from shapes (:func:`network`).
 
 Statistical tolerances are Z standard errors estimated from the seeds
 themselves (Z from tests/stats.py); keys are fixed, so runs are deterministic.
 """
 
-import dataclasses
 import functools
 import math
 import zlib
@@ -16,12 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from flax import nnx
-
 import jaxinit
-import jaxinit.models.nnx as jnnx
 from jaxinit import probes
-from jaxinit.models import CNN1D, MLP, ResMLP
+from jaxinit.models import MLP, ResMLP, functional
 from stats import Z
 
 RNG = np.random.default_rng(20261125)
@@ -43,6 +40,11 @@ fast_jit = functools.partial(jax.jit, compiler_options={
     "xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True})
 lean_jit = functools.partial(jax.jit, compiler_options={
     "xla_backend_optimization_level": 1, "xla_llvm_disable_expensive_passes": True})
+
+
+def network(cls, *args, **kwargs):
+  """The functional view of a jaxinit model built from shapes (nothing drawn)."""
+  return functional(cls.abstract(*args, **kwargs))[0]
 
 
 def numpy_params(net, scale=1.0):
@@ -107,8 +109,8 @@ def test_forward_statistics_match_numpy():
 
 def test_correlation_of_opposite_inputs_through_an_odd_network():
   # tanh and no biases: h(-x) = -h(x) exactly, so c^l = -1 at every layer.
-  net = MLP(in_features=3, out_features=2, width=8, depth=3, activation="tanh",
-            use_bias=False)
+  net = network(MLP, in_features=3, out_features=2, width=8, depth=3, activation="tanh",
+                use_bias=False)
   params = numpy_params(net)
   x = RNG.standard_normal((4, 3)).astype(np.float32)
 
@@ -125,14 +127,16 @@ def test_correlation_of_opposite_inputs_through_an_odd_network():
 # Acceptance: a 30-layer ReLU MLP of width 256, He vs Glorot
 
 DEEP, WIDE, SEEDS = 30, 256, 24
-DEEP_RELU = MLP(in_features=WIDE, out_features=1, width=WIDE, depth=DEEP, activation="relu")
+DEEP_RELU = dict(in_features=WIDE, out_features=1, width=WIDE, depth=DEEP, activation="relu")
 
 
 @fast_jit
 def second_moments(params, x):
   """q^l of each model of a population (vmapped over the params' leading axis)."""
+  net = network(MLP, **DEEP_RELU)
+
   def one(p):
-    _, inter = DEEP_RELU.apply(p, x, capture=True)
+    _, inter = net.apply(p, x, capture=True)
     return probes.layer_moments(inter["preactivations"])["second_moment"]
   return jax.vmap(one)(params)
 
@@ -156,7 +160,7 @@ def relu_profiles():
   # Module scope: set up before the per-test generator, so it has its own.
   x = jnp.asarray(np.random.default_rng(30).standard_normal((32, WIDE)), jnp.float32)
   keys = jax.random.split(jax.random.key(30), SEEDS)
-  nets = {name: dataclasses.replace(DEEP_RELU, kernel_init=init)
+  nets = {name: network(MLP, **DEEP_RELU, kernel_init=init)
           for name, init in [("he", jaxinit.he_normal()), ("glorot", jaxinit.glorot_normal())]}
   populations = lean_jit(lambda keys: {name: jax.vmap(net.init)(keys)
                                        for name, net in nets.items()})(keys)
@@ -187,7 +191,9 @@ def test_glorot_halves_the_forward_variance_per_relu_layer(relu_profiles):
 # ---------------------------------------------------------------------------
 # Acceptance: symmetry under zero (and constant) init survives training
 
-SYM = MLP(in_features=6, out_features=3, width=16, depth=3, activation="tanh")
+SYM_WIDTH, SYM_DEPTH = 16, 3
+SYM = network(MLP, in_features=6, out_features=3, width=SYM_WIDTH, depth=SYM_DEPTH,
+              activation="tanh")
 STEPS = 12
 
 
@@ -221,16 +227,16 @@ def test_zero_init_stays_one_unit_per_layer_through_training():
       "random": dict(),
   }
   key = jax.random.key(5)
-  start = fast_jit(lambda k: stack([MLP(6, 3, 16, 3, "tanh", **kw).init(k)
-                                    for kw in inits.values()]))(key)
+  nets = [network(MLP, 6, 3, SYM_WIDTH, SYM_DEPTH, "tanh", **kw) for kw in inits.values()]
+  start = fast_jit(lambda k: stack([net.init(k) for net in nets]))(key)
   x = jnp.asarray(RNG.standard_normal((32, 6)), jnp.float32)
   y = jnp.asarray(RNG.standard_normal((32, 3)), jnp.float32)
   trained, losses, counts = train_population(start, x, y)
   zeros, constant, random = 0, 1, 2
   # One distinct unit per hidden layer, before and after every SGD step.
-  np.testing.assert_array_equal(counts[zeros], np.ones((STEPS + 1, SYM.depth)))
-  np.testing.assert_array_equal(counts[constant], np.ones((STEPS + 1, SYM.depth)))
-  np.testing.assert_array_equal(counts[random], np.full((STEPS + 1, SYM.depth), SYM.width))
+  np.testing.assert_array_equal(counts[zeros], np.ones((STEPS + 1, SYM_DEPTH)))
+  np.testing.assert_array_equal(counts[constant], np.ones((STEPS + 1, SYM_DEPTH)))
+  np.testing.assert_array_equal(counts[random], np.full((STEPS + 1, SYM_DEPTH), SYM_WIDTH))
   # Training did happen: losses fell and the symmetric hidden weights moved.
   assert np.all(losses[:, -1] < losses[:, 0])
   moved = trained["hidden"]["kernel"][constant] - start["hidden"]["kernel"][constant]
@@ -261,7 +267,8 @@ LINEAR_DEPTH = 7  # hidden layers: 8 weight matrices
 
 
 def linear_net(width, kernel_init, depth=LINEAR_DEPTH):
-  return MLP(width, width, width, depth, "linear", use_bias=False, kernel_init=kernel_init)
+  return network(MLP, width, width, width, depth, "linear", use_bias=False,
+                 kernel_init=kernel_init)
 
 
 def spectrum_moments(net):
@@ -316,11 +323,12 @@ def exact_second_moment(width, num_matrices):
 
 def test_gaussian_deep_linear_jacobian_spreads_as_free_probability_says():
   width, seeds = 256, 12
-  net = linear_net(width, jaxinit.variance_scaling(1.0, "fan_in", "normal"))
+  init = jaxinit.variance_scaling(1.0, "fan_in", "normal")
+  net = linear_net(width, init)
   params = lean_jit(jax.vmap(net.init))(jax.random.split(jax.random.key(12), seeds))
   x = jnp.asarray(RNG.standard_normal((seeds, width)), jnp.float32)
   # Depth L = 8 matrices, and L = 4 from the same draws (3 of the 6 hidden).
-  shallow = linear_net(width, net.kernel_init, depth=3)
+  shallow = linear_net(width, init, depth=3)
   shallow_params = dict(params, hidden={"kernel": params["hidden"]["kernel"][:, :2]})
   for model, p, num_matrices in [(net, params, 8), (shallow, shallow_params, 4)]:
     m1, m2 = (np.asarray(m, np.float64) for m in spectrum_moments(model)(p, x))
@@ -355,8 +363,8 @@ def test_gaussian_jacobian_variance_grows_linearly_with_depth_at_width_512():
 def test_matrix_free_estimates_match_the_exact_spectrum():
   # 16 inputs into width 48: J is 16 x 48 with singular values away from 0.
   n = 16
-  net = MLP(n, 48, 48, 2, "linear", use_bias=False,
-            kernel_init=jaxinit.variance_scaling(1.0, "fan_in", "normal"))
+  net = network(MLP, n, 48, 48, 2, "linear", use_bias=False,
+                kernel_init=jaxinit.variance_scaling(1.0, "fan_in", "normal"))
 
   @fast_jit
   def run(key, x):
@@ -393,7 +401,7 @@ def test_lanczos_restarts_on_invariant_subspaces():
 
 
 def test_gradient_norms_match_an_unrolled_reference():
-  net = MLP(in_features=3, out_features=2, width=8, depth=3, activation="tanh")
+  net = network(MLP, in_features=3, out_features=2, width=8, depth=3, activation="tanh")
   params = numpy_params(net)
   x = jnp.asarray(RNG.standard_normal((5, 3)), jnp.float32)
   target = jnp.asarray(RNG.standard_normal((5, 2)), jnp.float32)
@@ -419,7 +427,8 @@ def test_gradient_norms_match_an_unrolled_reference():
 
 
 def test_probes_vmap_over_models():
-  net = ResMLP(in_features=3, out_features=2, width=8, depth=3, branch_scale=0.5)
+  depth = 3
+  net = network(ResMLP, in_features=3, out_features=2, width=8, depth=depth, branch_scale=0.5)
   population = [numpy_params(net) for _ in range(3)]
   x = jnp.asarray(RNG.standard_normal((5, 3)), jnp.float32)
   loss_fn = lambda y: jnp.mean(y**2)  # noqa: E731
@@ -435,46 +444,7 @@ def test_probes_vmap_over_models():
   for i, p in enumerate(population):
     jax.tree.map(lambda a, b, i=i: np.testing.assert_allclose(a[i], b, rtol=1e-5),
                  together, one_by_one(p))
-  assert together[2].shape == (3, 2 * net.depth + 1)  # stem + 2 per block
-
-
-# ---------------------------------------------------------------------------
-# Acceptance: probes on NNX modules equal probes on the functional networks
-
-PARITY = {
-    "mlp": (MLP(3, 2, 8, 3, "tanh"), (5, 3),
-            lambda: jnnx.MLP(3, 2, width=8, depth=3, activation="tanh", rngs=nnx.Rngs(0))),
-    "resmlp": (ResMLP(3, 2, 8, 3, branch_scale=0.5), (5, 3),
-               lambda: jnnx.ResMLP(3, 2, width=8, depth=3, branch_scale=0.5,
-                                   rngs=nnx.Rngs(0))),
-    "cnn": (CNN1D(1, 2, 8, 3, kernel_size=3), (5, 10, 1),
-            lambda: jnnx.CNN1D(1, 2, channels=8, depth=3, kernel_size=3, rngs=nnx.Rngs(0))),
-}
-
-
-@pytest.mark.parametrize("name", sorted(PARITY))
-def test_probes_on_nnx_equal_probes_on_functional(name):
-  net, x_shape, build = PARITY[name]
-  params = numpy_params(net)
-  graphdef, _ = nnx.split(nnx.eval_shape(build))
-  module = nnx.merge(graphdef, params)  # the NNX twin holding the same params
-  adapter, adapter_params = jnnx.as_network(module)
-  x = jnp.asarray(RNG.standard_normal(x_shape), jnp.float32)
-  loss_fn = lambda y: jnp.mean(jnp.square(y))  # noqa: E731
-
-  def all_probes(network, p):
-    h = network.apply(p, x, capture=True)[1]["preactivations"]
-    out = {"moments": probes.layer_moments(h), "dead": probes.dead_fraction(h),
-           "gradients": probes.gradient_norms(network, p, x, loss_fn)}
-    if name != "resmlp":  # compile time: the rest once per layer type (dense, conv)
-      out["symmetry"] = probes.distinct_units_per_layer(network, p)
-      out["jacobian"] = probes.jacobian_singular_values(lambda z: network.apply(p, z), x[0])
-    return out
-
-  functional = fast_jit(functools.partial(all_probes, net))(params)
-  nnx_side = fast_jit(functools.partial(all_probes, adapter))(adapter_params)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
-               nnx_side, functional)
+  assert together[2].shape == (3, 2 * depth + 1)  # stem + 2 per block
 
 
 # ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 from flax import nnx
 
 import jaxinit
-import jaxinit.models.nnx as jnnx
+from jaxinit.models import MLP, ResMLP, functional
 from jaxinit import probes
 from jaxinit.capture import capture, forward
 
@@ -16,17 +16,17 @@ def _mse(y):
 
 
 def _nnx_mlp(activation):
-  # The NNX MLP is the module behind jaxinit.models.MLP's params layout: as_network gives the
+  # jaxinit.models.MLP is an NNX module: functional() gives the
   # old (functional) view of the very same weights.
-  return jnnx.MLP(4, 3, width=16, depth=5, activation=activation, rngs=nnx.Rngs(0))
+  return MLP(4, 3, width=16, depth=5, activation=activation, rngs=nnx.Rngs(0))
 
 
 def test_forward_probes_are_equal_through_capture_and_the_old_path():
   x = jax.random.normal(jax.random.key(0), (32, 4))
   for activation in ("relu", "tanh"):
     module = _nnx_mlp(activation)
-    net, params = jnnx.as_network(module)
-    assert isinstance(net.spec, jaxinit.models.MLP)
+    net, params = functional(module)
+    assert isinstance(net, jaxinit.models.Functional)
     old = net.apply(params, x, capture=True)[1]["preactivations"]
     _, captured = capture(module, x)
     new = probes.captured_layers(captured, "input", "hidden")  # pre-activations
@@ -40,7 +40,7 @@ def test_forward_probes_are_equal_through_capture_and_the_old_path():
 def test_gradient_norms_are_equal_through_capture_and_the_old_path():
   x = jax.random.normal(jax.random.key(1), (32, 4))
   module = _nnx_mlp("tanh")
-  net, params = jnnx.as_network(module)
+  net, params = functional(module)
   old = probes.gradient_norms(net, params, x, _mse)
   fwd, state = forward(module)
   new = probes.output_gradient_norms(fwd, state, x, _mse, "input", "hidden")
@@ -50,8 +50,8 @@ def test_gradient_norms_are_equal_through_capture_and_the_old_path():
 
 def test_signal_propagation_of_a_resmlp_through_capture():
   x = jax.random.normal(jax.random.key(2), (32, 4))
-  module = jnnx.ResMLP(4, 3, width=16, depth=4, branch_scale=0.5, rngs=nnx.Rngs(0))
-  net, params = jnnx.as_network(module)
+  module = ResMLP(4, 3, width=16, depth=4, branch_scale=0.5, rngs=nnx.Rngs(0))
+  net, params = functional(module)
   old = net.apply(params, x, capture=True)[1]
   _, captured = capture(module, x)
   branch = probes.captured_layers(captured, "blocks/branch")

@@ -134,17 +134,28 @@ def test_initialization_follows_the_grid(group):
   assert not np.any(params(weight_variance=1.0, **cell)["hidden"]["bias"])
 
 
-def test_kernels_are_the_initializer_on_their_key():
-  net = jaxinit.models.MLP(in_features=16, out_features=1, width=16, depth=2)
-  shapes = jax.eval_shape(net.init, jax.random.key(0))
-  key = jax.random.key(7)
-  init = jaxinit.he_normal()
-  params = params_lib.draw_population(shapes, [init], [key], [1.0], [0.0])
-  kernel_key = jax.random.wrap_key_data(params_lib._layer_key(
-      jax.random.key_data(key), np.int32(1), np.uint32(0)))
-  # The same values up to the rounding of the scale (an argument of the draw).
-  np.testing.assert_allclose(params["hidden"]["kernel"][0, 0], init(kernel_key, (16, 16)),
-                             rtol=1e-6, atol=1e-7)
+def test_initial_params_are_jaxinit_initialize_of_the_model_alone(group):
+  """One init path: a sweep's initial params are ``jaxinit.initialize`` of the model (here
+  ``jaxinit.models.MLP`` built by its rules) with the cell's rules and the model's init key."""
+  from jaxinit.sweep import keys as keys_lib  # pylint: disable=import-outside-toplevel
+  result, _ = group
+  for cell in (dict(init="orthogonal", weight_variance=2.0, learning_rate=0.05, seed=1),
+               dict(init="he_normal", weight_variance=0.5, learning_rate=0.01, seed=3)):
+    model = result.models[_find(result, **cell)]
+    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+                          result.initial_params[0])
+    identity = keys_lib.init_identity(keys_lib.param_layout(shapes), model["init"],
+                                      model["weight_variance"], model["bias_variance"],
+                                      model.seed)
+    (key,) = keys_lib.derive_keys(result.config.root_seed, keys_lib.INIT_TAG, [identity])
+    rules = params_lib.cell_rules(model["init"], model["weight_variance"],
+                                  model["bias_variance"])
+    mlp = jaxinit.models.MLP(16, 1, 16, 2, activation="tanh", rules=rules,
+                             rngs=jax.random.wrap_key_data(key))
+    expected = jaxinit.models.params_of(mlp)
+    for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(
+        result.initial_params[_find(result, **cell)])):
+      np.testing.assert_array_equal(a, b)
 
 
 def test_divergence_is_recorded_and_contained(group):
@@ -306,19 +317,3 @@ def test_every_kind_of_axis_trains(grid):
     assert losses[-1] < losses[0], (row, losses)
     for probe in data["probes"]:
       assert math.isfinite(row[f"initial_{probe}_last_layer"]), (probe, row)
-
-
-def test_batched_draws_equal_a_model_drawn_alone():
-  # Elementwise draws run vmapped over every model of a chunk: the batch size
-  # (and company) must not change a model's bits.
-  net = jaxinit.models.MLP(in_features=8, out_features=3, width=8, depth=3)
-  shapes = jax.eval_shape(net.init, jax.random.key(0))
-  inits = [jaxinit.get(n) for n in ("he_normal", "glorot_uniform", "orthogonal",
-                                    "lecun_normal", "normal")] * 8
-  keys = list(jax.random.split(jax.random.key(3), len(inits)))
-  wv, bv = [0.5 + 0.1 * i for i in range(len(inits))], [0.01 * i for i in range(len(inits))]
-  together = params_lib.draw_population(shapes, inits, keys, wv, bv)
-  for j in (0, 1, 2, 37):
-    alone = params_lib.draw_population(shapes, [inits[j]], [keys[j]], [wv[j]], [bv[j]])
-    for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(together)):
-      np.testing.assert_array_equal(a[0], b[j])

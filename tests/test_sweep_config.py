@@ -59,7 +59,7 @@ def test_unknown_keys(data, fragments):
     ({"weight_variance": [1.0, float("inf")]}, ["weight_variance[1]", "finite"]),
     ({"use_bias": "yes"}, ["use_bias", "true or false"]),
     ({"activation": "relu6"}, ["unknown activation 'relu6'", "tanh"]),
-    ({"optimizer": "adamax"}, ["unknown optimizer 'adamax'", "adam", "lars"]),
+    ({"optimizer": "adamz"}, ["unknown optimizer 'adamz'", "adam", "lars"]),
     ({"optimizer": {"name": "adam", "beta1": 0.9}}, ["no option 'beta1'", "b1"]),
     ({"optimizer": {"name": "sgd", "learning_rate": 0.1}}, ["its own axis"]),
     ({"model": "transformer"}, ["unknown model", "mlp", "resmlp", "cnn1d"]),
@@ -170,6 +170,8 @@ BAD = [
     ({"model": {"name": "cnn1d", "kernel_size": 0}}, "kernel_size"),
     ({"init": {"name": "normal", "stddev": 1e200}}, "init"),
     ({"init": {"name": "truncated_normal", "lower": 2.0, "upper": -2.0}}, "init"),
+    # ([39, 40] was here: exact tails draw it now; float64 cannot resolve this one)
+    ({"init": {"name": "truncated_normal", "lower": 1e14, "upper": float("inf")}}, "init"),
     ({"model": {"name": "resmlp", "branch_scale": float("nan")}}, "branch_scale"),
     ({"dataset": {"name": "teacher_student", "noise": float("nan")}}, "noise"),
     ({"weight_variance": 1e39}, "weight_variance"),

@@ -230,17 +230,17 @@ def test_transformed_activation_in_a_model_under_jit():
   phi = theory.tat("leaky_relu", theory.mlp(4), c_val_0=0.5)
   hash(phi)
   import jaxinit  # pylint: disable=import-outside-toplevel
-  net = jaxinit.models.MLP(in_features=3, out_features=2, width=8, depth=4, activation=phi,
-                           kernel_init=jaxinit.variance_scaling(1.0, "fan_in", "normal"),
-                           bias_init=jaxinit.zeros)
+  net, _ = jaxinit.models.functional(jaxinit.models.MLP.abstract(
+      in_features=3, out_features=2, width=8, depth=4, activation=phi,
+      kernel_init=jaxinit.variance_scaling(1.0, "fan_in", "normal"), bias_init=jaxinit.zeros))
   params = net.init(jax.random.key(0))
   y = jax.jit(net.apply)(params, jnp.ones((5, 3)))
   assert y.shape == (5, 2) and bool(jnp.all(jnp.isfinite(y)))
   assert theory.TransformedActivation.from_dict(phi.to_dict()) == phi
-  # The Flax NNX twin, under nnx.jit: the same outputs from the same params.
+  # The Flax NNX module, under nnx.jit.
   from flax import nnx  # pylint: disable=import-outside-toplevel
-  import jaxinit.models.nnx as jnnx  # pylint: disable=import-outside-toplevel
-  model = jnnx.MLP(3, 2, width=8, depth=4, activation=phi, rngs=nnx.Rngs(0),
+  from jaxinit.models import MLP  # pylint: disable=import-outside-toplevel
+  model = MLP(3, 2, width=8, depth=4, activation=phi, rngs=nnx.Rngs(0),
                    kernel_init=jaxinit.variance_scaling(1.0, "fan_in", "normal"),
                    bias_init=jaxinit.zeros)
   y = nnx.jit(lambda m, x: m(x))(model, jnp.ones((5, 3)))

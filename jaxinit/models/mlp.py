@@ -1,117 +1,120 @@
-"""Multilayer perceptrons as pure functions over plain-dict params.
-
-A network is a frozen dataclass of hyperparameters (hashable, so it can be a
-static argument of :func:`jax.jit`) with ``init(key) -> params`` and
-``apply(params, x) -> y``. Both are pure, so a population of networks is just
-``jax.vmap(net.init)(keys)`` and ``jax.vmap(net.apply, (0, None))(params, x)``.
+"""Multilayer perceptrons as Flax NNX modules.
 
 Depth convention: ``depth`` is the number of hidden layers (for
 :class:`ResMLP`, of residual blocks). An :class:`MLP` of depth ``L`` has
 ``L + 1`` weight matrices: ``in -> width``, ``L - 1`` stacked
-``width -> width`` ones, and ``width -> out``.
+``width -> width`` ones, and ``width -> out``. Parameters are drawn by rules
+(:mod:`jaxinit.models.base`): each is :func:`jaxinit.rules.draw` at its path.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 from jax.typing import DTypeLike
 
+from jaxinit import checks
 from jaxinit.base import Initializer
 from jaxinit.models import base
-from jaxinit.models.base import Activation, Layer, Params
-
-
-def _interleave(a: jax.Array, b: jax.Array) -> jax.Array:
-  """``a_0, b_0, a_1, b_1, ...`` along the leading axis."""
-  return jnp.stack([a, b], axis=1).reshape((-1,) + a.shape[1:])
+from jaxinit.models.base import Activation
 
 
 def _or(init: Initializer | None, fallback: Initializer) -> Initializer:
   return fallback if init is None else init
 
 
-@dataclasses.dataclass(frozen=True)
-class MLP:
+def _config(model: base.Model, in_features: int, out_features: int, width: int, depth: int,
+            activation: str | Activation, use_bias: bool, param_dtype: DTypeLike) -> None:
+  """Checks and keeps the sizes shared by the MLPs."""
+  model.in_features = checks.positive_int("in_features", in_features)
+  model.out_features = checks.positive_int("out_features", out_features)
+  model.width = checks.positive_int("width", width)
+  model.depth = checks.positive_int("depth", depth)
+  base.resolve_activation(activation)  # an unknown name fails here
+  model.activation = activation
+  model.use_bias = checks.boolean("use_bias", use_bias)
+  model.param_dtype = param_dtype
+
+
+class MLP(base.Model):
   """A fully connected network ``x -> h^1 -> ... -> h^L -> y``.
 
   ``h^1 = x W^1 + b^1``, ``h^{l+1} = phi(h^l) W^{l+1} + b^{l+1}`` and the
-  readout is linear: ``y = phi(h^L) W^out + b^out``.
-
-  Attributes:
-    in_features: input size.
-    out_features: output size.
-    width: hidden-layer size.
-    depth: number of hidden layers ``L >= 1`` (``L + 1`` weight matrices).
-    activation: an activation name of :func:`jaxinit.gains.resolve_activation`
-      or an elementwise callable.
-    use_bias: whether layers have biases.
-    kernel_init: initializer of the first layer (and of the others unless set).
-    hidden_init: initializer of each ``width x width`` hidden matrix.
-    readout_init: initializer of the readout.
-    bias_init: initializer of every bias.
-    param_dtype: dtype of the params.
+  readout is linear: ``y = phi(h^L) W^out + b^out``. Params: ``input``,
+  ``hidden`` (``depth - 1`` layers stacked on a leading axis) and
+  ``readout``, each an ``nnx.Linear`` with ``kernel`` (and ``bias``).
 
   Examples:
-    >>> import jax, jax.numpy as jnp
-    >>> net = MLP(in_features=3, out_features=2, width=8, depth=4)
-    >>> params = net.init(jax.random.key(0))
-    >>> params["hidden"]["kernel"].shape  # depth - 1 stacked hidden layers
+    >>> import jax.numpy as jnp, jaxinit
+    >>> model = MLP(3, 2, width=8, depth=4, rngs=0)
+    >>> model.hidden.kernel.shape  # depth - 1 stacked hidden layers
     (3, 8, 8)
-    >>> y, inter = net.apply(params, jnp.ones((5, 3)), capture=True)
+    >>> y, inter = model(jnp.ones((5, 3)), capture=True)
     >>> y.shape, inter["preactivations"].shape
     ((5, 2), (4, 5, 8))
+    >>> [r.label for r in model.rules]
+    ['input', 'hidden', 'readout', 'bias']
   """
 
-  in_features: int
-  out_features: int
-  width: int
-  depth: int
-  activation: str | Activation = "relu"
-  use_bias: bool = True
-  kernel_init: Initializer = dataclasses.field(default_factory=base.default_kernel_init)
-  hidden_init: Initializer | None = None
-  readout_init: Initializer | None = None
-  bias_init: Initializer = dataclasses.field(default_factory=base.default_bias_init)
-  param_dtype: DTypeLike = jnp.float32
+  layer_order = ("input", "hidden", "readout")
 
-  def __post_init__(self) -> None:
-    base.check_sizes(in_features=self.in_features, out_features=self.out_features,
-                     width=self.width, depth=self.depth)
-    base.resolve_activation(self.activation)  # an unknown name fails here
-
-  def init(self, key: jax.Array) -> Params:
-    """Draws params: ``{"input", "hidden" (stacked), "readout"}``.
+  def __init__(self, in_features: int, out_features: int, width: int, depth: int,
+               activation: str | Activation = "relu", *, use_bias: bool = True,
+               kernel_init: Initializer | None = None,
+               hidden_init: Initializer | None = None,
+               readout_init: Initializer | None = None,
+               bias_init: Initializer | None = None, rules: Any = None,
+               param_dtype: DTypeLike = jnp.float32, rngs: Any) -> None:
+    """Builds the layers from shapes and draws them once, by rules.
 
     Args:
-      key: a PRNG key.
+      in_features: input size.
+      out_features: output size.
+      width: hidden-layer size.
+      depth: number of hidden layers ``L >= 1`` (``L + 1`` weight matrices).
+      activation: an activation name of :func:`jaxinit.gains.resolve_activation`
+        or an elementwise callable.
+      use_bias: whether layers have biases.
+      kernel_init: initializer of the first layer (and of the others unless
+        set); He-normal by default.
+      hidden_init: initializer of each ``width x width`` hidden matrix.
+      readout_init: initializer of the readout.
+      bias_init: initializer of every bias; zeros by default.
+      rules: rules that take precedence over the roles' initializers (a
+        :class:`~jaxinit.rules.RuleSet` or ``(pattern, init)`` pairs).
+      param_dtype: dtype of the params.
+      rngs: an ``nnx.Rngs``, a key or an int seed (:func:`base.init_key`).
 
-    Returns:
-      The params dict; ``params["hidden"]["kernel"]`` has shape
-      ``(depth - 1, width, width)``.
+    Raises:
+      ValueError, TypeError: a size that is not a positive int, an unknown
+        activation.
     """
-    k_in, k_hidden, k_out = jax.random.split(key, 3)
-    hidden_init = _or(self.hidden_init, self.kernel_init)
-    readout_init = _or(self.readout_init, self.kernel_init)
-    common = dict(bias_init=self.bias_init, use_bias=self.use_bias, dtype=self.param_dtype)
-    return {
-        "input": base.init_layer(k_in, (self.in_features, self.width), self.kernel_init,
-                                 **common),
-        "hidden": base.init_stack(k_hidden, self.depth - 1, (self.width, self.width),
-                                  hidden_init, **common),
-        "readout": base.init_layer(k_out, (self.width, self.out_features), readout_init,
-                                   **common),
-    }
+    _config(self, in_features, out_features, width, depth, activation, use_bias, param_dtype)
+    kernel_init = _or(kernel_init, base.default_kernel_init())
+    roles = [("input/kernel", kernel_init, "input"),
+             ("hidden/kernel", _or(hidden_init, kernel_init), "hidden"),
+             ("readout/kernel", _or(readout_init, kernel_init), "readout")]
+    if self.use_bias:
+      roles.append(("*bias", _or(bias_init, base.default_bias_init()), "bias"))
 
-  def apply(self, params: Params, x: jax.Array, *, capture: bool = False,
-            perturbations: jax.Array | None = None) -> Any:
+    def build(r: nnx.Rngs) -> tuple[nnx.Linear, nnx.Linear, nnx.Linear]:
+      linear = functools.partial(nnx.Linear, use_bias=self.use_bias, param_dtype=param_dtype)
+      return (linear(self.in_features, self.width, rngs=r),
+              base.stack(self.depth - 1, lambda r: linear(self.width, self.width, rngs=r), r),
+              linear(self.width, self.out_features, rngs=r))
+
+    self.input, self.hidden, self.readout = base.from_shapes(build)
+    self.initialize(base.model_rules(rules, roles), rngs)
+
+  def __call__(self, x: jax.Array, *, capture: bool = False,
+               perturbations: jax.Array | None = None) -> Any:
     """Runs the network on ``x`` of shape ``(..., in_features)``.
 
     Args:
-      params: from :meth:`init` (or anything of that structure).
       x: inputs; any leading batch shape, including none.
       capture: also return the intermediates.
       perturbations: optional array of the pre-activations' shape
@@ -122,123 +125,99 @@ class MLP:
       ``y`` of shape ``(..., out_features)``; with ``capture``, ``(y,
       {"preactivations": (depth, ..., width)})``.
     """
-    phi = base.resolve_activation(self.activation)
-    h = base.add(base.dense(params["input"], x), base.perturbation(perturbations, 0))
-
-    def layer(h, inputs):
-      p, eps = inputs
-      h = base.add(base.dense(p, phi(h)), eps)
-      return h, h if capture else None
-
-    rest = base.perturbation(perturbations, slice(1, None))
-    h_last, hs = jax.lax.scan(layer, h, (params["hidden"], rest))
-    y = base.dense(params["readout"], phi(h_last))
-    if not capture:
-      return y
-    return y, {"preactivations": jnp.concatenate([h[None], hs])}
-
-  def layers(self, params: Params) -> tuple[Layer, ...]:
-    """Kernels and biases in forward order: input, the hidden stack, readout.
-
-    Args:
-      params: params, or a gradient of the same structure.
-
-    Returns:
-      ``(kernels, biases)`` groups, each stacked on a leading layer axis
-      (biases None without ``use_bias``); ``depth + 1`` layers in all.
-    """
-    return (base.stacked(params["input"]), base.as_layer(params["hidden"]),
-            base.stacked(params["readout"]))
+    return base.chain(self.input, self.hidden, self.readout,
+                      base.resolve_activation(self.activation), x, capture=capture,
+                      perturbations=perturbations)
 
 
-@dataclasses.dataclass(frozen=True)
-class ResMLP:
+class _Block(nnx.Module):
+  """One residual branch's two layers: ``hidden`` then ``branch``."""
+
+  def __init__(self, width: int, use_bias: bool, param_dtype: DTypeLike,
+               rngs: nnx.Rngs) -> None:
+    self.hidden = nnx.Linear(width, width, use_bias=use_bias, param_dtype=param_dtype,
+                             rngs=rngs)
+    self.branch = nnx.Linear(width, width, use_bias=use_bias, param_dtype=param_dtype,
+                             rngs=rngs)
+
+
+class ResMLP(base.Model):
   """A pre-activation residual MLP.
 
   A stem ``x_0 = x W^in + b^in``; ``depth`` blocks
   ``x_l = x_{l-1} + branch_scale * f_l(x_{l-1})`` with the two-layer branch
   ``f(x) = phi(phi(x) W^hidden + b) W^branch + b'``; and the readout
   ``y = phi(x_L) W^out + b^out``. The stream ``x_l`` is what each block's
-  first ``phi`` acts on, so it is the probed pre-activation.
-
-  Attributes:
-    in_features: input size.
-    out_features: output size.
-    width: stream and branch width.
-    depth: number of residual blocks ``>= 1``.
-    activation: an activation name or elementwise callable.
-    use_bias: whether layers have biases.
-    branch_scale: the residual-branch multiplier ``alpha``.
-    kernel_init: initializer of the stem (and of the others unless set).
-    hidden_init: initializer of each branch's first matrix.
-    branch_init: initializer of each branch's last matrix (e.g. zeros for
-      branches that start as the identity map).
-    readout_init: initializer of the readout.
-    bias_init: initializer of every bias.
-    param_dtype: dtype of the params.
+  first ``phi`` acts on, so it is the probed pre-activation. Params:
+  ``input``, ``blocks/hidden`` and ``blocks/branch`` (stacked ``depth``
+  deep), ``readout``.
 
   Examples:
-    >>> import jax, jax.numpy as jnp
-    >>> net = ResMLP(in_features=3, out_features=2, width=8, depth=3,
-    ...              branch_scale=0.5)
-    >>> params = net.init(jax.random.key(0))
-    >>> y, inter = net.apply(params, jnp.ones((5, 3)), capture=True)
+    >>> import jax.numpy as jnp
+    >>> model = ResMLP(3, 2, width=8, depth=3, branch_scale=0.5, rngs=0)
+    >>> model.blocks.branch.kernel.shape
+    (3, 8, 8)
+    >>> y, inter = model(jnp.ones((5, 3)), capture=True)
     >>> sorted(inter), inter["preactivations"].shape
     (['branch', 'inner', 'preactivations'], (3, 5, 8))
   """
 
-  in_features: int
-  out_features: int
-  width: int
-  depth: int
-  activation: str | Activation = "relu"
-  use_bias: bool = True
-  branch_scale: float = 1.0
-  kernel_init: Initializer = dataclasses.field(default_factory=base.default_kernel_init)
-  hidden_init: Initializer | None = None
-  branch_init: Initializer | None = None
-  readout_init: Initializer | None = None
-  bias_init: Initializer = dataclasses.field(default_factory=base.default_bias_init)
-  param_dtype: DTypeLike = jnp.float32
+  layer_order = ("input", ("blocks/hidden", "blocks/branch"), "readout")
 
-  def __post_init__(self) -> None:
-    base.check_sizes(in_features=self.in_features, out_features=self.out_features,
-                     width=self.width, depth=self.depth)
-    base.resolve_activation(self.activation)
-
-  def init(self, key: jax.Array) -> Params:
-    """Draws params: ``{"input", "blocks": {"hidden", "branch"} (stacked), "readout"}``.
+  def __init__(self, in_features: int, out_features: int, width: int, depth: int,
+               activation: str | Activation = "relu", *, use_bias: bool = True,
+               branch_scale: float = 1.0, kernel_init: Initializer | None = None,
+               hidden_init: Initializer | None = None,
+               branch_init: Initializer | None = None,
+               readout_init: Initializer | None = None,
+               bias_init: Initializer | None = None, rules: Any = None,
+               param_dtype: DTypeLike = jnp.float32, rngs: Any) -> None:
+    """Builds the layers from shapes and draws them once, by rules.
 
     Args:
-      key: a PRNG key.
-
-    Returns:
-      The params dict; each ``params["blocks"][...]["kernel"]`` has shape
-      ``(depth, width, width)``.
+      in_features: input size.
+      out_features: output size.
+      width: stream and branch width.
+      depth: number of residual blocks ``>= 1``.
+      activation: an activation name or elementwise callable.
+      use_bias: whether layers have biases.
+      branch_scale: the residual-branch multiplier ``alpha``.
+      kernel_init: initializer of the stem (and of the others unless set).
+      hidden_init: initializer of each branch's first matrix.
+      branch_init: initializer of each branch's last matrix (default
+        ``hidden_init``; e.g. zeros for branches that start as the identity).
+      readout_init: initializer of the readout.
+      bias_init: initializer of every bias.
+      rules: rules that take precedence over the roles' initializers.
+      param_dtype: dtype of the params.
+      rngs: an ``nnx.Rngs``, a key or an int seed.
     """
-    k_in, k_hidden, k_branch, k_out = jax.random.split(key, 4)
-    hidden_init = _or(self.hidden_init, self.kernel_init)
-    branch_init = _or(self.branch_init, hidden_init)
-    readout_init = _or(self.readout_init, self.kernel_init)
-    common = dict(bias_init=self.bias_init, use_bias=self.use_bias, dtype=self.param_dtype)
-    square = (self.width, self.width)
-    return {
-        "input": base.init_layer(k_in, (self.in_features, self.width), self.kernel_init,
-                                 **common),
-        "blocks": {
-            "hidden": base.init_stack(k_hidden, self.depth, square, hidden_init, **common),
-            "branch": base.init_stack(k_branch, self.depth, square, branch_init, **common),
-        },
-        "readout": base.init_layer(k_out, (self.width, self.out_features), readout_init,
-                                   **common),
-    }
+    _config(self, in_features, out_features, width, depth, activation, use_bias, param_dtype)
+    self.branch_scale = checks.real("branch_scale", branch_scale)
+    kernel_init = _or(kernel_init, base.default_kernel_init())
+    hidden_init = _or(hidden_init, kernel_init)
+    roles = [("input/kernel", kernel_init, "input"),
+             ("blocks/hidden/kernel", hidden_init, "hidden"),
+             ("blocks/branch/kernel", _or(branch_init, hidden_init), "branch"),
+             ("readout/kernel", _or(readout_init, kernel_init), "readout")]
+    if self.use_bias:
+      roles.append(("*bias", _or(bias_init, base.default_bias_init()), "bias"))
 
-  def apply(self, params: Params, x: jax.Array, *, capture: bool = False,
-            perturbations: jax.Array | None = None) -> Any:
+    def build(r: nnx.Rngs) -> tuple[nnx.Linear, _Block, nnx.Linear]:
+      linear = functools.partial(nnx.Linear, use_bias=self.use_bias, param_dtype=param_dtype)
+      return (linear(self.in_features, self.width, rngs=r),
+              base.stack(self.depth,
+                         lambda r: _Block(self.width, self.use_bias, param_dtype, r), r),
+              linear(self.width, self.out_features, rngs=r))
+
+    self.input, self.blocks, self.readout = base.from_shapes(build)
+    self.initialize(base.model_rules(rules, roles), rngs)
+
+  def __call__(self, x: jax.Array, *, capture: bool = False,
+               perturbations: jax.Array | None = None) -> Any:
     """Runs the network on ``x`` of shape ``(..., in_features)``.
 
     Args:
-      params: from :meth:`init`.
       x: inputs; any leading batch shape, including none.
       capture: also return the intermediates.
       perturbations: optional ``(depth, ..., width)`` array added to the
@@ -253,36 +232,15 @@ class ResMLP:
     phi = base.resolve_activation(self.activation)
     alpha = self.branch_scale
 
-    def block(stream, inputs):
-      p, eps = inputs
-      inner = base.dense(p["hidden"], phi(stream))
-      branch = base.dense(p["branch"], phi(inner))
+    def block(stream, blk, eps):
+      inner = blk.hidden(phi(stream))
+      branch = blk.branch(phi(inner))
       stream = base.add(stream + alpha * branch, eps)
       return stream, (stream, branch, inner) if capture else None
 
-    stem = base.dense(params["input"], x)
-    stream, captured = jax.lax.scan(block, stem, (params["blocks"], perturbations))
-    y = base.dense(params["readout"], phi(stream))
+    stream, captured = base.scan(block, self.input(x), self.blocks, perturbations)
+    y = self.readout(phi(stream))
     if not capture:
       return y
     streams, branches, inners = captured
     return y, {"preactivations": streams, "branch": branches, "inner": inners}
-
-  def layers(self, params: Params) -> tuple[Layer, ...]:
-    """Kernels and biases in forward order: stem, blocks, readout.
-
-    The blocks' matrices are interleaved (hidden_1, branch_1, hidden_2, ...),
-    ``2 * depth + 2`` layers in all.
-
-    Args:
-      params: params, or a gradient of the same structure.
-
-    Returns:
-      ``(kernels, biases)`` groups stacked on a leading layer axis.
-    """
-    blocks = params["blocks"]
-    kernels = _interleave(blocks["hidden"]["kernel"], blocks["branch"]["kernel"])
-    biases = (_interleave(blocks["hidden"]["bias"], blocks["branch"]["bias"])
-              if "bias" in blocks["hidden"] else None)
-    return (base.stacked(params["input"]), (kernels, biases),
-            base.stacked(params["readout"]))

@@ -1,20 +1,28 @@
 """Sweeps: declare a grid, train every network in it in parallel.
 
 A grid (Python dict or TOML file, schema in :mod:`jaxinit.sweep.config`)
-names values for initializer, activation, depth, width, weight and bias
-variance, optimizer, learning rate, batch size, steps, dataset and model, and
-a number of seeds. Models that share static shapes compile once and train
-together, ``vmap``-ed, in one ``lax.scan`` per block of steps
-(:mod:`jaxinit.sweep.loop`); results land in a folder
+names values for initializer (or rule set), activation, depth, width, weight
+and bias variance, optimizer, learning rate, batch size, steps, dataset and
+model, the model's own keyword arguments, and a number of seeds. The model is
+a built-in network or your own (a Flax NNX or linen module, an Equinox
+module, a pure ``(init, apply)`` pair: :mod:`jaxinit.sweep.kinds`), the data
+built-in or your own arrays (:mod:`jaxinit.sweep.data`). Models that share
+static shapes compile once and train together, ``vmap``-ed, in one
+``lax.scan`` per block of steps (:mod:`jaxinit.sweep.loop`); each model's
+initial params are ``jaxinit.initialize(model, rules, key)`` of its cell's
+rules (:mod:`jaxinit.sweep.params`); results land in a folder
 (:mod:`jaxinit.sweep.results`) that ``jaxinit plot`` draws.
 
 The engine's modules, one job each: :mod:`~jaxinit.sweep.config` and
-:mod:`~jaxinit.sweep.axes` (the schema), the registries
-:mod:`~jaxinit.sweep.networks`, :mod:`~jaxinit.sweep.data`,
-:mod:`~jaxinit.sweep.optimizers` and :mod:`~jaxinit.sweep.probes` (what a
-grid can name), :mod:`~jaxinit.sweep.program` (a shape group),
-:mod:`~jaxinit.sweep.step` (the traced train step, evaluation and block),
-:mod:`~jaxinit.sweep.compile` (lanes, mesh, memory budget, cache),
+:mod:`~jaxinit.sweep.axes` (the schema), :mod:`~jaxinit.sweep.refs` (names
+and import paths), the registries :mod:`~jaxinit.sweep.networks`,
+:mod:`~jaxinit.sweep.datasets`, :mod:`~jaxinit.sweep.optimizers`,
+:mod:`~jaxinit.sweep.losses` and :mod:`~jaxinit.sweep.probes` (what a grid
+can name), :mod:`~jaxinit.sweep.kinds` (any model as the engine sees it),
+:mod:`~jaxinit.sweep.data` (any data, checked), :mod:`~jaxinit.sweep.program`
+(a shape group), :mod:`~jaxinit.sweep.preflight` (checks before anything
+runs), :mod:`~jaxinit.sweep.step` (the traced train step, evaluation and
+block), :mod:`~jaxinit.sweep.compile` (lanes, mesh, memory budget, cache),
 :mod:`~jaxinit.sweep.keys` and :mod:`~jaxinit.sweep.params` (where a model's
 params and batches come from), :mod:`~jaxinit.sweep.loop` (the host loop),
 :mod:`~jaxinit.sweep.store` and :mod:`~jaxinit.sweep.lock` (the folder),
@@ -43,16 +51,20 @@ from jaxinit.sweep.compile import (MemoryBudgetError, ProgramCache, default_lane
                                    default_memory_budget, parse_bytes)
 from jaxinit.sweep.config import (AXES, STATIC_AXES, VMAPPED_AXES, ModelSpec, SweepConfig, label,
                                   load_config, parse_config, to_toml)
-from jaxinit.sweep.data import DATASETS, Dataset, load_dataset
+from jaxinit.sweep.data import Dataset, from_arrays, load_dataset
+from jaxinit.sweep.datasets import DATASETS
+from jaxinit.sweep.identity import execution_identity
+from jaxinit.sweep.kinds import Built, Functional
+from jaxinit.sweep.losses import LOSSES, METRICS
 from jaxinit.sweep.loop import GroupReport, ModelRecord, group_models, train_models
 from jaxinit.sweep.networks import MODELS
 from jaxinit.sweep.optimizers import OPTIMIZERS
+from jaxinit.sweep.params import cell_rules
 from jaxinit.sweep.probes import PROBES
-from jaxinit.sweep.program import Program
+from jaxinit.sweep.program import Program, network
 from jaxinit.sweep.progress import Progress
 from jaxinit.sweep.results import SweepResult, read_results, summarize, write_results
 from jaxinit.sweep.run import run_sweep
-from jaxinit.sweep.identity import execution_identity
 from jaxinit.sweep.store import SweepDirError
 
 __all__ = [
@@ -60,7 +72,9 @@ __all__ = [
     "AXES", "STATIC_AXES", "VMAPPED_AXES", "ConfigError", "ModelSpec", "SweepConfig", "label",
     "load_config", "parse_config", "to_toml",
     # registries: what a grid can name
-    "DATASETS", "MODELS", "OPTIMIZERS", "PROBES", "Dataset", "load_dataset",
+    "DATASETS", "LOSSES", "METRICS", "MODELS", "OPTIMIZERS", "PROBES",
+    # your own models and data
+    "Built", "Dataset", "Functional", "cell_rules", "from_arrays", "load_dataset", "network",
     # running
     "run_sweep", "train_models", "group_models", "Program", "ProgramCache", "Progress",
     "GroupReport", "ModelRecord", "MemoryBudgetError", "default_lanes", "default_memory_budget",

@@ -5,12 +5,17 @@ id and keys do not depend on how a value was spelled) or raises a
 :class:`~jaxinit.sweep.config.ConfigError` naming the key. Named things
 (models, datasets, optimizers) are checked by their registries
 (:mod:`jaxinit.sweep.networks`, :mod:`jaxinit.sweep.data`,
-:mod:`jaxinit.sweep.optimizers`), numbers by :mod:`jaxinit.checks`: NaN and
-inf are refused everywhere, numpy scalars accepted.
+:mod:`jaxinit.sweep.optimizers`), which import what an import path names
+(from the config's ``paths`` first); numbers by :mod:`jaxinit.checks`: NaN
+and inf are refused everywhere, numpy scalars accepted.
+
+Besides :data:`AXES`, a grid may hold *model axes*: keyword arguments of its
+model factories (``channels = [16, 32]``), static like the others.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -19,8 +24,8 @@ import numpy as np
 
 import jaxinit
 from jaxinit import checks, gains
-from jaxinit.sweep import data as datasets
-from jaxinit.sweep import keys, networks, optimizers, probes
+from jaxinit.sweep import data as data_lib
+from jaxinit.sweep import datasets, keys, networks, optimizers, probes
 from jaxinit.sweep.data import Spec
 
 
@@ -53,7 +58,8 @@ AXES: dict[str, Any] = {
 
 STATIC_AXES: tuple[str, ...] = ("model", "dataset", "activation", "depth", "width", "use_bias",
                                 "optimizer", "batch_size", "steps")
-"""Axes that change the compiled program: models that differ here never share one."""
+"""Axes that change the compiled program: models that differ here never share one (model
+axes, a grid's keyword arguments of its model factory, are static too)."""
 
 VMAPPED_AXES: tuple[str, ...] = ("init", "weight_variance", "bias_variance", "learning_rate")
 """Axes (with the seed) that are arrays inside one compiled program."""
@@ -79,10 +85,19 @@ def unknown_key(where: str, key: str, accepted: Sequence[str]) -> ConfigError:
 
 
 def _init_spec(where: str, value: Any) -> Spec:
+  if isinstance(value, (list, tuple)) and value and all(
+      isinstance(r, (tuple, dict)) or hasattr(r, "pattern") for r in value):
+    from jaxinit.rules import as_rule_set  # pylint: disable=import-outside-toplevel
+    value = as_rule_set(value)  # a list of (pattern, initializer) pairs from Python
+  if not isinstance(value, (str, Mapping)) and hasattr(value, "to_config"):
+    try:
+      value = value.to_config()  # an initializer or rule set object from Python
+    except TypeError as err:
+      raise TypeError(f"{where}: {err}") from None
   if not isinstance(value, (str, Mapping)):
     raise TypeError(f"{where} must be an initializer name or a table with a 'name' key "
-                    f"(anything jaxinit.get accepts), got {value!r}")
-  value = plain(value)
+                    f"(anything jaxinit.get accepts, a rule set included), got {value!r}")
+  value = plain(value, where)
   try:
     jaxinit.get(dict(value) if isinstance(value, Mapping) else value)
   except (TypeError, ValueError) as err:
@@ -115,7 +130,7 @@ def _learning_rate(where: str, value: Any) -> float:
 
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "model": networks.check_model,
-    "dataset": datasets.check_dataset,
+    "dataset": data_lib.check_dataset,
     "init": _init_spec,
     "activation": _activation,
     "depth": checks.positive_int,
@@ -131,23 +146,53 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
 assert set(_CHECKS) == set(AXES)
 
 
-def plain(value: Any) -> Any:
-  """A copy as plain JSON data: tuples become lists, numpy scalars Python numbers."""
+def plain(value: Any, where: str = "") -> Any:
+  """A copy as plain JSON data: tuples become lists, numpy scalars Python numbers.
+
+  Raises:
+    TypeError: something that is not plain data. ValueError: NaN or inf.
+  """
+  prefix = f"{where}: " if where else ""
+
   def convert(x: Any) -> Any:
     if isinstance(x, np.generic):
       return x.item()
-    raise TypeError(f"{x!r} ({type(x).__name__}) is not plain data (numbers, strings, "
-                    f"bools, lists, tables)")
-  return json.loads(json.dumps(value, default=convert))
+    raise TypeError(f"{prefix}{x!r} ({type(x).__name__}) is not plain data (numbers, "
+                    f"strings, bools, lists, tables)")
+  try:
+    return json.loads(json.dumps(value, default=convert, allow_nan=False))
+  except ValueError:
+    raise ValueError(f"{prefix}{value!r} holds NaN or inf; give finite numbers") from None
 
 
-def axis_values(key: str, value: Any) -> tuple[Any, ...]:
+_WITH_PATHS = ("model", "dataset", "optimizer")  # checks that import what a value names
+
+
+def _is_list(key: str, value: Any) -> bool:
+  """Whether a grid value lists several values (a tuple of arrays is one dataset; a list of
+  rule pairs is one init)."""
+  if key == "dataset" and isinstance(value, tuple):
+    return False
+  if key == "init" and isinstance(value, list | tuple) and value and all(
+      isinstance(v, tuple) or hasattr(v, "pattern") for v in value):
+    return False
+  return isinstance(value, list | tuple)
+
+
+def axis_values(key: str, value: Any, paths: Sequence[str] = (),
+                check: Callable[[str, Any], Any] | None = None) -> tuple[Any, ...]:
+  """An axis's values, each canonical (``check`` for model axes; the axis's own otherwise)."""
   where = f"[grid] {key}"
-  values = list(value) if isinstance(value, list | tuple) else [value]
+  listed = _is_list(key, value)
+  values = list(value) if listed else [value]
   if not values:
     raise ConfigError(f"{where} is an empty list; give at least one value")
-  out = tuple(checked(_CHECKS[key], f"{where}[{i}]" if len(values) > 1 or isinstance(
-      value, list | tuple) else where, v) for i, v in enumerate(values))
+  if check is None:
+    check = _CHECKS[key]
+    if key in _WITH_PATHS:
+      check = functools.partial(check, paths=paths)
+  out = tuple(checked(check, f"{where}[{i}]" if listed else where, v)
+              for i, v in enumerate(values))
   seen: dict[str, Any] = {}
   for v in out:
     text = canonical_json(keys.canonical_init(v) if key == "init" else v)
@@ -158,6 +203,39 @@ def axis_values(key: str, value: Any) -> tuple[Any, ...]:
   return out
 
 
+def names(values: Any) -> list[str]:
+  """The names of a registry axis's canonical values."""
+  return [v["name"] if isinstance(v, Mapping) else v for v in values]
+
+
+def model_axes(grid_data: Mapping[str, Any], model_values: tuple[Any, ...],
+               paths: tuple[str, ...]) -> dict[str, tuple[Any, ...]]:
+  """The grid's model axes, checked: every model value's factory must take each of them
+  (and each static axis the grid sets)."""
+  entries = {name: networks.entry(name, paths) for name in names(model_values)}
+  out = {}
+  for key in grid_data:
+    if key in networks.DATA_KWARGS:
+      raise ConfigError(f"[grid] {key}: a model's {key} comes from its dataset, not the grid")
+    if key in AXES and key not in networks.OFFERED_AXES:
+      continue
+    for name, entry in entries.items():
+      if networks.accepted(entry, [key]):
+        continue
+      if key not in AXES:
+        taken = networks.parameters(entry.factory)[0] - {"rngs", "key", *networks.DATA_KWARGS}
+        raise unknown_key("[grid]", key, sorted(set(AXES) | taken))
+      if grid_data[key] in (AXES[key], [AXES[key]]):
+        continue  # the default, as a resolved config writes it: nothing to change
+      raise ConfigError(f"[grid] {key}: model {name!r} takes no keyword argument {key!r}, so "
+                        f"this axis would change nothing; remove it")
+    if key not in AXES:
+      first = next(iter(entries.values()))
+      out[key] = axis_values(key, grid_data[key], paths, check=lambda w, v, k=key: (
+          networks.check_kwarg(first, w, k, v)))
+  return out
+
+
 def canonical_json(value: Any) -> str:
   return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -165,5 +243,5 @@ def canonical_json(value: Any) -> str:
 
 
 __all__ = ["AXES", "ConfigError", "DATASETS", "MODELS", "OPTIMIZERS", "PROBES", "STATIC_AXES",
-           "VMAPPED_AXES", "axis_values", "canonical_json", "checked", "plain",
-           "unknown_key"]
+           "VMAPPED_AXES", "axis_values", "canonical_json", "checked", "model_axes", "names",
+           "plain", "unknown_key"]

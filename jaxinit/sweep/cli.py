@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jaxinit.sweep.config import AXES, ConfigError, load_config
+from jaxinit.sweep.config import ConfigError, load_config
 
 
 def summary_table(rows: Sequence[dict[str, Any]], axes: Sequence[str], limit: int = 40) -> str:
@@ -253,7 +253,7 @@ def _run(args: argparse.Namespace, config: Any, models: list[Any], out: Path) ->
     print(f"resumed: {result.resumed_models} models read from {out}/chunks, "
           f"{len(models) - result.resumed_models} trained now")
   compile_s = sum(g["compile_s"] + g["init_s"] for g in result.groups)
-  print(summary_table(result.rows, [a for a in AXES if a in config.varying_axes()]))
+  print(summary_table(result.rows, config.varying_axes()))
   print(f"{len(models)} models in {result.wall_s:.1f} s ({compile_s:.1f} s compiling and "
         f"drawing params); results in {out}/ (plot them: jaxinit plot {out})")
   return 0

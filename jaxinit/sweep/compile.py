@@ -35,8 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinit.sweep import registry
-from jaxinit.sweep.config import ModelSpec, SweepConfig
+from jaxinit.sweep import losses, networks, optimizers, registry
+from jaxinit.sweep.config import AXES, ModelSpec, SweepConfig
 from jaxinit.sweep.data import Dataset
 from jaxinit.sweep.program import Program, frozen, param_count
 from jaxinit.sweep.step import init_opt_state, train_block
@@ -100,13 +100,25 @@ def make_program(spec: ModelSpec, dataset: Dataset, config: SweepConfig,
     The program.
   """
   model, model_options = registry.split(spec["model"])
+  entry = networks.entry(model, config.paths)
+  offered = {"in_features": dataset.in_features, "in_shape": dataset.in_shape,
+             "out_features": dataset.num_outputs,
+             **{a: spec[a] for a in networks.OFFERED_AXES},
+             **{a: v for a, v in spec.cell.items() if a not in AXES}, **model_options}
+  kwargs = {k: offered[k] for k in networks.accepted(entry, offered)}
   opt, opt_options = registry.split(spec["optimizer"])
-  kwargs = dict(width=spec["width"], depth=spec["depth"], activation=spec["activation"],
-                use_bias=spec["use_bias"], **model_options)
-  program = Program(model=model, model_kwargs=frozen(kwargs), in_features=dataset.in_features,
-                    num_outputs=dataset.num_outputs, task=dataset.task, optimizer=opt,
-                    optimizer_options=frozen(opt_options), batch_size=spec["batch_size"],
-                    block_steps=config.eval_every, probes=config.probes)
+  factory, defaults = optimizers.optimizer_factory(opt, config.paths)
+  loss = losses.DEFAULT_LOSS[dataset.task] if config.loss == "auto" else config.loss
+  metrics = (("accuracy", losses.accuracy),) + tuple(
+      (losses.metric_name(m), losses.resolve(m, config.paths)) for m in config.metrics
+      if m != "accuracy")
+  program = Program(
+      model=model, factory=entry.factory, model_kwargs=frozen(kwargs), inputs=entry.inputs,
+      input_shape=tuple(entry.inputs(dataset.x_train[:1]).shape[1:]),
+      num_outputs=dataset.num_outputs, task=dataset.task,
+      loss=losses.resolve(loss, config.paths), metrics=metrics, optimizer=opt,
+      optimizer_factory=factory, optimizer_options=frozen({**defaults, **opt_options}),
+      batch_size=spec["batch_size"], block_steps=config.eval_every, probes=config.probes)
   if lanes is None:
     lanes = config.lanes if isinstance(config.lanes, int) else default_lanes(
         6 * program.batch_size * param_count(program))

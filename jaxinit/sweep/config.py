@@ -3,60 +3,61 @@
 A sweep is a grid of axes times a number of seeds. Every combination of axis
 values is a *cell*; every (cell, seed) pair is one model, trained
 independently of the others. A grid is written in TOML (or given as the same
-nested dict from Python)::
+nested dict from Python, where a value may also be the object itself: a
+model factory, arrays, an initializer, a rule set, a loss, an optax
+factory)::
 
   name = "quickstart"        # used for the default output folder
   seeds = 2                  # n (seeds 0..n-1) or a list of seeds, e.g. [0, 5]
   root_seed = 0              # the root of every key (see jaxinit.sweep.keys)
   eval_every = 100           # steps per compiled block; metrics come back per block
-  probes = ["second_moment"] # per-layer probes at every evaluation
+  probes = ["second_moment"] # per-layer probes at every evaluation ("auto": built-in models)
   probe_batch = 128          # probes see the first probe_batch training inputs
   chunk_size = 256           # models per saved chunk (what --resume keeps); no effect on results
   lanes = "auto"             # models one device trains at once, or "auto" (by model size)
+  loss = "auto"              # by task, a name ("cross_entropy", "mse") or "package.module:loss"
+  metrics = []               # more scores: "package.module:metric", ... (accuracy is always there)
+  paths = []                 # folders import paths are searched in first (the config's own first)
 
   [grid]                     # each axis: one value, or a list of values
-  model = "mlp"              # "mlp", "resmlp", "cnn1d", or {name = "resmlp", branch_scale = 0.5}
-  dataset = "mnist1d"        # "mnist1d", "digits", "teacher_student", or a dict with options
-  init = ["he_normal", {name = "normal", stddev = 0.01}]   # any jaxinit.get spec
+  model = "mlp"              # "mlp", "resmlp", "cnn1d", "package.module:factory", or a table
+  dataset = "mnist1d"        # a built-in, {name = "npz", path = "data.npz"}, "package.module:load"
+  init = ["he_normal", {name = "normal", stddev = 0.01}]   # any jaxinit.get spec, or a rule set
   activation = ["relu", "tanh"]
   depth = [2, 8, 16]         # hidden layers (residual blocks for resmlp)
   width = 64
-  weight_variance = 1.0      # multiplies the variance of every kernel the init draws
+  weight_variance = 1.0      # multiplies the variance of every weight the init draws
   bias_variance = 0.0        # biases ~ N(0, bias_variance); 0 gives zeros
   use_bias = true
-  optimizer = ["sgd", {name = "momentum", momentum = 0.9}, "adam"]
+  optimizer = ["sgd", {name = "momentum", momentum = 0.9}, "adam"]   # any optax optimizer
   learning_rate = [0.1, 0.01]
   batch_size = 128
   steps = 1000               # a multiple of eval_every
+  # any other key: a keyword argument of the model factory (a model axis), e.g.
+  # channels = [16, 32]
 
 Every key is optional; :data:`AXES` and :data:`TOP_LEVEL` hold the defaults.
-Accepted values:
-
-* ``init``: anything :func:`jaxinit.get` takes, a name or a table
-  ``{name = ..., **params}``;
-* ``activation``: a name of :data:`jaxinit.gains.ACTIVATIONS`;
-* ``optimizer``: ``sgd``, ``momentum`` (SGD with momentum 0.9),
-  ``nesterov``, ``adam``, ``adamw``, ``nadam``, ``lamb``, ``lars``, ``lion``,
-  ``rmsprop``, ``adagrad``; a table adds keyword arguments of the optax
-  factory (all but ``learning_rate``, which is its own axis);
-* ``model``: ``mlp``, ``resmlp`` (option ``branch_scale``), ``cnn1d``
-  (option ``kernel_size``; inputs become 1-channel signals);
-* ``dataset``: ``mnist1d`` (the ``data`` extra), ``digits`` (scikit-learn;
-  options ``test_fraction``, ``split_seed``), ``teacher_student`` (options
-  ``n_train``, ``n_test``, ``in_features``, ``out_features``,
-  ``teacher_width``, ``teacher_depth``, ``teacher_activation``, ``noise``,
-  ``seed``);
-* ``probes``: ``second_moment``, ``mean``, ``variance`` (of each layer's
-  pre-activations), ``dead_fraction``, ``grad_norm`` (of the loss gradient
-  with respect to each layer's pre-activations).
+``init`` is anything :func:`jaxinit.get` takes, meaning the rules of
+:func:`jaxinit.sweep.params.cell_rules` (every weight, every bias), or a rule
+set ``{name = "rules", rules = [{path = "*head*", init = "zeros"}, {module =
+"flax.nnx.Conv", init = "he_normal"}]}``; ``activation`` a name of
+:data:`jaxinit.gains.ACTIVATIONS`; the others are documented beside their
+registries: :mod:`~jaxinit.sweep.networks` and :mod:`~jaxinit.sweep.kinds`
+(models), :mod:`~jaxinit.sweep.data` and :mod:`~jaxinit.sweep.datasets`,
+:mod:`~jaxinit.sweep.optimizers`, :mod:`~jaxinit.sweep.probes`,
+:mod:`~jaxinit.sweep.losses`.
 
 A bad file fails in :func:`load_config` (before anything compiles) with a
-:class:`ConfigError` that names the key and what it accepts.
+:class:`ConfigError` that names the key and what it accepts; what needs the
+data and the models (a factory refusing a grid value, a loss of the wrong
+shape) fails next, in :func:`jaxinit.sweep.preflight.preflight`, still before
+anything is written.
 
 Static axes (model, dataset, activation, depth, width, use_bias, optimizer,
-batch_size, steps) split the models into shape groups, one compiled program
-each (groups that differ only in steps share it); the rest (init,
-weight_variance, bias_variance, learning_rate, seed) are arrays inside it.
+batch_size, steps and the model axes) split the models into shape groups,
+one compiled program each (groups that differ only in steps share it); the
+rest (init, weight_variance, bias_variance, learning_rate, seed) are arrays
+inside it.
 
 Examples:
   >>> config = parse_config({"seeds": 2, "grid": {"depth": [2, 4],
@@ -81,7 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxinit import checks
-from jaxinit.sweep import axes, keys
+from jaxinit.sweep import axes, keys, losses, networks
 from jaxinit.sweep.axes import (AXES, DATASETS, MODELS, OPTIMIZERS, PROBES, STATIC_AXES,
                                 VMAPPED_AXES, ConfigError)
 from jaxinit.sweep.optimizers import optimizer_factory
@@ -92,10 +93,13 @@ TOP_LEVEL: dict[str, Any] = {
     "seeds": 1,
     "root_seed": 0,
     "eval_every": 100,
-    "probes": ["second_moment"],
+    "probes": "auto",
     "probe_batch": 128,
     "chunk_size": 256,
     "lanes": "auto",
+    "loss": "auto",
+    "metrics": [],
+    "paths": [],
     "grid": {},
 }
 """Top-level keys and their defaults."""
@@ -110,7 +114,8 @@ class ModelSpec:
   """One model of a sweep: a grid cell (one value per axis) and a seed.
 
   Attributes:
-    cell: ``{axis: value}`` for every axis of :data:`AXES`, plain data.
+    cell: ``{axis: value}`` for every axis of :data:`AXES` (and the grid's
+      model axes), plain data.
     seed: the seed.
   """
   cell: Mapping[str, Any]
@@ -129,7 +134,7 @@ class ModelSpec:
 
   def static_key(self) -> str:
     """What decides the compiled program: models with equal keys share one."""
-    return axes.canonical_json({k: self.cell[k] for k in STATIC_AXES})
+    return axes.canonical_json({k: v for k, v in self.cell.items() if k not in VMAPPED_AXES})
 
   def __getitem__(self, axis: str) -> Any:
     return self.cell[axis]
@@ -188,7 +193,12 @@ class SweepConfig:
     lanes: models one device trains at once (``vmap``-ed), or ``"auto"``
       (:func:`jaxinit.sweep.compile.default_lanes`). Results are bitwise the
       same for equal lanes; other lanes change their last bits.
-    grid: ``{axis: tuple of values}`` for every axis of :data:`AXES`.
+    grid: ``{axis: tuple of values}`` for every axis of :data:`AXES`, then
+      the model axes.
+    loss: ``"auto"``, a loss name or reference (:mod:`jaxinit.sweep.losses`).
+    metrics: more metrics, names or references.
+    paths: absolute folders searched first for import paths (where names are
+      looked up, not what the sweep is: configs that differ only here are equal).
   """
   name: str
   seeds: tuple[int, ...]
@@ -199,12 +209,15 @@ class SweepConfig:
   chunk_size: int
   lanes: int | str
   grid: Mapping[str, tuple[Any, ...]]
+  loss: str = "auto"
+  metrics: tuple[str, ...] = ()
+  paths: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
   def cells(self) -> list[dict[str, Any]]:
     """Every combination of axis values, the last axis varying fastest."""
-    axes = list(AXES)
-    return [dict(zip(axes, values))
-            for values in itertools.product(*(self.grid[a] for a in axes))]
+    names = list(self.grid)
+    return [dict(zip(names, values))
+            for values in itertools.product(*(self.grid[a] for a in names))]
 
   def models(self) -> list[ModelSpec]:
     """Every (cell, seed) pair, seeds varying fastest."""
@@ -212,21 +225,28 @@ class SweepConfig:
 
   def varying_axes(self) -> list[str]:
     """Axes with more than one value."""
-    return [a for a in AXES if len(self.grid[a]) > 1]
+    return [a for a in self.grid if len(self.grid[a]) > 1]
+
+  def model_axes(self) -> list[str]:
+    """The grid's keyword arguments of its model factories."""
+    return [a for a in self.grid if a not in AXES]
 
   def to_dict(self) -> dict[str, Any]:
     """The resolved config as plain data; ``parse_config(c.to_dict()) == c``."""
     return {"name": self.name, "seeds": list(self.seeds), "root_seed": self.root_seed,
             "eval_every": self.eval_every, "probes": list(self.probes),
             "probe_batch": self.probe_batch, "chunk_size": self.chunk_size,
-            "lanes": self.lanes, "grid": {a: list(v) for a, v in self.grid.items()}}
+            "lanes": self.lanes, "loss": self.loss, "metrics": list(self.metrics),
+            "paths": list(self.paths), "grid": {a: list(v) for a, v in self.grid.items()}}
 
 
-def parse_config(data: Mapping[str, Any]) -> SweepConfig:
+def parse_config(data: Mapping[str, Any], *, base: str | Path | None = None) -> SweepConfig:
   """Validates a sweep declared as a nested dict (the TOML file's structure).
 
   Args:
     data: top-level keys of :data:`TOP_LEVEL`, with the axes under ``"grid"``.
+    base: the folder relative ``paths`` (and the config's own import paths)
+      start from: the config file's folder for :func:`load_config`.
 
   Returns:
     The :class:`SweepConfig`, every value canonical and every default filled in.
@@ -246,7 +266,39 @@ def parse_config(data: Mapping[str, Any]) -> SweepConfig:
         raise ConfigError(f"{key!r} is a grid axis: put it under [grid]")
       raise axes.unknown_key("the top level", key, list(TOP_LEVEL))
   get = lambda key: data.get(key, TOP_LEVEL[key])  # noqa: E731
+  top = _top_level(get, base)
+  grid_data = get("grid")
+  if not isinstance(grid_data, Mapping):
+    raise ConfigError(f"grid must be a table of axes, got {grid_data!r}")
+  for key in grid_data:
+    if key in TOP_LEVEL:
+      raise ConfigError(f"{key!r} is a top-level key, not a grid axis: put it above [grid]")
+  paths = top["paths"]
+  grid = {a: axes.axis_values(a, grid_data.get(a, default), paths) for a, default in AXES.items()}
+  grid.update(axes.model_axes(grid_data, grid["model"], paths))
+  for steps in grid["steps"]:
+    if steps % top["eval_every"]:
+      raise ConfigError(f"[grid] steps = {steps} is not a multiple of eval_every = "
+                        f"{top['eval_every']}; every steps value must be one")
+  rule_sets = [v for v in grid["init"] if isinstance(v, Mapping) and v.get("name") == "rules"]
+  biased = [v for v in grid["bias_variance"] if v != 0.0]
+  if rule_sets and biased:
+    raise ConfigError(f"[grid] bias_variance = {biased[0]!r} with a rule set as init: a rule "
+                      f"set decides how biases are drawn; leave bias_variance at 0")
+  if top["probes"] == "auto":  # the built-in networks return their pre-activations
+    top["probes"] = ("second_moment",) if all(m in MODELS for m in axes.names(grid["model"])) else ()
+  config = SweepConfig(grid=grid, **top)
+  ids: dict[int, ModelSpec] = {}
+  for model in config.models():
+    other = ids.setdefault(model.model_id, model)
+    if other is not model:  # two distinct cells whose 63-bit digests agree: ~never
+      raise ConfigError(f"two models share the id {model.model_id}: {other} and {model}; "
+                        f"change one seed")
+  return config
 
+
+def _top_level(get: Any, base: str | Path | None) -> dict[str, Any]:
+  """The checked top-level keys (all but the grid)."""
   name = get("name")
   if (not isinstance(name, str) or name.strip(".") == "" or any(c in name for c in "/\\")
       or any(not c.isprintable() for c in name)):
@@ -265,49 +317,38 @@ def parse_config(data: Mapping[str, Any]) -> SweepConfig:
         w, v, minimum=1, what="a count n >= 1 (seeds 0..n-1) or a list of ints >= 0"),
         "seeds", seeds_value)
     seeds = tuple(range(count))
-  root_seed = axes.checked(checks.non_negative_int, "root_seed", get("root_seed"))
-  eval_every = axes.checked(checks.positive_int, "eval_every", get("eval_every"))
-  probes_value = get("probes")
-  if not isinstance(probes_value, list | tuple) or not all(
-      isinstance(p, str) for p in probes_value):
-    raise ConfigError(f"probes must be a list of probe names ({', '.join(PROBES)}), "
-                      f"got {probes_value!r}")
-  for p in probes_value:
-    if p not in PROBES:
-      raise ConfigError(f"probes: unknown probe {p!r}; accepted: {', '.join(PROBES)}"
-                        f"{checks.did_you_mean(p, PROBES)}")
-  if len(set(probes_value)) != len(probes_value):
-    raise ConfigError(f"probes lists a probe twice: {list(probes_value)}")
-  probe_batch = axes.checked(checks.positive_int, "probe_batch", get("probe_batch"))
-  chunk_size = axes.checked(checks.positive_int, "chunk_size", get("chunk_size"))
+  probes = get("probes")
+  if probes != "auto":
+    if not isinstance(probes, list | tuple) or not all(isinstance(p, str) for p in probes):
+      raise ConfigError(f"probes must be \"auto\" or a list of probe names "
+                        f"({', '.join(PROBES)}), got {probes!r}")
+    for p in probes:
+      if p not in PROBES:
+        raise ConfigError(f"probes: unknown probe {p!r}; accepted: {', '.join(PROBES)}"
+                          f"{checks.did_you_mean(p, PROBES)}")
+    if len(set(probes)) != len(probes):
+      raise ConfigError(f"probes lists a probe twice: {list(probes)}")
+    probes = tuple(probes)
   lanes = get("lanes")
   if lanes != "auto":
     lanes = axes.checked(lambda w, v: checks.integer(w, v, minimum=1,
                                                  what='a positive int or "auto"'), "lanes", lanes)
-
-  grid_data = get("grid")
-  if not isinstance(grid_data, Mapping):
-    raise ConfigError(f"grid must be a table of axes, got {grid_data!r}")
-  for key in grid_data:
-    if key not in AXES:
-      if key in TOP_LEVEL:
-        raise ConfigError(f"{key!r} is a top-level key, not a grid axis: put it above [grid]")
-      raise axes.unknown_key("[grid]", key, list(AXES))
-  grid = {a: axes.axis_values(a, grid_data.get(a, default)) for a, default in AXES.items()}
-  for steps in grid["steps"]:
-    if steps % eval_every:
-      raise ConfigError(f"[grid] steps = {steps} is not a multiple of eval_every = "
-                        f"{eval_every}; every steps value must be one")
-  config = SweepConfig(name=name, seeds=seeds, root_seed=root_seed, eval_every=eval_every,
-                       probes=tuple(probes_value), probe_batch=probe_batch,
-                       chunk_size=chunk_size, lanes=lanes, grid=grid)
-  ids: dict[int, ModelSpec] = {}
-  for model in config.models():
-    other = ids.setdefault(model.model_id, model)
-    if other is not model:  # two distinct cells whose 63-bit digests agree: ~never
-      raise ConfigError(f"two models share the id {model.model_id}: {other} and {model}; "
-                        f"change one seed")
-  return config
+  paths = get("paths")
+  if isinstance(paths, str) or not isinstance(paths, list | tuple) or not all(
+      isinstance(p, str) for p in paths):
+    raise ConfigError(f"paths must be a list of folders, got {paths!r}")
+  paths = tuple(dict.fromkeys(
+      ([str(Path(base).resolve())] if base is not None else [])
+      + [str((Path(base or ".") / p).resolve()) for p in paths]))
+  return {
+      "name": name, "seeds": seeds, "probes": probes, "lanes": lanes, "paths": paths,
+      "root_seed": axes.checked(checks.non_negative_int, "root_seed", get("root_seed")),
+      "eval_every": axes.checked(checks.positive_int, "eval_every", get("eval_every")),
+      "probe_batch": axes.checked(checks.positive_int, "probe_batch", get("probe_batch")),
+      "chunk_size": axes.checked(checks.positive_int, "chunk_size", get("chunk_size")),
+      "loss": axes.checked(lambda w, v: losses.check_loss(w, v, paths), "loss", get("loss")),
+      "metrics": tuple(axes.checked(lambda w, v: losses.check_metrics(w, v, paths), "metrics",
+                                    get("metrics")))}
 
 
 def load_config(path: str | Path) -> SweepConfig:
@@ -341,7 +382,7 @@ def load_config(path: str | Path) -> SweepConfig:
     raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: "
                       f"{err}") from None
   try:
-    return parse_config(data)
+    return parse_config(data, base=path.parent)
   except ConfigError as err:
     raise ConfigError(f"{path}: {err}") from None
 
@@ -357,7 +398,8 @@ def to_toml(config: SweepConfig) -> str:
   """
   data = config.to_dict()
   grid = data.pop("grid")
-  lines = [f"{k} = {_toml_value(v)}" for k, v in data.items()]
+  lines = [f"{k} = {_toml_value(v)}" for k, v in data.items()
+           if k not in ("loss", "metrics", "paths") or v != TOP_LEVEL[k]]
   lines += ["", "[grid]"] + [f"{k} = {_toml_value(v)}" for k, v in grid.items()]
   return "\n".join(lines) + "\n"
 

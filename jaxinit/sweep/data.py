@@ -1,45 +1,54 @@
-"""Datasets of a sweep: small, loaded once, kept on device whole.
+"""A sweep's data: the built-in datasets or your own, checked once, kept on device whole.
 
-* ``"mnist1d"``: MNIST-1D (Greydanus 2020), 4000 train / 1000 test signals of
-  length 40 in 10 classes, generated offline by the ``mnist1d`` package with
-  its default arguments and cached as ``.npz`` (generation takes seconds);
-* ``"digits"``: scikit-learn's 8x8 digits, 1797 images as 64 features in 10
-  classes, split 80/20 by a fixed permutation;
-* ``"teacher_student"``: regression onto a random MLP teacher on Gaussian
-  inputs (no dependencies), targets standardized to unit variance.
+A grid's ``dataset`` value is
 
-Each name is an entry of :data:`DATASETS` (its loader, its options with their
-defaults and checks): adding a dataset touches that table only. Options are
-checked at load time by :func:`check_dataset`.
+* a name of :data:`jaxinit.sweep.datasets.DATASETS` (``"mnist1d"``,
+  ``"digits"``, ``"teacher_student"``, ``"npz"``), or a table with its
+  options (``{name = "npz", path = "data.npz"}``);
+* an import path ``"package.module:load"`` of a function returning data,
+  called with the table's other keys as keyword arguments;
+* from Python: the data itself (a :class:`Dataset`, a dict with
+  ``x_train``, ``y_train``, ``x_test``, ``y_test`` and optionally ``task``,
+  or the four arrays as a tuple), recorded as ``"arrays:<digest>"``.
 
-mnist1d and scikit-learn are imported only when their dataset is asked for
-(``pip install -e ".[data]"``). The cache folder is ``$JAXINIT_CACHE_DIR``,
-else ``$XDG_CACHE_HOME/jaxinit``, else ``~/.cache/jaxinit``.
+Data a function returns takes the same forms. Every dataset is checked when
+the config is read (:func:`from_arrays`): train and test inputs of one shape,
+as many targets as inputs, every value finite, class labels ``0..C-1``. The
+task is inferred (integer labels of rank 1: classification; anything else:
+regression) or given (``task``).
 
 Examples:
-  >>> ds = load_dataset({"name": "teacher_student", "n_train": 64, "n_test": 16})
-  >>> ds.x_train.shape, ds.y_train.shape, ds.task
-  ((64, 16), (64, 1), 'regression')
+  >>> import numpy as np
+  >>> ds = from_arrays({"x_train": np.ones((8, 3)), "y_train": np.arange(8) % 2,
+  ...                   "x_test": np.ones((4, 3)), "y_test": np.arange(4) % 2})
+  >>> ds.task, ds.num_outputs, ds.in_shape
+  ('classification', 2, (3,))
+  >>> from_arrays((np.ones((8, 3)), np.ones(7), np.ones((4, 3)), np.ones(4)))
+  Traceback (most recent call last):
+  ...
+  ValueError: x_train has 8 examples but y_train has 7
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable, Mapping
-from pathlib import Path
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from jaxinit import checks
-from jaxinit.sweep import registry
+from jaxinit.sweep import refs
 
 Spec = str | dict[str, Any]
-"""A name, or a dict ``{"name": ..., **options}``."""
+"""A name or reference, or a dict ``{"name": ..., **options}``."""
+
+TASKS: tuple[str, ...] = ("auto", "classification", "regression")
+"""Accepted values of a dataset's ``task``."""
+
+_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -48,13 +57,12 @@ class Dataset:
 
   Attributes:
     name: the dataset's name.
-    x_train: float32 ``(n_train, features)``.
+    x_train: float32 ``(n_train, ...)``.
     y_train: int32 labels ``(n_train,)`` (classification) or float32 targets
       ``(n_train, outputs)`` (regression).
-    x_test: float32 ``(n_test, features)``.
+    x_test: float32 ``(n_test, ...)`` (the same shape per example).
     y_test: as ``y_train``.
-    task: ``"classification"`` (softmax cross-entropy, accuracy) or
-      ``"regression"`` (mean squared error).
+    task: ``"classification"`` or ``"regression"``.
     num_outputs: classes, or target dimensions.
   """
   name: str
@@ -66,192 +74,193 @@ class Dataset:
   num_outputs: int
 
   @property
+  def in_shape(self) -> tuple[int, ...]:
+    """One input's shape."""
+    return tuple(int(d) for d in self.x_train.shape[1:])
+
+  @property
   def in_features(self) -> int:
-    """Input features (the signal length, for MNIST-1D)."""
-    return int(self.x_train.shape[1])
+    """Features of one input, flattened (the signal length, for MNIST-1D)."""
+    return math.prod(self.in_shape)
 
 
-def cache_dir() -> Path:
-  """Where generated datasets are cached (created on first use)."""
-  if os.environ.get("JAXINIT_CACHE_DIR"):
-    return Path(os.environ["JAXINIT_CACHE_DIR"])
-  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-  return Path(base) / "jaxinit"
-
-
-def _missing_extra(package: str, dataset: str) -> ImportError:
-  return ImportError(f"dataset {dataset!r} needs the {package!r} package; install the data "
-                     f"extra: pip install -e \".[data]\" (or pip install {package})")
-
-
-def _save_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-  """Writes ``path`` whole or not at all (other processes may be reading it)."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-  os.close(fd)
+def _array(name: str, value: Any) -> np.ndarray:
   try:
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+    array = np.asarray(value)
+  except Exception as err:  # noqa: BLE001  (anything numpy cannot take)
+    raise TypeError(f"{name} is not an array: {type(value).__name__} ({err})") from None
+  if array.dtype.kind not in "biuf":
+    raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
+  if array.ndim == 0 or len(array) == 0:
+    raise ValueError(f"{name} is empty (shape {array.shape}); give at least one example")
+  return array
 
 
-def _mnist1d() -> Dataset:
-  try:
-    import mnist1d.data  # pylint: disable=import-outside-toplevel
-  except ImportError:
-    raise _missing_extra("mnist1d", "mnist1d") from None
-  args = mnist1d.data.get_dataset_args(as_dict=True)
-  args.pop("url", None)
-  digest = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
-  path = cache_dir() / f"mnist1d-{digest}.npz"
-  if not path.exists():
-    # make_dataset seeds numpy's global generator: leave the caller's state as it was.
-    state = np.random.get_state()
-    try:
-      raw = mnist1d.data.make_dataset(mnist1d.data.get_dataset_args())
-    finally:
-      np.random.set_state(state)
-    _save_atomic(path, {"x": raw["x"], "y": raw["y"], "x_test": raw["x_test"],
-                        "y_test": raw["y_test"]})
-  with np.load(path) as arrays:
-    return Dataset("mnist1d", arrays["x"].astype(np.float32), arrays["y"].astype(np.int32),
-                   arrays["x_test"].astype(np.float32), arrays["y_test"].astype(np.int32),
-                   "classification", 10)
+def _finite(name: str, array: np.ndarray) -> None:
+  if array.dtype.kind == "f" and not np.isfinite(array).all():
+    bad = np.argwhere(~np.isfinite(array))[0]
+    raise ValueError(f"{name} holds {array[tuple(bad)]} at index {tuple(int(i) for i in bad)}; "
+                     f"every value must be finite")
 
 
-DIGITS_SIZE = 1797
-"""Images in scikit-learn's digits."""
+def from_arrays(data: Any, *, task: str = "auto", name: str = "arrays") -> Dataset:
+  """A checked :class:`Dataset` from arrays.
 
+  Args:
+    data: a :class:`Dataset`, a dict with ``x_train``, ``y_train``,
+      ``x_test``, ``y_test`` (and optionally ``task``, ``name``), or a
+      4-tuple of those arrays.
+    task: ``"auto"`` (integer labels of rank 1: classification, else
+      regression), ``"classification"`` or ``"regression"``.
+    name: the dataset's name.
 
-def _digits(test_fraction: float, split_seed: int) -> Dataset:
-  try:
-    from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
-  except ImportError:
-    raise _missing_extra("scikit-learn", "digits") from None
-  x, y = load_digits(return_X_y=True)
-  order = np.random.default_rng(split_seed).permutation(len(y))
-  n_test = int(round(test_fraction * len(y)))
-  test, train = order[:n_test], order[n_test:]
-  # Pixels are 0..16: standardize with the training set's statistics.
-  mean, std = x[train].mean(), x[train].std()
-  x = ((x - mean) / std).astype(np.float32)
-  y = y.astype(np.int32)
-  return Dataset("digits", x[train], y[train], x[test], y[test], "classification", 10)
-
-
-def _teacher_student(n_train: int, n_test: int, in_features: int, out_features: int,
-                     teacher_width: int, teacher_depth: int, teacher_activation: str,
-                     noise: float, seed: int) -> Dataset:
-  from jaxinit import gains  # pylint: disable=import-outside-toplevel
-  phi = gains.ACTIVATIONS[teacher_activation]
-  # numpy draws: the teacher does not depend on jax's PRNG settings.
-  rng = np.random.default_rng(seed)
-  x = rng.standard_normal((n_train + n_test, in_features))
-  gain = gains.gain(teacher_activation)
-  h, fan_in = x, in_features
-  for _ in range(teacher_depth):
-    w = rng.standard_normal((fan_in, teacher_width)) * gain / np.sqrt(fan_in)
-    h = np.asarray(phi(h @ w), np.float64)
-    fan_in = teacher_width
-  y = h @ rng.standard_normal((fan_in, out_features)) / np.sqrt(fan_in)
-  y = (y - y[:n_train].mean(0)) / y[:n_train].std(0)
-  y = y + noise * rng.standard_normal(y.shape)
-  x, y = x.astype(np.float32), y.astype(np.float32)
-  return Dataset("teacher_student", x[:n_train], y[:n_train], x[n_train:], y[n_train:],
-                 "regression", out_features)
-
-
-def _test_fraction(name: str, value: Any) -> float:
-  value = checks.real(name, value, minimum=0.0, maximum=1.0, exclusive_minimum=True)
-  n_test = int(round(value * DIGITS_SIZE))
-  if not 1 <= n_test < DIGITS_SIZE:
-    raise ValueError(f"{name} must leave at least one of the {DIGITS_SIZE} images on each "
-                     f"side of the split, got {value!r} ({n_test} test images)")
-  return value
-
-
-def _activation(name: str, value: Any) -> str:
-  from jaxinit import gains  # pylint: disable=import-outside-toplevel
-  return checks.choice(name, value, sorted(gains.ACTIVATIONS))
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetEntry:
-  """One dataset a grid can name.
-
-  Attributes:
-    load: ``load(**options) -> Dataset``, every option given.
-    defaults: each option's default value.
-    checks: each option's check ``check(where, value) -> canonical value``
-      (raising TypeError/ValueError naming ``where``).
+  Raises:
+    TypeError, ValueError: naming the array at fault: missing, not numbers,
+      empty, of mismatched lengths or shapes, not finite, labels that are not
+      ``0..C-1``.
   """
-  load: Callable[..., Dataset]
-  defaults: Mapping[str, Any]
-  checks: Mapping[str, Callable[[str, Any], Any]]
+  if isinstance(data, Dataset):
+    data = {**{k: getattr(data, k) for k in _ARRAYS}, "name": data.name, "task": data.task}
+  if isinstance(data, (tuple, list)):
+    if len(data) != 4:
+      raise TypeError(f"data as a tuple must be (x_train, y_train, x_test, y_test), got "
+                      f"{len(data)} items")
+    data = dict(zip(_ARRAYS, data))
+  if not isinstance(data, Mapping):
+    raise TypeError(f"data must be a Dataset, a dict with {', '.join(_ARRAYS)}, or those "
+                    f"four arrays as a tuple; got {type(data).__name__}")
+  unknown = sorted(set(data) - set(_ARRAYS) - {"task", "name"})
+  missing = [k for k in _ARRAYS if k not in data]
+  if unknown or missing:
+    raise ValueError(f"data needs {', '.join(_ARRAYS)} (and may give task, name); "
+                     f"missing: {missing or 'none'}, unknown: {unknown or 'none'}")
+  task = checks.choice("task", data.get("task", task), TASKS)
+  name = str(data.get("name", name))
+  x_train, y_train, x_test, y_test = (_array(k, data[k]) for k in _ARRAYS)
+  for x, y, split in ((x_train, y_train, "train"), (x_test, y_test, "test")):
+    if len(x) != len(y):
+      raise ValueError(f"x_{split} has {len(x)} examples but y_{split} has {len(y)}")
+  if x_train.shape[1:] != x_test.shape[1:]:
+    raise ValueError(f"x_train's examples have shape {x_train.shape[1:]} but x_test's "
+                     f"{x_test.shape[1:]}")
+  if y_train.shape[1:] != y_test.shape[1:]:
+    raise ValueError(f"y_train's targets have shape {y_train.shape[1:]} but y_test's "
+                     f"{y_test.shape[1:]}")
+  for key, array in zip(_ARRAYS, (x_train, y_train, x_test, y_test)):
+    _finite(key, array)
+  if task == "auto":
+    task = "classification" if y_train.dtype.kind in "biu" and y_train.ndim == 1 else (
+        "regression")
+  if task == "classification":
+    for key, y in (("y_train", y_train), ("y_test", y_test)):
+      if y.ndim != 1 or np.any(y != np.round(y)) or np.any(y < 0):
+        raise ValueError(f"{key}: class labels must be integers >= 0 of shape (n,), got "
+                         f"dtype {y.dtype}, shape {y.shape}")
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    y_train, y_test = y_train.astype(np.int32), y_test.astype(np.int32)
+  else:
+    y_train, y_test = (y.astype(np.float32).reshape(len(y), -1) for y in (y_train, y_test))
+    classes = y_train.shape[1]
+  return Dataset(name, x_train.astype(np.float32), y_train, x_test.astype(np.float32), y_test,
+                 task, classes)
 
 
-_non_negative = checks.non_negative_int
-_positive = checks.positive_int
-
-DATASETS: dict[str, DatasetEntry] = {
-    "mnist1d": DatasetEntry(_mnist1d, {}, {}),
-    "digits": DatasetEntry(_digits, {"test_fraction": 0.2, "split_seed": 0},
-                           {"test_fraction": _test_fraction, "split_seed": _non_negative}),
-    "teacher_student": DatasetEntry(
-        _teacher_student,
-        {"n_train": 1024, "n_test": 256, "in_features": 16, "out_features": 1,
-         "teacher_width": 32, "teacher_depth": 2, "teacher_activation": "tanh", "noise": 0.0,
-         "seed": 0},
-        {"n_train": _positive, "n_test": _positive, "in_features": _positive,
-         "out_features": _positive, "teacher_width": _positive, "teacher_depth": _positive,
-         "teacher_activation": _activation,
-         "noise": lambda name, v: checks.real(name, v, minimum=0.0), "seed": _non_negative}),
-}
-"""Dataset names and how each is loaded and its options checked."""
+def _plain(value: Any, where: str) -> Any:
+  from jaxinit.sweep.axes import plain  # pylint: disable=import-outside-toplevel
+  return plain(value, where)
 
 
-def check_dataset(where: str, value: Any) -> Spec:
-  """A grid's dataset value, canonical (see :func:`jaxinit.sweep.registry.check_entry`).
+def check_dataset(where: str, value: Any, paths: Sequence[str] = ()) -> Spec:
+  """A grid's dataset value, canonical; arrays and functions are checked here, once.
+
+  Raises:
+    TypeError, ValueError: naming ``where`` and what is wrong.
 
   Examples:
     >>> check_dataset("[grid] dataset", {"name": "teacher_student", "noise": 1})
     {'name': 'teacher_student', 'noise': 1.0}
   """
-  return registry.check_entry(where, value, "dataset",
-                              {name: (lambda e=e: e.checks) for name, e in DATASETS.items()})
+  from jaxinit.sweep.datasets import DATASETS  # pylint: disable=import-outside-toplevel
+  options: dict[str, Any] = {}
+  if isinstance(value, Mapping) and not set(_ARRAYS) <= set(value):
+    value, options = refs.named(value)
+  try:
+    if isinstance(value, (Dataset, Mapping, tuple, list)):
+      dataset = from_arrays(value)
+      ref = "arrays:" + refs.digest_of(*(getattr(dataset, k) for k in _ARRAYS))
+      _LOADED[json.dumps(ref)] = dataset
+      return refs.remember(ref, dataset)
+    value, _ = refs.named(value)
+    if not isinstance(value, str):
+      raise TypeError(f"must be a dataset name ({', '.join(DATASETS)}), an import path "
+                      f"'package.module:load', data (arrays), or a table with a 'name' key; "
+                      f"got {value!r}")
+    if value in DATASETS:
+      entry = DATASETS[value]
+      for key in options:
+        if key not in entry.checks:
+          accepted = ", ".join(sorted(entry.checks)) or "none"
+          raise ValueError(f"dataset {value!r} has no option {key!r}; accepted: {accepted}"
+                           f"{checks.did_you_mean(key, entry.checks)}")
+      options = {k: entry.checks[k](f"{where}: option {k!r} of dataset {value!r}", v)
+                 for k, v in options.items()}
+      if entry.prepare is not None:
+        options = entry.prepare(where, options, paths)
+      return {"name": value, **options} if options else value
+    if not refs.is_reference(value):
+      raise ValueError(f"unknown dataset {value!r}; built-in: {', '.join(DATASETS)}, or an "
+                       f"import path 'package.module:load'{checks.did_you_mean(value, DATASETS)}")
+    spec = {"name": value, **_plain(options, where)} if options else value
+    load_dataset(spec, paths)  # a function's data are checked now, at load time
+    return spec
+  except (TypeError, ValueError) as err:
+    text = str(err)
+    raise type(err)(text if text.startswith(where) else f"{where}: {text}") from None
 
 
 _LOADED: dict[str, Dataset] = {}
 
 
-def load_dataset(spec: Spec) -> Dataset:
+def load_dataset(spec: Spec, paths: Sequence[str] = ()) -> Dataset:
   """Loads (or generates) a dataset; repeated calls return the same object.
 
   Args:
-    spec: a name of :data:`DATASETS` or a dict ``{"name": ..., **options}``
-      (teacher_student: ``n_train``, ``n_test``, ``in_features``,
-      ``out_features``, ``teacher_width``, ``teacher_depth``,
-      ``teacher_activation``, ``noise``, ``seed``; digits:
-      ``test_fraction``, ``split_seed``).
+    spec: a canonical dataset value (:func:`check_dataset`): a name of
+      :data:`~jaxinit.sweep.datasets.DATASETS` or a reference, or a dict
+      ``{"name": ..., **options}`` (teacher_student: ``n_train``, ``n_test``,
+      ``in_features``, ``out_features``, ``teacher_width``,
+      ``teacher_depth``, ``teacher_activation``, ``noise``, ``seed``;
+      digits: ``test_fraction``, ``split_seed``; npz: ``path``, ``task``).
+    paths: folders to import a function's module from.
 
   Returns:
     The :class:`Dataset`.
 
   Raises:
     ImportError: naming the extra to install when mnist1d or scikit-learn is
-      missing. ValueError, TypeError: an unknown name or a bad option
-      (:func:`check_dataset`).
+      missing. ValueError, TypeError: an unknown name, a bad option, data
+      that fail :func:`from_arrays`.
   """
-  spec = check_dataset("dataset", spec)
-  options = dict(spec) if isinstance(spec, Mapping) else {"name": spec}
-  name = options.pop("name")
-  key = json.dumps({"name": name, **options}, sort_keys=True)
+  from jaxinit.sweep.datasets import DATASETS  # pylint: disable=import-outside-toplevel
+  name = spec.get("name") if isinstance(spec, Mapping) else spec
+  if name in DATASETS:
+    spec = check_dataset("dataset", spec, paths)  # canonical options (loads nothing)
+  key = json.dumps(spec, sort_keys=True)
   if key not in _LOADED:
-    entry = DATASETS[name]
-    _LOADED[key] = entry.load(**{**entry.defaults, **options})
+    options = dict(spec) if isinstance(spec, Mapping) else {}
+    options.pop("name", None)
+    if name in DATASETS:
+      entry = DATASETS[name]
+      _LOADED[key] = entry.load(**{**entry.defaults, **options})
+    else:
+      source = refs.resolve(name, "dataset", paths)
+      if callable(source) and not isinstance(source, Dataset):
+        try:
+          source = source(**options)
+        except TypeError as err:
+          raise TypeError(f"dataset {name!r} with options {options}: {err}") from None
+      _LOADED[key] = from_arrays(source, name=name.rpartition(":")[2])
   return _LOADED[key]
 
 
-__all__ = ["DATASETS", "Dataset", "DatasetEntry", "cache_dir", "check_dataset", "load_dataset"]
+__all__ = ["Dataset", "Spec", "TASKS", "check_dataset", "from_arrays", "load_dataset"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,16 +24,14 @@ from typing import Any
 import jax
 import numpy as np
 
-import jaxinit
 from jaxinit.sweep import keys as keys_lib
 from jaxinit.sweep import params as params_lib
 from jaxinit.sweep.compile import (SHARED_CACHE, GroupPrograms, ProgramCache,
                                    default_memory_budget, make_program, parse_bytes,
                                    plan_group)
-from jaxinit.sweep import config as config_lib
-from jaxinit.sweep.config import ConfigError, ModelSpec, SweepConfig
+from jaxinit.sweep.config import ModelSpec, SweepConfig
 from jaxinit.sweep.data import load_dataset
-from jaxinit.sweep.program import Program, device_data, param_shapes
+from jaxinit.sweep.program import Program, device_data, network, param_shapes
 from jaxinit.sweep.progress import Progress
 from jaxinit.sweep.step import ravel, unravel
 
@@ -106,27 +105,38 @@ def initial_arrays(program: Program, models: Sequence[ModelSpec], root_seed: int
     root_seed: the sweep's root seed.
 
   Returns:
-    ``params`` ``(models, size)`` (see :mod:`jaxinit.sweep.params` and
-    :func:`~jaxinit.sweep.step.ravel`), ``learning_rate`` ``(models,)`` and
-    raw ``data_keys`` ``(models, 2)``, as numpy arrays; the keys as
-    :mod:`jaxinit.sweep.keys` derives them.
+    ``params`` ``(models, size)`` (each model's
+    ``jaxinit.initialize(model, cell_rules, init_key)``, see
+    :mod:`jaxinit.sweep.params`, raveled by :func:`~jaxinit.sweep.step.ravel`),
+    ``learning_rate`` ``(models,)`` and raw ``data_keys`` ``(models, 2)``, as
+    numpy arrays; the keys as :mod:`jaxinit.sweep.keys` derives them.
   """
-  shapes = param_shapes(program)
-  layout = keys_lib.param_layout(shapes)
-  init_keys = keys_lib.derive_keys(root_seed, keys_lib.INIT_TAG, [keys_lib.init_identity(
-      layout, m["init"], m["weight_variance"], m["bias_variance"], m.seed) for m in models])
+  built = network(program)
+  layout = keys_lib.param_layout(built.shapes)
+  identities = [keys_lib.init_identity(layout, m["init"], m["weight_variance"],
+                                       m["bias_variance"], m.seed) for m in models]
+  # Common random numbers: models that differ only in what their init does not depend on
+  # (learning rate, optimizer, ...) share their initial params: drawn once.
+  unique = list(dict.fromkeys(identities))
+  init_keys = keys_lib.derive_keys(root_seed, keys_lib.INIT_TAG, unique)
+  first = {text: i for i, text in reversed(list(enumerate(identities)))}
+  rules = [_cell_rules(json.dumps([models[first[t]][a] for a in _INIT_AXES], sort_keys=True))
+           for t in unique]
+  drawn = params_lib.draw_population(built, rules, init_keys)
+  position = {text: i for i, text in enumerate(unique)}
+  params = drawn[[position[t] for t in identities]]
   data_keys = keys_lib.derive_keys(root_seed, keys_lib.DATA_TAG, [keys_lib.data_identity(
       m["dataset"], m["batch_size"], m.seed) for m in models])
-  inits: dict[str, Any] = {}  # one initializer object per distinct spec
-  for m in models:
-    spec = json.dumps(m["init"], sort_keys=True)
-    if spec not in inits:
-      inits[spec] = jaxinit.get(m["init"])
-  params = params_lib.draw_population(
-      shapes, [inits[json.dumps(m["init"], sort_keys=True)] for m in models],
-      init_keys, [m["weight_variance"] for m in models], [m["bias_variance"] for m in models])
   learning_rate = np.asarray([m["learning_rate"] for m in models], np.float32)
-  return ravel(params, batch_dims=1), learning_rate, data_keys
+  return params, learning_rate, data_keys
+
+
+_INIT_AXES = ("init", "weight_variance", "bias_variance")
+
+
+@functools.lru_cache(maxsize=1024)  # a grid has few (init, variances) and many models
+def _cell_rules(text: str) -> Any:
+  return params_lib.cell_rules(*json.loads(text))
 
 
 def start_state(programs: GroupPrograms, params: np.ndarray, learning_rate: np.ndarray,
@@ -166,50 +176,6 @@ def group_models(models: Sequence[ModelSpec]) -> dict[str, list[int]]:
 
 def _dataset_key(spec: Any) -> str:
   return json.dumps(spec, sort_keys=True)
-
-
-def preflight(config: SweepConfig, models: Sequence[ModelSpec]) -> None:
-  """Checks what can only be checked with the data: before anything is written or compiled.
-
-  Every dataset loads (its extra is installed), and every initializer of
-  every group can draw each kernel of its network at its weight variance:
-  the shapes suit it (``jax.eval_shape``, nothing computed) and the
-  per-element variance is a finite float32.
-
-  Raises:
-    ConfigError: naming the grid value that cannot work. ImportError: a
-      dataset's extra is missing.
-  """
-  datasets = {}
-  for m in models:
-    key = _dataset_key(m["dataset"])
-    if key not in datasets:
-      datasets[key] = load_dataset(m["dataset"])
-  checked: set[str] = set()
-  for members in group_models(models).values():
-    first = models[members[0]]
-    program = make_program(first, datasets[_dataset_key(first["dataset"])], config, 1)
-    kernels = params_lib.kernel_shapes(param_shapes(program))
-    for i in members:
-      spec, wv = models[i]["init"], models[i]["weight_variance"]
-      text = json.dumps([spec, wv, kernels], sort_keys=True, default=str)
-      if text in checked:
-        continue
-      checked.add(text)
-      init = jaxinit.get(spec)
-      where = f"[grid] init = {config_lib.label(spec)} (weight_variance = {wv!r})"
-      for shape, dtype in kernels:
-        static, scale, _ = params_lib.kernel_draw(init, shape, wv)
-        with np.errstate(over="ignore"):
-          finite = np.isfinite(np.float32(scale))
-        if not finite:
-          raise ConfigError(f"{where}: the {shape} kernel's scale {scale!r} is not a finite "
-                            f"float32")
-        try:
-          jax.eval_shape(lambda k, f=static, s=shape, d=dtype: f(k, s, d), jax.random.key(0))
-        except Exception as err:  # noqa: BLE001  (any initializer's own refusal)
-          raise ConfigError(f"{where} cannot draw the {shape} kernel of "
-                            f"{first['model']!r}: {type(err).__name__}: {err}") from None
 
 
 ChunkCallback = Callable[[Sequence[ModelSpec], Sequence[ModelRecord]], None]
@@ -263,7 +229,7 @@ def train_models(config: SweepConfig, models: Sequence[ModelSpec] | None = None,
   # Every dataset is loaded before anything compiles: a missing extra fails fast.
   datasets = {_dataset_key(m["dataset"]): None for m in models}
   for key in datasets:
-    datasets[key] = load_dataset(json.loads(key))
+    datasets[key] = load_dataset(json.loads(key), config.paths)
   cache = SHARED_CACHE if cache is None else cache
   groups = group_models(models)
   reporter = progress if isinstance(progress, Progress) else Progress(
@@ -374,4 +340,4 @@ def _run_chunk(programs: GroupPrograms, data: Any, rows: Sequence[int],
 
 
 __all__ = ["ChunkCallback", "GroupReport", "ModelRecord", "fetch", "group_models",
-           "initial_arrays", "preflight", "start_state", "train_models"]
+           "initial_arrays", "start_state", "train_models"]

@@ -1,31 +1,50 @@
-"""The model registry: every network a grid's ``model`` axis names, and how it is built.
+"""The model registry: what a grid's ``model`` axis names, and the keyword arguments it gets.
 
-An entry builds a network (an object with ``init(key) -> params`` and
-``apply(params, x, capture=False)``, the :class:`jaxinit.models.Network`
-protocol the probes rely on) from the dataset's shapes and the group's static
-values (``width``, ``depth``, ``activation``, ``use_bias`` and the entry's own
-options), checks those options, and says how the dataset's inputs are laid
-out for it. The built-in networks of :mod:`jaxinit.models` are ordinary
-entries: adding a model touches :data:`MODELS` only.
+A model value is a name of :data:`MODELS` (the built-in networks), an import
+path ``"package.module:factory"`` (:mod:`jaxinit.sweep.refs`), or from Python
+the factory itself; a table adds keyword arguments
+(``{name = "resmlp", branch_scale = 0.5}``). The factory is called once per
+shape group with the keyword arguments its signature accepts among
+
+* the dataset's ``in_features`` (features of one flattened input),
+  ``in_shape`` (one input's shape) and ``out_features`` (classes or targets);
+* the static axes ``width``, ``depth``, ``activation`` and ``use_bias``;
+* the grid's own axes for it (any other key of ``[grid]`` is a keyword
+  argument of the model factory: ``channels = [16, 32]``) and the table's
+  options;
+
+plus ``rngs`` or ``key`` (:func:`jaxinit.sweep.kinds.construct`); it returns
+any kind of model (:mod:`jaxinit.sweep.kinds`). An axis set in the grid that
+the factory does not take is an error, not silently ignored.
+
+The built-in networks are ordinary entries, NNX factories (each a few lines:
+keep them so), with checks of their options and their inputs' layout.
 
 Examples:
-  >>> net = build("resmlp", in_features=3, out_features=2,
-  ...             kwargs={"width": 8, "depth": 2, "activation": "tanh", "use_bias": True,
-  ...                     "branch_scale": 0.5})
-  >>> type(net).__name__, net.branch_scale
-  ('ResMLP', 0.5)
+  >>> e = entry("resmlp")
+  >>> sorted(accepted(e, ["width", "branch_scale", "channels"]))
+  ['branch_scale', 'width']
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from jaxinit import checks
-from jaxinit.sweep import registry
+from jaxinit.sweep import refs
+from jaxinit.sweep.kinds import parameters
+
+Check = Callable[[str, Any], Any]
+
+OFFERED_AXES: tuple[str, ...] = ("width", "depth", "activation", "use_bias")
+"""Static axes offered to every model factory (each gets those it accepts)."""
+
+DATA_KWARGS: tuple[str, ...] = ("in_features", "in_shape", "out_features")
+"""What a factory may take from the dataset."""
 
 
 def _identity(x: np.ndarray) -> np.ndarray:
@@ -36,35 +55,42 @@ def _one_channel(x: np.ndarray) -> np.ndarray:
   return np.asarray(x)[..., None]
 
 
-def _mlp(in_features: int, out_features: int, **kwargs: Any) -> Any:
-  from jaxinit.models import MLP  # pylint: disable=import-outside-toplevel
-  return MLP(in_features=in_features, out_features=out_features, **kwargs)
+# The built-in networks (jaxinit.models), as NNX factories.
+
+def _mlp(*, in_features: int, out_features: int, width: int, depth: int, activation: str,
+         use_bias: bool, rngs: Any) -> Any:
+  import jaxinit.models as models  # pylint: disable=import-outside-toplevel
+  return models.MLP(in_features, out_features, width, depth, activation=activation,
+                    use_bias=use_bias, rngs=rngs)
 
 
-def _resmlp(in_features: int, out_features: int, **kwargs: Any) -> Any:
-  from jaxinit.models import ResMLP  # pylint: disable=import-outside-toplevel
-  return ResMLP(in_features=in_features, out_features=out_features, **kwargs)
+def _resmlp(*, in_features: int, out_features: int, width: int, depth: int, activation: str,
+            use_bias: bool, branch_scale: float = 1.0, rngs: Any) -> Any:
+  import jaxinit.models as models  # pylint: disable=import-outside-toplevel
+  return models.ResMLP(in_features, out_features, width, depth, activation=activation,
+                       use_bias=use_bias, branch_scale=branch_scale, rngs=rngs)
 
 
-def _cnn1d(in_features: int, out_features: int, *, width: int, **kwargs: Any) -> Any:
-  del in_features  # a signal of any length: the conv slides, the readout pools
-  from jaxinit.models import CNN1D  # pylint: disable=import-outside-toplevel
-  return CNN1D(in_channels=1, out_features=out_features, channels=width, **kwargs)
+def _cnn1d(*, out_features: int, width: int, depth: int, activation: str, use_bias: bool,
+           kernel_size: int = 5, rngs: Any) -> Any:
+  # A signal of any length: the convolutions slide, the readout pools.
+  import jaxinit.models as models  # pylint: disable=import-outside-toplevel
+  return models.CNN1D(1, out_features, width, depth, kernel_size=kernel_size,
+                      activation=activation, use_bias=use_bias, rngs=rngs)
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
-  """One network a grid can name.
+  """One model a grid can name.
 
   Attributes:
-    build: ``build(in_features, out_features, **kwargs) -> network``, where
-      ``kwargs`` are the group's ``width``, ``depth``, ``activation``,
-      ``use_bias`` and the entry's options.
-    checks: each option's check ``check(where, value) -> canonical value``.
-    inputs: the dataset's inputs ``(n, features)`` as the network takes them.
+    factory: builds the model (see the module docstring).
+    checks: checks of some keyword arguments ``check(where, value) -> value``;
+      the others are passed as given (plain data) and the factory judges them.
+    inputs: the dataset's inputs as the model takes them.
   """
-  build: Callable[..., Any]
-  checks: Mapping[str, Callable[[str, Any], Any]] = dataclasses.field(default_factory=dict)
+  factory: Callable[..., Any]
+  checks: Mapping[str, Check] = dataclasses.field(default_factory=dict)
   inputs: Callable[[np.ndarray], np.ndarray] = _identity
 
 
@@ -73,11 +99,40 @@ MODELS: dict[str, ModelEntry] = {
     "resmlp": ModelEntry(_resmlp, {"branch_scale": checks.real}),
     "cnn1d": ModelEntry(_cnn1d, {"kernel_size": checks.positive_int}, _one_channel),
 }
-"""Model names and how each is built, its options checked and its inputs laid out."""
+"""The built-in networks by name (``cnn1d``'s inputs become 1-channel signals)."""
 
 
-def check_model(where: str, value: Any) -> Any:
-  """A grid's model value, canonical (see :func:`jaxinit.sweep.registry.check_entry`).
+def entry(name: str, paths: Sequence[str] = ()) -> ModelEntry:
+  """The entry of a canonical model name: built-in, or a factory by reference."""
+  if name in MODELS:
+    return MODELS[name]
+  factory = refs.resolve(name, "model", paths)
+  if not callable(factory):
+    raise ValueError(f"model {name!r} is {type(factory).__name__}, not a model factory")
+  return ModelEntry(factory)
+
+
+def accepted(model: ModelEntry, names: Iterable[str]) -> list[str]:
+  """Those of ``names`` that the entry's factory takes as keyword arguments."""
+  taken, var = parameters(model.factory)
+  return [n for n in names if var or n in taken]
+
+
+def check_kwarg(model: ModelEntry, where: str, key: str, value: Any) -> Any:
+  """A keyword argument's value, canonical: its entry's check, else plain data."""
+  if key in model.checks:
+    return model.checks[key](where, value)
+  from jaxinit.sweep.axes import plain  # pylint: disable=import-outside-toplevel
+  return plain(value, where)
+
+
+def check_model(where: str, value: Any, paths: Sequence[str] = ()) -> Any:
+  """A grid's model value, canonical: a name, or ``{"name": ..., **options}``.
+
+  Raises:
+    TypeError, ValueError: naming ``where``: not a name, table or factory; an
+      unknown name or an import path that does not resolve; an option the
+      factory does not take, or one its check refuses.
 
   Examples:
     >>> check_model("[grid] model", {"name": "cnn1d", "kernel_size": 0})
@@ -85,18 +140,28 @@ def check_model(where: str, value: Any) -> Any:
     ...
     ValueError: [grid] model: option 'kernel_size' of model 'cnn1d' must be a positive int, got 0
   """
-  return registry.check_entry(where, value, "model",
-                              {name: (lambda e=e: e.checks) for name, e in MODELS.items()})
+  value, options = refs.named(value)
+  if not isinstance(value, str):
+    raise TypeError(f"{where} must be a model name ({', '.join(MODELS)}), an import path "
+                    f"'package.module:factory', a factory, or a table with a 'name' key; "
+                    f"got {value!r}")
+  if value not in MODELS and not refs.is_reference(value):
+    raise ValueError(f"{where}: unknown model {value!r}; built-in: {', '.join(MODELS)}, or "
+                     f"an import path 'package.module:factory'"
+                     f"{checks.did_you_mean(value, MODELS)}")
+  try:
+    model = entry(value, paths)
+  except ValueError as err:
+    raise ValueError(f"{where}: {err}") from None
+  out = {}
+  for key, option in options.items():
+    if not accepted(model, [key]):
+      taken = sorted(parameters(model.factory)[0] - {"rngs", "key"})
+      raise ValueError(f"{where}: model {value!r} has no option {key!r}; it takes "
+                       f"{', '.join(taken) or 'none'}{checks.did_you_mean(key, taken)}")
+    out[key] = check_kwarg(model, f"{where}: option {key!r} of model {value!r}", key, option)
+  return {"name": value, **out} if out else value
 
 
-def build(name: str, *, in_features: int, out_features: int, kwargs: Mapping[str, Any]) -> Any:
-  """The network of entry ``name`` for the dataset's shapes and the group's static values."""
-  return MODELS[name].build(in_features, out_features, **dict(kwargs))
-
-
-def inputs(name: str, x: np.ndarray) -> np.ndarray:
-  """The dataset's inputs as entry ``name``'s network takes them."""
-  return MODELS[name].inputs(np.asarray(x))
-
-
-__all__ = ["MODELS", "ModelEntry", "build", "check_model", "inputs"]
+__all__ = ["DATA_KWARGS", "MODELS", "ModelEntry", "OFFERED_AXES", "accepted", "check_kwarg",
+           "check_model", "entry"]

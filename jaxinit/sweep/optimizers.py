@@ -1,15 +1,26 @@
-"""The optimizer table: every name a grid's ``optimizer`` axis takes, and its options.
+"""The optimizers a grid's ``optimizer`` axis names, and their options.
 
-Each entry is an optax factory and fixed defaults; a grid value is a name, or
-a table ``{name = ..., **options}`` whose options are keyword arguments of
-the factory. The learning rate is its own axis (an array inside a compiled
-program: :func:`build` makes it a state entry with
-``optax.inject_hyperparams``), so it is never an option. Options are checked
-here, at load time, by :data:`OPTION_CHECKS` (one rule per option name, shared
-by every optimizer that takes it); options that are not numbers or bools
-(``mask``, ``mu_dtype``, ...) cannot be set from a grid.
+A value is
 
-Adding an optimizer touches :data:`TABLE` only.
+* a preset of :data:`TABLE` (``"momentum"`` is SGD with momentum 0.9, as
+  most papers mean by it), or any optax optimizer by name (``"adabelief"``,
+  ``"sm3"``, ...: every ``optax`` function with a ``learning_rate``);
+* an import path ``"package.module:factory"``, or from Python the factory
+  itself (``optax.adamw``, your own): anything called as
+  ``factory(learning_rate=..., **options)`` returning an optax
+  ``GradientTransformation``;
+* a table ``{name = ..., **options}``: keyword arguments of the factory.
+
+The learning rate is its own axis (an array inside a compiled program:
+:func:`build` makes it a state entry with ``optax.inject_hyperparams``), so it
+is never an option. Options are checked at load time: by name where
+:data:`OPTION_CHECKS` knows them (``b1`` in ``[0, 1)``, ...), else as plain
+data that the factory takes; the optimizer is then built and initialized
+once before anything compiles (:mod:`jaxinit.sweep.preflight`).
+
+Optimizers whose update of a parameter depends on that parameter alone
+(:data:`FLAT`) update one flat vector per model (fewer, larger kernels); any
+other (per-layer norms, factored moments) updates the params tree.
 
 Examples:
   >>> check_optimizer("[grid] optimizer", {"name": "adam", "b1": 0.8})
@@ -22,13 +33,12 @@ Examples:
 
 from __future__ import annotations
 
-import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jaxinit import checks
-from jaxinit.sweep import registry
+from jaxinit.sweep import refs
 
 TABLE: dict[str, tuple[str, dict[str, Any]]] = {
     # name: (optax factory, fixed defaults). "momentum" and "nesterov" are SGD
@@ -45,14 +55,16 @@ TABLE: dict[str, tuple[str, dict[str, Any]]] = {
     "rmsprop": ("rmsprop", {}),
     "adagrad": ("adagrad", {}),
 }
-"""Optimizer names: ``(optax factory name, fixed defaults)``."""
+"""Presets: ``(optax factory name, fixed defaults)``. Any other optax name works too."""
 
 OPTIMIZERS: tuple[str, ...] = tuple(TABLE)
-"""Optimizer names; each is an optax factory called with the grid's learning rate."""
+"""The presets' names."""
 
-LAYERWISE_OPTIMIZERS: frozenset[str] = frozenset({"lars", "lamb"})
-"""Optimizers that use per-layer norms: they update the params tree, the others
-one flat vector per model (fewer, larger kernels: faster to compile and run)."""
+FLAT: frozenset[str] = frozenset({
+    "sgd", "momentum", "nesterov", "adam", "adamw", "nadam", "nadamw", "adamax", "adamaxw",
+    "amsgrad", "adabelief", "adadelta", "adagrad", "radam", "rmsprop", "lion", "yogi",
+    "sign_sgd", "signum"})
+"""Optimizers whose update is elementwise: they update one flat vector per model."""
 
 
 def _unit_interval(name: str, value: Any) -> float:
@@ -75,39 +87,95 @@ OPTION_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "nesterov": checks.boolean, "centered": checks.boolean, "eps_in_sqrt": checks.boolean,
     "bias_correction": checks.boolean,
 }
-"""How each optimizer option a grid may set is checked (name -> check)."""
+"""How options known by name are checked (others: plain data the factory judges)."""
 
 
-def optimizer_factory(name: str) -> tuple[Callable[..., Any], dict[str, Any]]:
-  """The optax factory and fixed defaults behind an optimizer name."""
+def _optax_names() -> list[str]:
   import optax  # pylint: disable=import-outside-toplevel
-  factory_name, defaults = TABLE[name]
-  return getattr(optax, factory_name), dict(defaults)
+  out = []
+  for name in dir(optax):
+    fn = getattr(optax, name)
+    if name.startswith("_") or isinstance(fn, type) or not callable(fn):
+      continue
+    try:
+      if "learning_rate" in inspect.signature(fn).parameters:
+        out.append(name)
+    except (TypeError, ValueError):
+      continue
+  return out
 
 
-@functools.cache
-def options(name: str) -> tuple[str, ...]:
-  """The options a grid may give optimizer ``name``: its factory's numeric and bool ones."""
-  factory, _ = optimizer_factory(name)
-  return tuple(p for p in inspect.signature(factory).parameters if p in OPTION_CHECKS)
+def optimizer_factory(name: str, paths: Sequence[str] = ()
+                      ) -> tuple[Callable[..., Any], dict[str, Any]]:
+  """The factory and fixed defaults behind a canonical optimizer name.
+
+  Raises:
+    ValueError: an unknown name, an import path that does not resolve, a
+      factory without a ``learning_rate`` parameter.
+  """
+  import optax  # pylint: disable=import-outside-toplevel
+  if name in TABLE:
+    factory_name, defaults = TABLE[name]
+    return getattr(optax, factory_name), dict(defaults)
+  if not refs.is_reference(name):
+    if name in _optax_names():
+      return getattr(optax, name), {}
+    raise ValueError(f"unknown optimizer {name!r}; presets: {', '.join(TABLE)}, any optax "
+                     f"optimizer, or an import path 'package.module:factory'"
+                     f"{checks.did_you_mean(name, list(TABLE) + _optax_names())}")
+  factory = refs.resolve(name, "optimizer", paths)
+  if not callable(factory) or "learning_rate" not in _parameters(factory):
+    raise ValueError(f"optimizer {name!r} must be a factory taking learning_rate=..., "
+                     f"got {factory!r}")
+  return factory, {}
 
 
-def check_optimizer(where: str, value: Any) -> Any:
-  """A grid's optimizer value, canonical (see :func:`jaxinit.sweep.registry.check_entry`)."""
-  if isinstance(value, Mapping) and "learning_rate" in value:
+def _parameters(fn: Any) -> list[str]:
+  try:
+    return list(inspect.signature(fn).parameters)
+  except (TypeError, ValueError):
+    return []
+
+
+def check_optimizer(where: str, value: Any, paths: Sequence[str] = ()) -> Any:
+  """A grid's optimizer value, canonical: a name, or ``{"name": ..., **options}``."""
+  name = value.get("name") if isinstance(value, Mapping) else value
+  value, options = refs.named(value)
+  if callable(name) and not isinstance(name, str):
+    optax_name = value.partition(":")[2]
+    if value.startswith("optax:") and optax_name in _optax_names():
+      value = optax_name
+  if not isinstance(value, str):
+    raise TypeError(f"{where} must be an optimizer name, an import path, a factory, or a "
+                    f"table with a 'name' key; got {value!r}")
+  if "learning_rate" in options:
     raise ValueError(f"{where}: the learning rate is its own axis; set "
                      f"[grid] learning_rate instead of an optimizer option")
-  return registry.check_entry(
-      where, value, "optimizer",
-      {name: (lambda n=name: {k: OPTION_CHECKS[k] for k in options(n)}) for name in TABLE})
+  try:
+    factory, _ = optimizer_factory(value, paths)
+  except ValueError as err:
+    raise ValueError(f"{where}: {err}") from None
+  taken = [p for p in _parameters(factory) if p != "learning_rate"]
+  out = {}
+  for key, option in options.items():
+    if key not in taken:
+      raise ValueError(f"{where}: optimizer {value!r} has no option {key!r}; accepted: "
+                       f"{', '.join(taken) or 'none'}{checks.did_you_mean(key, taken)}")
+    name = f"{where}: option {key!r} of optimizer {value!r}"
+    if key in OPTION_CHECKS:
+      out[key] = OPTION_CHECKS[key](name, option)
+    else:
+      from jaxinit.sweep.axes import plain  # pylint: disable=import-outside-toplevel
+      out[key] = plain(option, name)
+  return {"name": value, **out} if out else value
 
 
-def build(name: str, opts: Mapping[str, Any]) -> Any:
+def build(factory: Callable[..., Any], defaults: Mapping[str, Any], opts: Mapping[str, Any]
+          ) -> Any:
   """The optax optimizer, its learning rate a state entry (set per model by the engine)."""
   import optax  # pylint: disable=import-outside-toplevel
-  factory, defaults = optimizer_factory(name)
   return optax.inject_hyperparams(factory)(learning_rate=1.0, **{**defaults, **dict(opts)})
 
 
-__all__ = ["LAYERWISE_OPTIMIZERS", "OPTIMIZERS", "OPTION_CHECKS", "TABLE", "build",
-           "check_optimizer", "optimizer_factory", "options"]
+__all__ = ["FLAT", "OPTIMIZERS", "OPTION_CHECKS", "TABLE", "build", "check_optimizer",
+           "optimizer_factory"]

@@ -1,301 +1,298 @@
-"""Each model's initial params, drawn layer by layer on the host.
+"""Each model's initial params: its cell's rules, drawn for many models at once.
 
-A model's params never depend on the other models: every layer is drawn by
-its own call of a small compiled function, the same call alone or in any
-sweep, so a model's initialization is identical bit for bit in any company.
-The draws are compiled once and shared by every shape group, depth and
-initializer of the sweep (XLA:CPU spends up to seconds on each random-number
-kernel, so drawing inside each group's training program would cost compiles
-per initializer per group).
+A cell's ``init``, ``weight_variance`` and ``bias_variance`` make one rule set
+(:func:`cell_rules`), and a model's initial params are, bit for bit,
+``jaxinit.initialize(model, cell_rules(...), init_key)`` of its shape group's
+model alone (:meth:`jaxinit.sweep.kinds.Built.initialize`; ``init_key`` from
+:mod:`jaxinit.sweep.keys`): every parameter a rule serves is
+:func:`jaxinit.rules.draw` at its path, with fans from its module; the others
+keep the values the model was built with.
 
-Keys: a model's init key comes from :mod:`jaxinit.sweep.keys`. Its layers are
-numbered in params order: ``"input"`` first, then the stacked groups in
-key order (each layer of a stack in turn), ``"readout"`` last. Layer ``i``
-draws its kernel from ``fold_in(fold_in(init_key, i), 0)`` and its bias from
-``fold_in(fold_in(init_key, i), 1)``.
+:func:`draw_population` draws them for a whole chunk of models from the
+rules' own plan (:func:`jaxinit.rules.plan`: one walk of the model, the rules
+layer's), without one compiled program per model:
 
-Scales: a variance-scaling initializer ``variance_scaling(s, mode,
-sampler)`` is drawn as ``sampler`` at per-element variance
-``s * weight_variance / fan`` (the fans depend only on the shape), so presets
-that share a sampler (He, LeCun and Glorot normal all draw truncated normals)
-share compiled draws. Elementwise samplers (normal, truncated normal,
-uniform, Rademacher) draw flat at a power-of-two length and keep the first
-elements: jax's threefry is counter based, so these are the values a draw at
-the layer's shape gives, and one program per length serves every shape. With
-``weight_variance = 1`` a kernel is ``init(kernel_key, shape)`` up to the
-rounding of its scale (the variance is an argument of the compiled draw).
-Any other initializer (orthogonal, constants, identity, ``scaled``, your own)
-is called at the layer's shape and multiplied by ``sqrt(weight_variance)``.
-Biases are ``N(0, bias_variance)``.
+* a variance-scaling initializer over an elementwise sampler (normal,
+  truncated normal, uniform, Rademacher: every fan-based preset) draws every
+  layer of every model that uses it at once, ``vmap``-ed over the layers'
+  keys (counter-based random bits: the values of each layer drawn alone);
+* constants are drawn once;
+* any other initializer (orthogonal, delta, identity, sparse, your own) is
+  called model by model, by the very program ``jaxinit.initialize`` compiles;
+* ``Scaled(init, factor)`` (how weight and bias variances enter) draws
+  ``init`` as above and multiplies by each model's factor inside a compiled
+  program, as ``Scaled`` does: models that differ only in their variances
+  share every compiled draw.
+
+``tests/test_sweep_init.py`` checks the equality on NNX, linen, Equinox and
+pure models, for every kind of initializer.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import jaxinit
-from jaxinit import samplers
-from jaxinit.base import Initializer
-from jaxinit.initializers import VarianceScaling
+from jaxinit.initializers import Constant, Scaled, VarianceScaling
+from jaxinit.rules import Rule, RuleSet, plan as rules_plan
+from jaxinit.rules.keys import draw_hashed, path_hash
+from jaxinit.sweep.kinds import Built
 
-Path = tuple[str, ...]
+WEIGHT_RANKS: tuple[int, ...] = tuple(range(2, 9))
+"""A *weight* is a parameter whose one layer has rank 2 to 8: dense and convolution
+kernels, embeddings."""
 
-_SINGLE = ("input", "readout")
+UNIT_NORMAL = jaxinit.variance_scaling(1.0, "unit", "normal")
+"""``N(0, 1)``: biases are ``sqrt(bias_variance)`` times its draws."""
 
 
-def layer_slots(shapes: Mapping[str, Any]) -> list[tuple[Path, int | None]]:
-  """The layers of a params tree in key order: ``(path, stack size or None)``.
+def cell_rules(init: Any, weight_variance: float = 1.0, bias_variance: float = 0.0) -> RuleSet:
+  """The rule set of a cell: what its ``init``, ``weight_variance`` and ``bias_variance`` mean.
 
-  A layer is a dict with a ``"kernel"``; ``"input"`` and ``"readout"`` are
-  single layers, every other layer dict is a stack along its leading axis
-  (the layout of :mod:`jaxinit.models`).
+  An initializer (a ``jaxinit.get`` spec or object) ``I`` means::
+
+    [Rule("*", I', ndim=2..8, label="weights"),     # every weight (one layer's rank >= 2)
+     Rule("*bias", B, ndim=1, label="biases")]      # every rank-1 parameter named *bias
+
+  with ``I' = Scaled(I, sqrt(weight_variance))`` (``I`` when it is 1: the
+  weights are ``I``'s draws times ``sqrt(weight_variance)``, fans from their
+  modules) and ``B = Scaled(N(0, 1), sqrt(bias_variance))`` (zeros when it
+  is 0). Parameters neither rule matches (norm scales, ...) keep the values
+  the model was built with.
+
+  A rule set (a ``RuleSet``, or its config ``{name = "rules", rules = [...]}``)
+  is used as it is, except that with ``weight_variance != 1`` every weight it
+  draws is multiplied by ``sqrt(weight_variance)`` (each rule splits into its
+  weights, scaled, and its other parameters; the default likewise); a rule
+  set decides its biases itself, so ``bias_variance`` must be 0.
+
+  Raises:
+    ValueError: a rule set with a non-zero ``bias_variance``.
+
+  Examples:
+    >>> rules = cell_rules("he_normal", 2.0, 0.0)
+    >>> [r.label for r in rules], rules.rules[0].init.factor
+    (['weights', 'biases'], 1.4142135623730951)
+  """
+  obj = jaxinit.get(init) if isinstance(init, (str, Mapping)) else init
+  factor = math.sqrt(weight_variance)
+  if isinstance(obj, RuleSet):
+    if bias_variance != 0.0:
+      raise ValueError(f"bias_variance = {bias_variance!r} with a rule set: the rule set "
+                       f"decides how biases are drawn; leave bias_variance at 0")
+    if weight_variance == 1.0:
+      return obj
+    rules = []
+    for r in obj.rules:
+      weights = tuple(n for n in (r.ndim or WEIGHT_RANKS) if n in WEIGHT_RANKS)
+      others = tuple(n for n in (r.ndim or range(9)) if n not in WEIGHT_RANKS)
+      keep = dict(shape=r.shape, label=r.label, required=False)
+      if weights:
+        rules.append(Rule(r.pattern, Scaled(r.init, factor), ndim=weights, **keep))
+      if others:
+        rules.append(Rule(r.pattern, r.init, ndim=others, **keep))
+    if obj.default is not None:
+      rules.append(Rule("*", Scaled(obj.default, factor), ndim=WEIGHT_RANKS, required=False))
+    return RuleSet(tuple(rules), obj.default)
+  weights = obj if weight_variance == 1.0 else Scaled(obj, factor)
+  bias = jaxinit.zeros if bias_variance == 0.0 else Scaled(UNIT_NORMAL,
+                                                           math.sqrt(bias_variance))
+  return RuleSet((Rule("*", weights, ndim=WEIGHT_RANKS, label="weights", required=False),
+                  Rule("*bias", bias, ndim=1, label="biases", required=False)))
+
+
+@functools.lru_cache(maxsize=256)
+def plan(built: Built, rules: RuleSet) -> Any:
+  """:func:`jaxinit.rules.plan` of ``built``'s model under ``rules`` (cached)."""
+  return rules_plan(built.target, rules, *built.plan_args, **built.plan_options)
+
+
+def _split(init: Any) -> tuple[Any, float | None]:
+  """``(static initializer, factor)`` of ``Scaled(static, factor)``; ``(init, None)`` else."""
+  if isinstance(init, Scaled) and isinstance(init.factor, float):
+    return init.init, init.factor
+  return init, None
+
+
+def _elementwise(init: Any) -> bool:
+  """Whether ``vmap`` over keys draws exactly what each key alone draws (elementwise ops)."""
+  return isinstance(init, VarianceScaling) and getattr(init.sampler, "elementwise", False)
+
+
+def _key_data(key: jax.Array, shape: Any, dtype: Any) -> jax.Array:
+  """An "initializer" that returns its key: ``draw_hashed`` with it gives a path's key."""
+  del shape, dtype
+  return jax.random.key_data(key)
+
+
+def _path_keys_impl(keys: jax.Array, words: jax.Array) -> jax.Array:
+  return jax.vmap(lambda k, w: draw_hashed(jax.random.wrap_key_data(k), w, (2,), jnp.uint32,
+                                           _key_data))(keys, words)
+
+
+def _layer_keys_impl(keys: jax.Array, index: jax.Array) -> jax.Array:
+  return jax.vmap(lambda k, i: jax.random.key_data(jax.random.fold_in(
+      jax.random.wrap_key_data(k), i)))(keys, index)
+
+
+_path_keys = jax.jit(_path_keys_impl)
+_layer_keys = jax.jit(_layer_keys_impl)
+_KEY_ROWS = 1024  # rows per key program call: one compile per process
+
+
+def _in_rows(fn: Any, rows: int, *arrays: np.ndarray) -> np.ndarray:
+  """``fn`` over the leading axis in calls of exactly ``rows`` (the last one padded)."""
+  n = len(arrays[0])
+  parts = []
+  for lo in range(0, n, rows):
+    chunk = [a[lo:lo + rows] for a in arrays]
+    pad = rows - len(chunk[0])
+    chunk = [np.concatenate([c, np.repeat(c[:1], pad, axis=0)]) if pad else c for c in chunk]
+    parts.append(fn(*chunk))
+  return np.concatenate([np.asarray(p) for p in jax.device_get(parts)])[:n]
+
+
+@functools.lru_cache(maxsize=None)
+def _row_draw(init: Any, shape: tuple[int, ...], dtype: Any, scaled: bool) -> Any:
+  """Compiled: one layer per row key (``Scaled`` by the row's factor when ``scaled``)."""
+  def one(key_data, factor):
+    key = jax.random.wrap_key_data(key_data)
+    return (Scaled(init, factor) if scaled else init)(key, shape, dtype)
+  return jax.jit(jax.vmap(one))
+
+
+@functools.lru_cache(maxsize=None)
+def _model_draw(init: Any, shape: tuple[int, ...], dtype: Any, stack: tuple[int, ...]) -> Any:
+  """Compiled: one model's parameter, exactly as ``jaxinit.initialize`` draws it."""
+  return jax.jit(functools.partial(draw_hashed, shape=shape, dtype=dtype, init=init,
+                                   stack=stack))
+
+
+@functools.lru_cache(maxsize=None)
+def _times(dtype: Any) -> Any:
+  """Compiled: ``Scaled``'s product of draws and per-model factors."""
+  return jax.jit(lambda x, f: x * jnp.asarray(f, dtype).reshape((-1,) + (1,) * (x.ndim - 1)))
+
+
+def _rows_per_call(size: int) -> int:
+  """Layers per call of a row draw: a power of two, at most 256 and ~4M elements."""
+  return max(1, min(256, 1 << max(0, (2**22 // max(size, 1)).bit_length() - 1)))
+
+
+def draw_population(built: Built, rule_sets: Sequence[RuleSet], init_keys: np.ndarray
+                    ) -> np.ndarray:
+  """Every model's initial params, flat: ``(models, size)`` float32 (host numpy).
+
+  Model ``j`` gets ``jaxinit.initialize(model, rule_sets[j], init_keys[j])``
+  (its params raveled in ``built.paths`` order), bit for bit; see the module
+  docstring for how the draws are batched.
 
   Args:
-    shapes: params (or their ``jax.eval_shape``) of a :mod:`jaxinit.models` network.
+    built: the shape group's model.
+    rule_sets: per model, its rules (:func:`cell_rules`).
+    init_keys: per model, its raw init key ``(models, 2)`` uint32.
 
   Returns:
-    ``"input"`` first, the stacks in key order, ``"readout"`` last.
-
-  Examples:
-    >>> import jax
-    >>> from jaxinit.models import MLP
-    >>> net = MLP(in_features=3, out_features=2, width=4, depth=3)
-    >>> layer_slots(jax.eval_shape(net.init, jax.random.key(0)))
-    [(('input',), None), (('hidden',), 2), (('readout',), None)]
+    float32 ``(models, size)``.
   """
-  found: list[tuple[Path, int | None]] = []
-
-  def walk(tree: Mapping[str, Any], path: Path) -> None:
-    if "kernel" in tree:
-      stacked = path not in [(name,) for name in _SINGLE]
-      found.append((path, tree["kernel"].shape[0] if stacked else None))
-      return
-    for key in sorted(tree):
-      walk(tree[key], path + (key,))
-
-  walk(shapes, ())
-  rank = lambda slot: (0 if slot[0] == ("input",) else 2 if slot[0] == ("readout",)  # noqa: E731
-                       else 1)
-  return sorted(found, key=rank)
-
-
-def kernel_shapes(shapes: Mapping[str, Any]) -> list[tuple[tuple[int, ...], Any]]:
-  """The distinct ``(shape, dtype)`` of one layer's kernel, over every layer of a params tree.
-
-  Examples:
-    >>> import jax
-    >>> from jaxinit.models import MLP
-    >>> net = MLP(in_features=3, out_features=2, width=4, depth=3)
-    >>> [s for s, _ in kernel_shapes(jax.eval_shape(net.init, jax.random.key(0)))]
-    [(3, 4), (4, 4), (4, 2)]
-  """
-  out = []
-  for path, stack in layer_slots(shapes):
-    leaf = functools.reduce(lambda tree, k: tree[k], path, shapes)["kernel"]
-    item = (tuple(leaf.shape[1:] if stack is not None else leaf.shape), leaf.dtype)
-    if item not in out and (stack is None or stack > 0):
-      out.append(item)
+  num = len(rule_sets)
+  leaves = jax.tree.leaves(built.params)
+  sizes = [x.size for x in leaves]
+  offsets = np.cumsum([0] + sizes)
+  out = np.empty((num, offsets[-1]), np.float32)
+  for leaf, lo, hi in zip(leaves, offsets[:-1], offsets[1:]):
+    out[:, lo:hi] = np.asarray(leaf, np.float32).reshape(-1)
+  where = {path: (lo, hi) for path, lo, hi in zip(built.paths, offsets[:-1], offsets[1:])}
+  plans = {rules: plan(built, rules) for rules in set(rule_sets)}
+  rows: dict[tuple[Any, ...], list[tuple[int, Any, float | None]]] = {}
+  others: dict[tuple[Any, ...], list[tuple[int, Any, float | None]]] = {}
+  for j, rules in enumerate(rule_sets):
+    for a in plans[rules].assignments:
+      if math.prod(a.stack) * math.prod(a.shape) == 0:
+        continue  # nothing to draw (a stack of no layers: an MLP of depth 1)
+      static, factor = _split(a.init)
+      table = rows if _elementwise(static) else others
+      table.setdefault((static, a.shape, np.dtype(a.dtype), factor is not None), []).append(
+          (j, a, factor))
+  keys = np.asarray(init_keys, np.uint32).reshape(num, 2)
+  _draw_rows(rows, keys, where, out)
+  _draw_models(others, keys, where, out)
   return out
 
 
-_ELEMENTWISE = (samplers.Normal, samplers.TruncatedNormal, samplers.Uniform, samplers.Rademacher)
+def _draw_rows(groups: dict[tuple[Any, ...], list[Any]], keys: np.ndarray,
+               where: dict[str, tuple[int, int]], out: np.ndarray) -> None:
+  """Elementwise draws: every layer of every model of a group in a few vmapped calls."""
+  requests = [(j, a) for members in groups.values() for j, a, _ in members]
+  if not requests:
+    return
+  words = np.array([path_hash(a.path) for _, a in requests], np.uint32)
+  bases = _in_rows(_path_keys, _KEY_ROWS, keys[[j for j, _ in requests]], words)
+  # Layer i of a stack: fold_in(the path's key, i), as jaxinit.rules.draw does.
+  counts = [math.prod(a.stack) for _, a in requests]
+  stacked = [r for r, a in enumerate(requests) if a[1].stack]
+  layer_keys = {r: bases[r][None] for r in range(len(requests))}
+  if stacked:
+    repeated = np.concatenate([np.repeat(bases[r][None], counts[r], axis=0) for r in stacked])
+    index = np.concatenate([np.arange(counts[r], dtype=np.uint32) for r in stacked])
+    folded = _in_rows(_layer_keys, _KEY_ROWS, repeated, index)
+    starts = np.cumsum([0] + [counts[r] for r in stacked])
+    layer_keys.update({r: folded[lo:hi] for r, lo, hi in zip(stacked, starts[:-1], starts[1:])})
+  r = 0
+  for (static, shape, dtype, scaled), members in groups.items():
+    row_keys, factors, places = [], [], []
+    for j, a, factor in members:
+      row_keys.append(layer_keys[r])
+      factors += [1.0 if factor is None else factor] * counts[r]
+      places.append((j, a, counts[r]))
+      r += 1
+    draw = _row_draw(static, shape, dtype, scaled)
+    values = _in_rows(draw, _rows_per_call(math.prod(shape)), np.concatenate(row_keys),
+                      np.asarray(factors, np.float32))
+    start = 0
+    for j, a, count in places:
+      lo, hi = where[a.path]
+      out[j, lo:hi] = values[start:start + count].reshape(-1)
+      start += count
 
 
-def _bucket(size: int) -> int:
-  """The flat length an elementwise draw of ``size`` elements is made at."""
-  return max(1024, 1 << (size - 1).bit_length())
+def _draw_models(groups: dict[tuple[Any, ...], list[Any]], keys: np.ndarray,
+                 where: dict[str, tuple[int, int]], out: np.ndarray) -> None:
+  """Other initializers: model by model (constants once), by ``jaxinit.initialize``'s program."""
+  for (static, _, dtype, scaled), members in groups.items():
+    pending, constants = [], {}
+    for j, a, factor in members:
+      words = np.asarray(path_hash(a.path), np.uint32)
+      value = constants.get(a.stack)
+      if value is None and isinstance(static, Constant):
+        # The same value for every key (and no random bits to compile): drawn once.
+        one = static(jax.random.key(0), a.shape, dtype)
+        value = constants[a.stack] = jnp.broadcast_to(one, a.stack + one.shape)
+      elif value is None:
+        value = _model_draw(static, a.shape, dtype, a.stack)(
+            jax.random.wrap_key_data(keys[j]), words)
+      pending.append((j, a, value, factor))
+    if scaled:
+      by_shape: dict[tuple[int, ...], list[int]] = {}
+      for i, (_, _, value, _) in enumerate(pending):
+        by_shape.setdefault(tuple(value.shape), []).append(i)
+      for members_of_shape in by_shape.values():
+        stacked = jnp.stack([pending[i][2] for i in members_of_shape])
+        factors = np.asarray([pending[i][3] for i in members_of_shape], np.float32)
+        product = _times(dtype)(stacked, factors)
+        for row, i in enumerate(members_of_shape):
+          j, a, _, f = pending[i]
+          pending[i] = (j, a, product[row], f)
+    for j, a, value, _ in jax.device_get(pending):
+      lo, hi = where[a.path]
+      out[j, lo:hi] = np.asarray(value).reshape(-1)
 
 
-def _layer_key_impl(init_key: jax.Array, index: jax.Array, which: jax.Array) -> jax.Array:
-  key = jax.random.wrap_key_data(init_key)
-  return jax.random.key_data(jax.random.fold_in(jax.random.fold_in(key, index), which))
-
-
-def _draw_flat_impl(key: jax.Array, variance: jax.Array, *, sampler: Any, size: int,
-                    dtype: Any) -> jax.Array:
-  key = jax.random.wrap_key_data(key)
-  return jaxinit.variance_scaling(variance, "unit", sampler)(key, (size,), dtype)
-
-
-def _draw_shaped_impl(key: jax.Array, scale: jax.Array, *, init: Initializer,
-                      shape: tuple[int, ...], dtype: Any, variance_scaling: bool) -> jax.Array:
-  key = jax.random.wrap_key_data(key)
-  if variance_scaling:
-    # `init` is variance_scaling(1, "unit", sampler): `scale` is the variance itself.
-    return jaxinit.variance_scaling(scale, "unit", init.sampler)(key, shape, dtype)
-  w = init(key, shape, dtype)
-  return w * scale.astype(w.dtype)
-
-
-# Each compiles once per (sampler or initializer, size or shape) for the whole process.
-_layer_key = jax.jit(_layer_key_impl)
-_draw_flat = jax.jit(_draw_flat_impl, static_argnames=("sampler", "size", "dtype"))
-_draw_shaped = jax.jit(_draw_shaped_impl,
-                       static_argnames=("init", "shape", "dtype", "variance_scaling"))
-
-
-@functools.lru_cache(maxsize=4096)  # the same few (init, shape, variance) for many models
-def kernel_draw(init: Initializer, shape: tuple[int, ...],
-                weight_variance: float) -> tuple[Initializer, float, bool]:
-  """What to compile and what to pass for one kernel: ``(static init, scale, is_vs)``.
-
-  Args:
-    init: the grid's initializer.
-    shape: the kernel's shape.
-    weight_variance: the grid's variance multiplier.
-
-  Returns:
-    For a :class:`~jaxinit.VarianceScaling`, its sampler at unit mode and the
-    per-element variance ``scale * weight_variance / fan``; otherwise ``init``
-    and the factor ``sqrt(weight_variance)``.
-
-  Examples:
-    >>> import jaxinit
-    >>> static, variance, _ = kernel_draw(jaxinit.he_normal(), (50, 10), 0.5)
-    >>> static.mode, variance
-    ('unit', 0.02)
-  """
-  if isinstance(init, VarianceScaling) and not isinstance(init.scale, jax.core.Tracer):
-    variance = float(init.scale) * weight_variance / init.fan(shape)
-    return jaxinit.variance_scaling(1.0, "unit", init.sampler), variance, True
-  return init, math.sqrt(weight_variance), False
-
-
-def _batch_bucket(n: int) -> int:
-  """Models per vmapped draw: a power of two >= 8, so few batch sizes ever compile."""
-  return max(8, 1 << (n - 1).bit_length())
-
-
-# Layer keys of many models at once: (models, 2) raw keys, (L,) indices, (2,) which.
-_layer_keys = jax.jit(jax.vmap(jax.vmap(jax.vmap(
-    _layer_key_impl, (None, None, 0)), (None, 0, None)), (0, None, None)))
-
-
-def _draw_flat_batch_impl(keys: jax.Array, variances: jax.Array, *, sampler: Any, size: int,
-                          dtype: Any) -> jax.Array:
-  draw = functools.partial(_draw_flat_impl, sampler=sampler, size=size, dtype=dtype)
-  return jax.vmap(draw)(keys, variances)
-
-
-_draw_flat_batch = jax.jit(_draw_flat_batch_impl, static_argnames=("sampler", "size", "dtype"))
-
-
-def _pad_rows(x: np.ndarray, n: int) -> np.ndarray:
-  return np.concatenate([x, np.repeat(x[:1], n - len(x), axis=0)]) if n > len(x) else x
-
-
-def draw_population(shapes: Mapping[str, Any], inits: list[Initializer],
-                    init_keys: list[jax.Array] | np.ndarray, weight_variances: list[float],
-                    bias_variances: list[float]) -> dict[str, Any]:
-  """Every model's params, stacked on a leading model axis (host numpy).
-
-  Elementwise draws (normal, truncated normal, uniform, Rademacher) of the
-  same layer are made for all models at once, ``vmap``-ed over their keys
-  and variances (random bits are counter based, so a model's values are
-  the same in a batch of any size); other initializers draw model by model.
-
-  Args:
-    shapes: ``jax.eval_shape`` of the network's ``init``: the layout to fill.
-    inits: per model, its kernel initializer.
-    init_keys: per model, its init key: typed PRNG keys, or their raw key
-      data stacked ``(models, 2)``.
-    weight_variances: per model, the multiplier of every kernel's variance.
-    bias_variances: per model, the variance of every bias.
-
-  Returns:
-    Params with ``shapes``' structure and a leading model axis.
-
-  Examples:
-    >>> import jax, jaxinit
-    >>> from jaxinit.models import MLP
-    >>> net = MLP(in_features=3, out_features=2, width=4, depth=3, activation="tanh")
-    >>> p = draw_population(jax.eval_shape(net.init, jax.random.key(0)),
-    ...                     [jaxinit.zeros, jaxinit.he_normal()],
-    ...                     list(jax.random.split(jax.random.key(1))), [1.0, 1.0], [0.0, 0.0])
-    >>> p["hidden"]["kernel"].shape, float(abs(p["hidden"]["kernel"][0]).max())
-    ((2, 2, 4, 4), 0.0)
-  """
-  num = len(inits)
-  padded = _batch_bucket(num)
-  raw = init_keys if isinstance(init_keys, np.ndarray) else np.stack(
-      [np.asarray(jax.random.key_data(k)) for k in init_keys])
-  slots = layer_slots(shapes)
-  num_layers = sum(1 if stack is None else stack for _, stack in slots)
-  # One call for every layer key of every model: (models, layers, kernel|bias, key).
-  keys = np.asarray(_layer_keys(_pad_rows(raw, padded), np.arange(num_layers, dtype=np.int32),
-                                np.arange(2, dtype=np.uint32)))
-  bias_init = jaxinit.variance_scaling(1.0, "unit", "normal")
-  # Per leaf: a list over stack positions of (per-model pending draws).
-  pending: list[tuple[Path, str, Any, list[list[Any]]]] = []
-  index = 0
-  for path, stack in slots:
-    layer_shapes = functools.reduce(lambda tree, k: tree[k], path, shapes)
-    single = lambda x: tuple(x.shape[1:] if stack is not None else x.shape)  # noqa: E731
-    drawn: dict[str, list[list[Any]]] = {name: [] for name in layer_shapes}
-    for _ in range(1 if stack is None else stack):
-      for which, name in enumerate(("kernel", "bias")):
-        if name not in layer_shapes:
-          continue
-        shape, dtype = single(layer_shapes[name]), layer_shapes[name].dtype
-        plans = [kernel_draw(init, shape, wv) if name == "kernel" else (bias_init, bv, True)
-                 for init, wv, bv in zip(inits, weight_variances, bias_variances)]
-        drawn[name].append(_dispatch_layer(keys[:, index, which], plans, shape, dtype))
-      index += 1
-    pending += [(path, name, layer_shapes[name], per_stack) for name, per_stack in drawn.items()]
-  # One transfer, after every draw is dispatched.
-  hosts = jax.device_get([[[d for d, _, _ in per_model] for per_model in per_stack]
-                          for _, _, _, per_stack in pending])
-  params: dict[str, Any] = {}
-  for (path, name, leaf, per_stack), host in zip(pending, hosts):
-    if per_stack:
-      layers = [np.stack([cut(np.asarray(h) if row is None else np.asarray(h)[row])
-                          for h, (_, row, cut) in zip(host_layer, layer)])
-                for host_layer, layer in zip(host, per_stack)]
-      value = np.stack(layers, axis=1) if len(leaf.shape) == layers[0].ndim else layers[0]
-    else:  # an empty stack (an MLP of depth 1)
-      value = np.zeros((num,) + leaf.shape, leaf.dtype)
-    node = params
-    for key in path:
-      node = node.setdefault(key, {})
-    node[name] = value
-  return params
-
-
-def _dispatch_layer(keys: jax.Array, plans: list[tuple[Initializer, float, bool]],
-                    shape: tuple[int, ...], dtype: Any) -> list[tuple[Any, Any, Any]]:
-  """Starts one layer's draws for every model.
-
-  Returns:
-    Per model ``(device array, its row in it or None, cut to shape)``.
-  """
-  size = math.prod(shape)
-  out: list[Any] = [None] * len(plans)
-  batches: dict[Any, list[int]] = {}
-  for j, (static, scale, is_vs) in enumerate(plans):
-    if is_vs and isinstance(static.sampler, _ELEMENTWISE):
-      batches.setdefault(static.sampler, []).append(j)
-    else:
-      draw = _draw_shaped(keys[j], np.float32(scale), init=static, shape=shape, dtype=dtype,
-                          variance_scaling=is_vs)
-      out[j] = (draw, None, lambda h: h)
-  cut = lambda h: h[:size].reshape(shape)  # noqa: E731
-  for sampler, members in batches.items():
-    n = _batch_bucket(len(members))
-    index = np.array(members + [members[0]] * (n - len(members)))
-    scales = np.array([plans[j][1] for j in index], np.float32)
-    # Elementwise samplers draw the same values flat (counter-based bits), and a
-    # longer draw starts with the shorter one: one small program per size
-    # bucket and batch bucket instead of one per shape and model.
-    flat = _draw_flat_batch(keys[index], scales, sampler=sampler, size=_bucket(size), dtype=dtype)
-    for row, j in enumerate(members):
-      out[j] = (flat, row, cut)
-  return out
-
-
-__all__ = ["draw_population", "kernel_draw", "kernel_shapes", "layer_slots"]
+__all__ = ["UNIT_NORMAL", "WEIGHT_RANKS", "cell_rules", "draw_population", "plan"]

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from jaxinit.sweep import config as config_lib
-from jaxinit.sweep.config import AXES, SweepConfig
+from jaxinit.sweep.config import SweepConfig
 
 MAX_PANELS = 24
 """Most panels in one figure; more facets need ``--where``."""
@@ -283,8 +283,8 @@ def plot_results(out_dir: str | Path, *, x: str | None = None, y: str | None = N
   x = default_x if x is None else x
   y = default_y if y is None or y == x else y
   for axis in (x, y, *where):
-    if axis is not None and axis not in AXES:
-      raise ValueError(f"axis must be one of {list(AXES)}, got {axis!r}")
+    if axis is not None and axis not in config.grid:
+      raise ValueError(f"axis must be one of {list(config.grid)}, got {axis!r}")
   for axis, value in where.items():
     if not select(rows, {axis: value}):
       raise ValueError(f"--where {axis}={value}: no model has it; values: "
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
   """Draws a results folder's PNGs; returns the exit status."""
   parser = argparse.ArgumentParser(prog="jaxinit plot", description=__doc__.splitlines()[0])
   parser.add_argument("dir", help="a results folder written by 'jaxinit sweep'")
-  parser.add_argument("--x", help=f"axis across, one of {', '.join(AXES)}")
+  parser.add_argument("--x", help="axis across: a grid axis (default: chosen from the varying ones)")
   parser.add_argument("--y", help="axis down")
   parser.add_argument("--metric", action="append",
                       help="a results.csv column to draw as a heatmap (repeatable)")

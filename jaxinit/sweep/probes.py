@@ -8,6 +8,13 @@ them; the others get the network and compute what they need. They run inside
 the compiled evaluation, ``vmap``-ed over models. Adding a probe touches
 :data:`PROBES` only.
 
+Which models can be probed is decided in one place, :func:`probed_network`:
+today, models whose call takes ``capture=True`` and returns
+``(outputs, {"preactivations": (depth, ...)})`` (and, for ``grad_norm``,
+``perturbations=`` added to that signal), as :mod:`jaxinit.models`' networks
+do, any kind of model (NNX, linen, Equinox, pure). A generic capture of
+any Flax or Equinox model's layer outputs plugs in there.
+
 * ``second_moment``, ``mean``, ``variance``: of each layer's pre-activations
   (:func:`jaxinit.probes.layer_moments`);
 * ``dead_fraction``: units that never fire on the batch
@@ -21,6 +28,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import jax
 
 
 def _moment(name: str) -> Callable[[Any], Any]:
@@ -66,6 +75,43 @@ NAMES: tuple[str, ...] = tuple(PROBES)
 """The probe names, in the registry's order."""
 
 
+NEEDS: dict[str, frozenset[str]] = {
+    name: frozenset({"capture"} if entry.network is None else {"capture", "perturbations"})
+    for name, entry in PROBES.items()}
+"""The keyword arguments of the model's call each probe needs."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ProbedNetwork:
+  """A sweep's model as :class:`jaxinit.models.Network` (what :mod:`jaxinit.probes` takes).
+
+  Attributes:
+    built: the model (:class:`jaxinit.sweep.kinds.Built`).
+  """
+  built: Any
+
+  def apply(self, params: Any, x: Any, *, capture: bool = False,
+            perturbations: Any = None) -> Any:
+    kwargs: dict[str, Any] = {"capture": True} if capture else {}
+    if perturbations is not None:
+      kwargs["perturbations"] = perturbations
+    return self.built.apply(params, x, **kwargs)
+
+  def layers(self, params: Any) -> tuple[Any, ...]:
+    """Every weight (rank >= 2) as a stack of one layer, in params order."""
+    return tuple((w[None], None) for w in jax.tree.leaves(params) if w.ndim >= 2)
+
+
+def probed_network(built: Any, names: Sequence[str]) -> ProbedNetwork | None:
+  """The model as the probes ``names`` see it, or None if it cannot serve them.
+
+  The hook for capture: a model's call that takes ``capture`` (and
+  ``perturbations`` for the backward probes) serves them itself.
+  """
+  needs = frozenset().union(*(NEEDS[n] for n in names)) if names else frozenset()
+  return ProbedNetwork(built) if needs <= built.takes else None
+
+
 def measure(names: Sequence[str], net: Any, params: Any, x: Any,
             loss_fn: Callable[[Any], Any]) -> dict[str, Any]:
   """The probes ``names`` of one model on the probe batch ``x`` (traceable).
@@ -93,4 +139,5 @@ def measure(names: Sequence[str], net: Any, params: Any, x: Any,
   return out
 
 
-__all__ = ["NAMES", "PROBES", "ProbeEntry", "measure"]
+__all__ = ["NAMES", "NEEDS", "PROBES", "ProbeEntry", "ProbedNetwork", "measure",
+           "probed_network"]

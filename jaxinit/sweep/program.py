@@ -1,11 +1,14 @@
 """What is static about a shape group: the :class:`Program` every compiled function takes.
 
 Models that agree on every static axis (model, dataset, activation, depth,
-width, use_bias, optimizer, batch_size) form a *shape group*; its
-:class:`Program` is hashable (a ``jit`` static argument) and names the
-network (through :mod:`jaxinit.sweep.networks`), the optimizer (through
-:mod:`jaxinit.sweep.optimizers`), the probes, the block length and how many
-models one device trains at once (``lanes``).
+width, use_bias, optimizer, batch_size and the model axes) form a *shape
+group*; its :class:`Program` is hashable (a ``jit`` static argument) and holds
+what the compiled code depends on: the model factory and its keyword
+arguments (:func:`network` builds the model once, :mod:`jaxinit.sweep.kinds`),
+the loss and metrics, the optimizer, the probes, the block length and how
+many models one device trains at once (``lanes``). Functions and classes are
+held themselves (compared by identity), so a class redefined in a notebook
+compiles anew.
 """
 
 from __future__ import annotations
@@ -13,13 +16,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import numpy as np
 
-from jaxinit.sweep import networks, optimizers
+from jaxinit.sweep import kinds, optimizers
 
 PyTree = Any
 
@@ -28,8 +31,19 @@ TRAIN_EVAL_SIZE = 1000
 
 
 def frozen(options: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-  """A dict as sorted ``(key, value)`` pairs (hashable)."""
-  return tuple(sorted(options.items()))
+  """A dict as sorted ``(key, value)`` pairs, lists as tuples (hashable)."""
+  def freeze(v: Any) -> Any:
+    if isinstance(v, list | tuple):
+      return tuple(freeze(x) for x in v)
+    if isinstance(v, Mapping):
+      return frozen(v)
+    return v
+  return tuple(sorted((k, freeze(v)) for k, v in options.items()))
+
+
+def thawed(pairs: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+  """The keyword arguments :func:`frozen` stored (tuples stay tuples)."""
+  return dict(pairs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,26 +51,34 @@ class Program:
   """Everything static about a shape group (hashable: a ``jit`` static argument).
 
   Attributes:
-    model: a name of :data:`jaxinit.sweep.networks.MODELS`.
-    model_kwargs: what builds the network besides the dataset's shapes
-      (``width``, ``depth``, ``activation``, ``use_bias`` and the model's
-      options), as sorted pairs.
-    in_features: input features (the signal length for ``"cnn1d"``).
+    model: the model's canonical name (for messages).
+    factory: the model factory.
+    model_kwargs: what the factory is called with, as sorted pairs.
+    inputs: the dataset's inputs as the model takes them (host function).
+    input_shape: one input's shape as the model takes it.
     num_outputs: classes or regression targets.
     task: ``"classification"`` or ``"regression"``.
-    optimizer: a name of :data:`jaxinit.sweep.optimizers.OPTIMIZERS`.
-    optimizer_options: its options, as sorted pairs.
+    loss: ``loss(outputs, targets) -> scalar``.
+    metrics: ``(name, metric)`` pairs (accuracy first).
+    optimizer: the optimizer's canonical name.
+    optimizer_factory: the optax factory.
+    optimizer_options: its defaults and options, as sorted pairs.
     batch_size: minibatch size.
     block_steps: training steps per compiled block.
     probes: probe names (:data:`jaxinit.sweep.probes.PROBES`).
     lanes: models one device trains at once, ``vmap``-ed together.
   """
   model: str
+  factory: Callable[..., Any]
   model_kwargs: tuple[tuple[str, Any], ...]
-  in_features: int
+  inputs: Callable[[np.ndarray], np.ndarray]
+  input_shape: tuple[int, ...]
   num_outputs: int
   task: str
+  loss: Callable[..., Any]
+  metrics: tuple[tuple[str, Callable[..., Any]], ...]
   optimizer: str
+  optimizer_factory: Callable[..., Any]
   optimizer_options: tuple[tuple[str, Any], ...]
   batch_size: int
   block_steps: int
@@ -66,23 +88,28 @@ class Program:
   @property
   def layerwise(self) -> bool:
     """Whether the optimizer updates the params tree (per-layer norms), not a flat vector."""
-    return self.optimizer in optimizers.LAYERWISE_OPTIMIZERS
+    return self.optimizer not in optimizers.FLAT
 
 
-def network(program: Program) -> Any:
-  """The group's network; its initializers go unused (see :mod:`jaxinit.sweep.params`)."""
-  return networks.build(program.model, in_features=program.in_features,
-                        out_features=program.num_outputs, kwargs=dict(program.model_kwargs))
+@functools.lru_cache(maxsize=64)
+def _build(factory: Any, kwargs: tuple[tuple[str, Any], ...],
+           input_shape: tuple[int, ...]) -> kinds.Built:
+  return kinds.build(factory, thawed(kwargs), np.zeros((1,) + input_shape, np.float32))
+
+
+def network(program: Program) -> kinds.Built:
+  """The group's model, built once per process (:func:`jaxinit.sweep.kinds.build`)."""
+  return _build(program.factory, program.model_kwargs, program.input_shape)
 
 
 def optimizer(program: Program) -> Any:
   """The optax optimizer, its learning rate a state entry (set per model by the engine)."""
-  return optimizers.build(program.optimizer, dict(program.optimizer_options))
+  return optimizers.build(program.optimizer_factory, {}, thawed(program.optimizer_options))
 
 
 def param_shapes(program: Program) -> PyTree:
-  """The network's params as ``jax.ShapeDtypeStruct`` leaves (one model)."""
-  return jax.eval_shape(network(program).init, jax.random.key(0))
+  """The model's params as ``jax.ShapeDtypeStruct`` leaves (one model)."""
+  return network(program).shapes
 
 
 def param_count(program: Program) -> int:
@@ -105,7 +132,7 @@ def device_data(program: Program, dataset: Any, probe_batch: int,
     ``x_train_eval``, ``y_train_eval``, ``x_test_eval``, ``y_test_eval``,
     ``x_probe``, ``y_probe``.
   """
-  prep = functools.partial(networks.inputs, program.model)
+  prep = program.inputs
   n_eval = min(train_eval_size, len(dataset.x_train))
   n_probe = min(probe_batch, len(dataset.x_train))
   return {"x_train": prep(dataset.x_train), "y_train": np.asarray(dataset.y_train),
@@ -117,4 +144,4 @@ def device_data(program: Program, dataset: Any, probe_batch: int,
 
 
 __all__ = ["Program", "TRAIN_EVAL_SIZE", "device_data", "frozen", "network", "optimizer",
-           "param_count", "param_shapes"]
+           "param_count", "param_shapes", "thawed"]

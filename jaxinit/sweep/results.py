@@ -2,8 +2,9 @@
 
 ``DIR/results.csv``
   one row per model: ``model_id``, ``group`` (shape group index), ``seed``,
-  every grid axis (tables written as ``name(option=value)``), then
-  ``final_*`` / ``best_*`` train and test loss and accuracy (``train_*`` is
+  every grid axis, model axes included (tables written as
+  ``name(option=value)``), then ``final_*`` / ``best_*`` train and test loss,
+  accuracy and every metric of the config's ``metrics`` (``train_*`` is
   measured on the first 1000 training examples; accuracy is empty for
   regression), ``best_test_loss_step``, ``init_fingerprint`` and
   ``final_fingerprint`` (checksums of the initial and the trained params'
@@ -16,8 +17,8 @@
 ``DIR/curves.npz``
   arrays over models in the CSV's order: ``model_id`` ``(M,)``,
   ``eval_step`` ``(M, E)`` (-1 pads models with fewer evaluations),
-  ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy``
-  ``(M, E)``, ``step_loss`` ``(M, S)`` (each step's minibatch loss; after
+  ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy`` (and
+  ``{train,test}_{metric}``) ``(M, E)``, ``step_loss`` ``(M, S)`` (each step's minibatch loss; after
   the diverging step's, NaN), ``diverged_step`` ``(M,)`` and ``probe_{name}`` ``(M, E, L)``
   (NaN pads shallower models).
 ``DIR/config.toml``
@@ -51,9 +52,20 @@ from typing import Any
 import numpy as np
 
 from jaxinit.sweep import config as config_lib
-from jaxinit.sweep.config import AXES, ModelSpec, SweepConfig
+from jaxinit.sweep.config import ModelSpec, SweepConfig
 
 CURVE_METRICS: tuple[str, ...] = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+"""Curves every sweep has; the config's ``metrics`` add ``train_{name}`` and ``test_{name}``."""
+
+
+def metric_names(records: Sequence[Any]) -> list[str]:
+  """The scores the records hold besides the loss: ``accuracy`` first, then the config's."""
+  names: list[str] = []
+  for r in records:
+    for key in r.metrics:
+      if key.startswith("test_") and key != "test_loss" and key[5:] not in names:
+        names.append(key[5:])
+  return sorted(names, key=lambda n: n != "accuracy")
 
 
 @dataclasses.dataclass
@@ -139,6 +151,9 @@ def summarize(models: Sequence[ModelSpec], records: Sequence[Any], group_of: Seq
     ``(rows, curves)`` as described in the module docstring.
   """
   num = len(models)
+  scores = metric_names(records)
+  curve_names = ["train_loss", "test_loss"] + [f"{s}_{m}" for m in scores
+                                               for s in ("train", "test")]
   evals = max(len(r.eval_step) for r in records)
   steps = max(len(r.step_loss) for r in records)
   layers = max((r.metrics[p].shape[-1] for r in records for p in probes), default=0)
@@ -147,7 +162,7 @@ def summarize(models: Sequence[ModelSpec], records: Sequence[Any], group_of: Seq
       "eval_step": np.full((num, evals), -1, np.int64),
       "step_loss": np.full((num, steps), np.nan, np.float32),
       "diverged_step": np.array([r.diverged_step for r in records], np.int64)}
-  for name in CURVE_METRICS:
+  for name in sorted(curve_names, key=lambda n: (n.split("_", 1)[1] != "loss", n)):
     curves[name] = np.full((num, evals), np.nan, np.float32)
   for p in probes:
     curves[f"probe_{p}"] = np.full((num, evals, layers), np.nan, np.float32)
@@ -156,18 +171,21 @@ def summarize(models: Sequence[ModelSpec], records: Sequence[Any], group_of: Seq
     e = len(record.eval_step)
     curves["eval_step"][i, :e] = record.eval_step
     curves["step_loss"][i, :len(record.step_loss)] = record.step_loss
-    for name in CURVE_METRICS:
-      curves[name][i, :e] = record.metrics[name]
+    for name in curve_names:
+      if name in record.metrics:
+        curves[name][i, :e] = record.metrics[name]
     row: dict[str, Any] = {"model_id": model.model_id, "group": group, "seed": model.seed}
-    for axis in AXES:
-      value = model[axis]
+    for axis, value in model.cell.items():
       row[axis] = config_lib.label(value) if isinstance(value, (dict, list)) else value
     m = record.metrics
+    nan = np.full(e, np.nan)
     for split in ("train", "test"):
       row[f"final_{split}_loss"] = float(m[f"{split}_loss"][-1])
       row[f"best_{split}_loss"] = _nan_best(m[f"{split}_loss"], np.min)
-      row[f"final_{split}_accuracy"] = float(m[f"{split}_accuracy"][-1])
-      row[f"best_{split}_accuracy"] = _nan_best(m[f"{split}_accuracy"], np.max)
+      for score in scores:
+        values = m.get(f"{split}_{score}", nan)
+        row[f"final_{split}_{score}"] = float(values[-1])
+        row[f"best_{split}_{score}"] = _nan_best(values, np.max)
     test = np.asarray(m["test_loss"], np.float64)
     row["best_test_loss_step"] = (int(record.eval_step[int(np.nanargmin(test))])
                                   if np.isfinite(test).any() else None)
@@ -269,4 +287,5 @@ def read_results(out_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, n
   return rows, curves, config_lib.load_config(out / "config.toml")
 
 
-__all__ = ["CURVE_METRICS", "SweepResult", "read_results", "summarize", "write_results"]
+__all__ = ["CURVE_METRICS", "SweepResult", "metric_names", "read_results", "summarize",
+           "write_results"]

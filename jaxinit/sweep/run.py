@@ -58,6 +58,7 @@ def run_sweep(config: SweepConfig | Mapping[str, Any] | str | Path, *,
   import numpy as np  # pylint: disable=import-outside-toplevel
 
   from jaxinit.sweep import distributed, loop  # pylint: disable=import-outside-toplevel
+  from jaxinit.sweep.preflight import preflight  # pylint: disable=import-outside-toplevel
   from jaxinit.sweep.store import RunStore  # pylint: disable=import-outside-toplevel
   start = time.perf_counter()
   if isinstance(config, (str, Path)):
@@ -65,7 +66,7 @@ def run_sweep(config: SweepConfig | Mapping[str, Any] | str | Path, *,
   elif not isinstance(config, SweepConfig):
     config = parse_config(config)
   models = _check_models(config, models)
-  loop.preflight(config, models)  # datasets load, initializers fit their layers
+  preflight(config, models)  # data, models, loss, optimizer and rules: before any folder
   store, done, lanes = None, {}, {}
   if out_dir is not None:
     store = RunStore(out_dir, config, writer=jax.process_index() == 0)

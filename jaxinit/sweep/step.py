@@ -20,28 +20,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxinit.sweep import probes as probes_lib
 from jaxinit.sweep.program import Program, network, optimizer, param_shapes
 
 PyTree = Any
-
-
-def loss_and_accuracy(task: str, outputs: jax.Array,
-                      targets: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Mean softmax cross-entropy and accuracy, or mean squared error and NaN.
-
-  Examples:
-    >>> import jax.numpy as jnp
-    >>> loss, acc = loss_and_accuracy("classification", jnp.array([[0., 9.]]), jnp.array([1]))
-    >>> round(float(loss), 4), float(acc)
-    (0.0001, 1.0)
-  """
-  if task == "classification":
-    loss = optax.softmax_cross_entropy_with_integer_labels(outputs, targets).mean()
-    return loss, jnp.mean(jnp.argmax(outputs, axis=-1) == targets)
-  return jnp.mean(jnp.square(outputs - targets)), jnp.asarray(jnp.nan, outputs.dtype)
 
 
 def ravel(tree: PyTree, batch_dims: int = 0) -> jax.Array:
@@ -139,7 +122,7 @@ def train_step(program: Program, data: Mapping[str, jax.Array], state: Mapping[s
   x, y = data["x_train"][index], data["y_train"][index]
 
   def loss_fn(params):
-    return loss_and_accuracy(program.task, net.apply(params, x), y)[0]
+    return program.loss(net.apply(params, x), y)
 
   flat = state["params"]
   # Differentiate the tree, not the flat vector: the transpose of slicing is
@@ -202,19 +185,24 @@ def evaluate(program: Program, data: Mapping[str, jax.Array],
     params: the model's params, flat (see :func:`ravel`).
 
   Returns:
-    Scalars ``train_loss``, ``train_accuracy``, ``test_loss``,
-    ``test_accuracy``, ``params_fingerprint`` (:func:`params_fingerprint`)
-    and one ``(depth,)`` array per probe (:mod:`jaxinit.sweep.probes`).
+    Scalars ``{split}_loss`` and ``{split}_{metric}`` for ``split`` in train
+    and test and every metric of the program (accuracy first),
+    ``params_fingerprint`` (:func:`params_fingerprint`) and one ``(depth,)``
+    array per probe (:mod:`jaxinit.sweep.probes`).
   """
   net = network(program)
   out = {"params_fingerprint": params_fingerprint(params)}
   params = unravel(param_shapes(program), params)
   for split in ("train", "test"):
-    x, y = data[f"x_{split}_eval"], data[f"y_{split}_eval"]
-    out[f"{split}_loss"], out[f"{split}_accuracy"] = loss_and_accuracy(
-        program.task, net.apply(params, x), y)
-  loss_fn = lambda y_hat: loss_and_accuracy(program.task, y_hat, data["y_probe"])[0]  # noqa: E731
-  out.update(probes_lib.measure(program.probes, net, params, data["x_probe"], loss_fn))
+    y = data[f"y_{split}_eval"]
+    outputs = net.apply(params, data[f"x_{split}_eval"])
+    out[f"{split}_loss"] = program.loss(outputs, y)
+    for name, metric in program.metrics:
+      out[f"{split}_{name}"] = jnp.asarray(metric(outputs, y), jnp.float32)
+  if program.probes:
+    probed = probes_lib.probed_network(net, program.probes)
+    loss_fn = lambda y_hat: program.loss(y_hat, data["y_probe"])  # noqa: E731
+    out.update(probes_lib.measure(program.probes, probed, params, data["x_probe"], loss_fn))
   return out
 
 
@@ -288,5 +276,5 @@ def train_block(program: Program, data: Mapping[str, jax.Array], data_keys: jax.
   return state, metrics
 
 
-__all__ = ["batch_indices", "evaluate", "init_opt_state", "loss_and_accuracy",
-           "params_fingerprint", "ravel", "train_block", "train_step", "unravel"]
+__all__ = ["batch_indices", "evaluate", "init_opt_state", "params_fingerprint", "ravel",
+           "train_block", "train_step", "unravel"]

@@ -52,12 +52,13 @@ from jaxinit.sweep.config import ConfigError, ModelSpec, SweepConfig
 from jaxinit.sweep.identity import execution_identity
 from jaxinit.sweep.lock import FolderInUseError, FolderLock
 
-EXECUTION_KEYS: tuple[str, ...] = ("chunk_size",)
+EXECUTION_KEYS: tuple[str, ...] = ("chunk_size", "paths")
 """Config keys that change how a sweep runs, not what it computes: they may
 differ between a sweep and its resumption."""
 
-CHUNK_FORMAT = 2
-"""Version of the chunk files' layout."""
+CHUNK_FORMAT = 3
+"""Version of the chunk files' layout (3: params drawn by the model-level rules; chunks of
+earlier versions hold other numbers and are trained again)."""
 
 OUTPUTS: tuple[str, ...] = ("results.csv", "curves.npz", "run.json", "config.toml",
                             "heatmap_*.png", "curves_*.png", "probe_*.png")

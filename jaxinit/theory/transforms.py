@@ -49,7 +49,7 @@ Use with :class:`jaxinit.models.MLP` (weights ``variance_scaling(1, "fan_in",
 
     phi = theory.tat("leaky_relu", theory.mlp(depth))
     net = jaxinit.models.MLP(in_features, out_features, width, depth, activation=phi,
-                             kernel_init=jaxinit.orthogonal(), bias_init=jaxinit.zeros)
+                             kernel_init=jaxinit.orthogonal(), bias_init=jaxinit.zeros, rngs=0)
 
 A :class:`TransformedActivation` is a frozen, hashable callable (a static
 argument under ``jit``; Flax modules take it as their activation) with a JSON

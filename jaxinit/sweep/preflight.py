@@ -1,0 +1,149 @@
+"""Checks that need the data and the models: run before anything is written or compiled.
+
+:func:`load_config` checks what a config says; :func:`preflight` checks what
+it means, shape group by shape group, with shapes only (``jax.eval_shape``:
+nothing is computed): every dataset loads, every model factory accepts its
+group's values and returns a model of float32 params that runs on the
+dataset's inputs, the loss returns a scalar and the metrics scalars, the
+probes can see the model, the optimizer initializes, and every cell's rules
+can draw every parameter they serve. Each failure is one
+:class:`~jaxinit.sweep.config.ConfigError` naming the grid value at fault.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxinit.sweep import probes as probes_lib
+from jaxinit.sweep.compile import make_program
+from jaxinit.sweep.config import ConfigError, ModelSpec, SweepConfig, label
+from jaxinit.sweep.data import load_dataset
+from jaxinit.sweep.loop import group_models
+from jaxinit.sweep.params import cell_rules, plan
+from jaxinit.sweep.program import Program, device_data, network, thawed
+from jaxinit.sweep.step import init_opt_state
+
+
+def _refused(where: str, err: BaseException) -> ConfigError:
+  text = str(err).splitlines()[0] if str(err) else ""
+  return ConfigError(f"{where}: {type(err).__name__}: {text}")
+
+
+def _shape(where: str, fn: Callable[..., Any], *args: Any) -> Any:
+  try:
+    return jax.eval_shape(fn, *args)
+  except ConfigError:
+    raise
+  except Exception as err:  # noqa: BLE001  (any failure of the user's code, named)
+    raise _refused(where, err) from None
+
+
+def preflight(config: SweepConfig, models: Sequence[ModelSpec]) -> None:
+  """Checks ``models`` of ``config`` (see the module docstring).
+
+  Raises:
+    ConfigError: naming the grid value that cannot work. ImportError: a
+      dataset's extra is missing.
+  """
+  datasets: dict[str, Any] = {}
+  for m in models:
+    key = json.dumps(m["dataset"], sort_keys=True)
+    if key not in datasets:
+      datasets[key] = load_dataset(m["dataset"], config.paths)
+  checked: set[str] = set()
+  for members in group_models(models).values():
+    first = models[members[0]]
+    dataset = datasets[json.dumps(first["dataset"], sort_keys=True)]
+    program = _program(config, first, dataset)
+    built = network(program)
+    _run(config, first, program, device_data(program, dataset, config.probe_batch))
+    for i in members:
+      m = models[i]
+      text = json.dumps([m["init"], m["weight_variance"], m["bias_variance"], first.static_key()],
+                        sort_keys=True)
+      if text not in checked:
+        checked.add(text)
+        _init(built, m)
+
+
+def _program(config: SweepConfig, spec: ModelSpec, dataset: Any) -> Program:
+  """The group's program, its model built (a factory's refusal named)."""
+  program = None
+  where = f"[grid] model = {label(spec['model'])}"
+  try:
+    program = make_program(spec, dataset, config, 1)
+    built = network(program)
+  except Exception as err:  # noqa: BLE001  (the factory's own refusal)
+    args = thawed(program.model_kwargs) if program is not None else {}
+    shown = ", ".join(f"{k}={v!r}" for k, v in args.items())
+    raise _refused(f"{where} with {shown or 'no arguments'}", err) from None
+  bad = [(p, x.dtype) for p, x in zip(built.paths, jax.tree.leaves(built.shapes))
+         if x.dtype != jnp.float32]
+  if bad:
+    raise ConfigError(f"{where}: the sweep trains float32 params; {bad[0][0]} is "
+                      f"{bad[0][1]} (build the model with param_dtype=float32)")
+  return program
+
+
+def _run(config: SweepConfig, spec: ModelSpec, program: Program, data: dict[str, Any]) -> None:
+  """The model on a batch, the loss, metrics, probes and optimizer, by their shapes."""
+  built = network(program)
+  where = f"[grid] model = {label(spec['model'])}"
+  x = jax.ShapeDtypeStruct((program.batch_size,) + data["x_train"].shape[1:], jnp.float32)
+  y = jax.ShapeDtypeStruct((program.batch_size,) + data["y_train"].shape[1:],
+                           data["y_train"].dtype)
+  out = _shape(f"{where} on {label(spec['dataset'])}'s inputs {x.shape}", built.apply,
+               built.shapes, x)
+  if not isinstance(out, jax.ShapeDtypeStruct):
+    raise ConfigError(f"{where} returns {type(out).__name__}, not one array of outputs")
+  if config.loss == "auto":
+    expected = ((program.batch_size, program.num_outputs) if program.task == "classification"
+                else y.shape)
+    if out.shape != expected:
+      raise ConfigError(f"{where} returns outputs of shape {out.shape} but "
+                        f"{label(spec['dataset'])} needs {expected} ({program.task}, "
+                        f"{program.num_outputs} {'classes' if program.task == 'classification' else 'targets'})")
+  for name, fn in (("loss", program.loss),) + tuple(
+      (f"metrics: {n}", f) for n, f in program.metrics):
+    value = _shape(name, fn, out, y)
+    if getattr(value, "shape", None) != ():
+      raise ConfigError(f"{name} returns {getattr(value, 'shape', type(value).__name__)} for "
+                        f"a batch, not a scalar: average over the batch")
+  if config.probes:
+    if probes_lib.probed_network(built, config.probes) is None:
+      needs = sorted(frozenset().union(*(probes_lib.NEEDS[p] for p in config.probes)))
+      raise ConfigError(
+          f"probes = {list(config.probes)}: {where}'s call does not take "
+          f"{', '.join(needs)} (returning its pre-activations as jaxinit.models' networks "
+          f"do); set probes = [] for this model")
+  size = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(built.shapes))
+  _shape(f"[grid] optimizer = {label(spec['optimizer'])}",
+         lambda p, lr: init_opt_state(program, p, lr),
+         jax.ShapeDtypeStruct((1, size), jnp.float32), jax.ShapeDtypeStruct((1,), jnp.float32))
+
+
+def _init(built: Any, spec: ModelSpec) -> None:
+  """A cell's rules plan the model and can draw each parameter they serve."""
+  init, wv, bv = spec["init"], spec["weight_variance"], spec["bias_variance"]
+  where = f"[grid] init = {label(init)} (weight_variance = {wv!r}, bias_variance = {bv!r})"
+  try:
+    rules = cell_rules(init, wv, bv)
+    the_plan = plan(built, rules)
+  except (TypeError, ValueError) as err:
+    raise ConfigError(f"{where}: {err}") from None
+  for factor in (np.sqrt(wv), np.sqrt(bv)):
+    with np.errstate(over="ignore"):
+      if not np.isfinite(np.float32(factor)):
+        raise ConfigError(f"{where}: the factor {factor!r} is not a finite float32")
+  for a in the_plan.assignments:
+    _shape(f"{where} cannot draw {a.path} (shape {a.shape})",
+           lambda k, a=a: a.draw(k), jax.random.key(0))
+
+
+__all__ = ["preflight"]

@@ -1,0 +1,134 @@
+"""The sweep's batched drawing is the model level's, bit for bit.
+
+``jaxinit.sweep.params.draw_population`` draws many models' initial params at
+once; each row must equal ``jaxinit.initialize`` of that model alone with the
+same rules and key (``Built.initialize``), for every kind of model the engine
+takes and every kind of initializer (elementwise variance scaling, structured,
+constants, your own function, rule sets, scaled by weight and bias variances).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+from flax import nnx
+
+import jaxinit
+from jaxinit.models import MLP, ResMLP
+from jaxinit.sweep import kinds, params as params_lib
+from jaxinit.sweep.networks import MODELS
+
+
+class UserCNN(nnx.Module):
+  """A user's own NNX CNN (two convs, a dense head)."""
+
+  def __init__(self, channels: int, *, rngs: nnx.Rngs):
+    self.conv1 = nnx.Conv(1, channels, (3,), rngs=rngs)
+    self.conv2 = nnx.Conv(channels, channels, (3,), rngs=rngs)
+    self.head = nnx.Linear(channels, 3, rngs=rngs)
+
+  def __call__(self, x):
+    h = nnx.relu(self.conv2(nnx.relu(self.conv1(x))))
+    return self.head(h.mean(axis=-2))
+
+
+class LinenMLP(nn.Module):
+  width: int = 6
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(2)(nn.tanh(nn.Dense(self.width)(x)))
+
+
+def _equinox_mlp(*, key):
+  import equinox as eqx  # pylint: disable=import-outside-toplevel
+  return eqx.nn.MLP(4, 2, 5, 2, key=key)
+
+
+def _pure():
+  def init(key):
+    k1, k2 = jax.random.split(key)
+    return {"dense": {"kernel": jax.random.normal(k1, (4, 5)), "bias": jnp.zeros(5)},
+            "out": {"kernel": jax.random.normal(k2, (5, 2)), "bias": jnp.zeros(2)}}
+
+  def apply(params, x):
+    h = jnp.tanh(x @ params["dense"]["kernel"] + params["dense"]["bias"])
+    return h @ params["out"]["kernel"] + params["out"]["bias"]
+
+  return init, apply
+
+
+BUILDS = {
+    "builtin_mlp": (MODELS["mlp"].factory, dict(in_features=4, out_features=2, width=6, depth=3,
+                                                 activation="relu", use_bias=True), (4,)),
+    "builtin_mlp_depth1": (MODELS["mlp"].factory,  # a stack of no hidden layers
+                           dict(in_features=4, out_features=2, width=6, depth=1,
+                                activation="relu", use_bias=True), (4,)),
+    "builtin_resmlp": (MODELS["resmlp"].factory,
+                       dict(in_features=4, out_features=2, width=6, depth=2,
+                            activation="tanh", use_bias=True), (4,)),
+    "nnx_cnn": (UserCNN, dict(channels=4), (10, 1)),
+    "linen": (LinenMLP, {}, (4,)),
+    "equinox": (_equinox_mlp, {}, (4,)),
+    "pure": (_pure, {}, (4,)),
+}
+
+CELLS = [("he_normal", 1.0, 0.0), ("glorot_uniform", 2.0, 0.05), ("orthogonal", 1.0, 0.0),
+         ("truncated_normal", 0.5, 0.0), ("zeros", 1.0, 0.0), ("lecun_normal", 1.0, 0.3)]
+
+
+def _flat(tree):
+  return np.concatenate([np.asarray(x, np.float32).reshape(-1) for x in jax.tree.leaves(tree)])
+
+
+@pytest.fixture(scope="module", params=sorted(BUILDS))
+def built(request):
+  factory, kwargs, shape = BUILDS[request.param]
+  return kinds.build(factory, kwargs, np.zeros((1,) + shape, np.float32))
+
+
+def test_batched_draw_equals_initialize_of_each_model_alone(built):
+  rule_sets = [params_lib.cell_rules(*c) for c in CELLS]
+  rule_sets += rule_sets[:2]  # repeated cells with other keys share compiled draws
+  keys = np.asarray(jax.random.key_data(jax.random.split(jax.random.key(7), len(rule_sets))))
+  drawn = params_lib.draw_population(built, rule_sets, keys)
+  for j, rules in enumerate(rule_sets):
+    alone = built.initialize(rules, jax.random.wrap_key_data(keys[j]))
+    np.testing.assert_array_equal(drawn[j], _flat(alone), err_msg=f"model {j}: {rules}")
+
+
+def test_batched_draw_equals_initialize_for_rule_sets_and_own_functions():
+  factory, kwargs, shape = BUILDS["builtin_mlp"]
+  built = kinds.build(factory, kwargs, np.zeros((1,) + shape, np.float32))
+
+  def own(key, shape, dtype=jnp.float32):
+    return 0.1 * jax.random.rademacher(key, shape, dtype)
+
+  rules = jaxinit.rules.RuleSet.of([("input/kernel", jaxinit.orthogonal()),
+                                    ("*kernel", jaxinit.he_uniform()),
+                                    ("*bias", jaxinit.constant(0.01))])
+  rule_sets = [params_lib.cell_rules(rules), params_lib.cell_rules(rules, 3.0),
+               params_lib.cell_rules(own, 1.0, 0.1)]
+  keys = np.asarray(jax.random.key_data(jax.random.split(jax.random.key(3), 3)))
+  drawn = params_lib.draw_population(built, rule_sets, keys)
+  for j, r in enumerate(rule_sets):
+    np.testing.assert_array_equal(
+        drawn[j], _flat(built.initialize(r, jax.random.wrap_key_data(keys[j]))))
+
+
+def test_builtin_sweep_model_is_the_jaxinit_models_network():
+  """The sweep's ``mlp`` and ``resmlp`` are jaxinit.models' MLP/ResMLP: same params
+  under the same rules and key."""
+  for name, cls, extra in (("mlp", MLP, {}), ("resmlp", ResMLP, {"branch_scale": 0.5})):
+    kw = dict(in_features=4, out_features=2, width=6, depth=3, activation="tanh",
+              use_bias=True)
+    model = MODELS[name].factory(**kw, **extra, rngs=nnx.Rngs(0))
+    assert type(model) is cls
+    rules = params_lib.cell_rules("glorot_normal", 1.5, 0.1)
+    mine = cls(4, 2, 6, 3, activation="tanh", rules=rules, rngs=5, **extra)
+    built = kinds.build(MODELS[name].factory, {**kw, **extra}, np.zeros((1, 4), np.float32))
+    np.testing.assert_array_equal(_flat(built.initialize(rules, jax.random.key(5))),
+                                  _flat(nnx.to_pure_dict(nnx.state(mine, nnx.Param))))

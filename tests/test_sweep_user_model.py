@@ -1,0 +1,137 @@
+"""Sweep your own model: the example of ``experiments/`` (a user's NNX CNN on a user's
+arrays, init rules x learning rate x seeds) from Python and from TOML by import path,
+with results, resume and plots; and bad input refused at load time, naming the key."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxinit import cli, sweep
+from jaxinit_experiments import user_model
+
+CONFIGS = Path(user_model.__file__).parent / "configs"
+SMALL_DATA = {"n_train": 256, "n_test": 128, "length": 16}
+
+
+@pytest.fixture(scope="module")
+def from_python(tmp_path_factory):
+  out = tmp_path_factory.mktemp("user_cnn")
+  config = user_model.grid(steps=20, seeds=2, **SMALL_DATA)
+  config["grid"].update(channels=4, batch_size=16)
+  config["eval_every"] = 10
+  return sweep.run_sweep(config, out_dir=out, progress=False), out, config
+
+
+def test_python_sweep_of_a_user_cnn_trains_every_cell(from_python):
+  result, out, _ = from_python
+  assert len(result.rows) == 3 * 3 * 2 and len(result.groups) == 1
+  inits = {str(row["init"]) for row in result.rows}
+  assert len(inits) == 3 and {"he_normal", "lecun_normal"} < inits, inits
+  for row, losses in zip(result.rows, result.curves["test_loss"]):
+    assert not row["diverged"] and math.isfinite(row["final_test_loss"]), row
+  # Learning happened: the mean test loss fell.
+  losses = np.asarray(result.curves["test_loss"])
+  assert losses[:, -1].mean() < losses[:, 0].mean()
+  rows, curves, _ = sweep.read_results(out)
+  assert [r["final_test_loss"] for r in rows] == [r["final_test_loss"] for r in result.rows]
+
+
+def test_resume_reads_back_every_model_and_plots_draw(from_python):
+  result, out, config = from_python
+  again = sweep.run_sweep(config, out_dir=out, progress=False, resume=True)
+  assert again.resumed_models == len(result.rows)
+  assert [r["final_fingerprint"] for r in again.rows] == [
+      r["final_fingerprint"] for r in result.rows]
+  pytest.importorskip("matplotlib")
+  assert cli.main(["plot", str(out)]) == 0
+  assert any(p.stat().st_size > 1000 for p in out.glob("*.png"))
+
+
+def _toml(tmp_path: Path, text: str, name: str = "sweep.toml") -> Path:
+  path = tmp_path / name
+  path.write_text(text)
+  return path
+
+
+SMALL_TOML = f"""
+name = "user_cnn_small"
+seeds = 1
+eval_every = 10
+probes = []
+paths = [{str(CONFIGS)!r}]
+[grid]
+model = "user_cnn:CNN"
+dataset = {{ name = "user_cnn:signals", n_train = 256, n_test = 128, length = 16 }}
+channels = 4
+init = ["he_normal", {{ name = "rules", rules = [{{ module = "flax.nnx.Conv", init = "he_normal" }},
+                                               {{ path = "head/kernel", init = "zeros" }}] }}]
+optimizer = "adam"
+learning_rate = [0.003, 0.03]
+batch_size = 16
+steps = 20
+"""
+
+
+def test_toml_sweep_by_import_path_runs_from_the_cli(tmp_path, capsys):
+  config = _toml(tmp_path, SMALL_TOML)
+  out = tmp_path / "out"
+  assert cli.main(["sweep", str(config), "--out", str(out), "--no-progress",
+                   "--cpu-devices", "1"]) == 0
+  rows, _, _ = sweep.read_results(out)
+  assert len(rows) == 4 and not any(r["diverged"] for r in rows)
+
+
+def test_the_shipped_toml_loads(tmp_path):
+  config = sweep.load_config(CONFIGS / "user_cnn.toml")
+  assert len(config.models()) == 36 and len(sweep.group_models(config.models())) == 1
+
+
+BAD = """
+import numpy as np
+
+def data(n=32, nan=False, short=False):
+  x = np.random.default_rng(0).normal(size=(n, 16, 1)).astype(np.float32)
+  y = np.arange(n) % 4
+  if nan:
+    x[3, 2, 0] = np.nan
+  return {"x_train": x, "y_train": y[:-1] if short else y, "x_test": x[:8], "y_test": y[:8]}
+
+def per_example_loss(outputs, targets):
+  return (outputs.mean(-1) - targets) ** 2
+"""
+
+
+@pytest.mark.parametrize("change, key, words", [
+    ('model = "no_such_module:CNN"', "model", "no_such_module"),
+    ('channels = [4, 0]', "model", "channels"),
+    ('activation = ["relu", "tanh"]', "activation", "change nothing"),
+    ('dataset = { name = "bad:data", short = true }', "dataset", "y_train"),
+    ('dataset = { name = "bad:data", nan = true }', "dataset", "nan"),
+    ('loss = "bad:per_example_loss"', "loss", "scalar"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, change, key, words):
+  (tmp_path / "bad.py").write_text(BAD)
+  lines = [line for line in SMALL_TOML.splitlines()
+           if not line.startswith(change.split(" ")[0] + " ")]
+  where = lines.index("[grid]") if not change.startswith("loss") else lines.index("[grid]") - 1
+  lines.insert(where + 1, change)
+  text = "\n".join(lines).replace(f"paths = [{str(CONFIGS)!r}]",
+                                  f"paths = [{str(tmp_path)!r}, {str(CONFIGS)!r}]")
+  if change.startswith("dataset"):
+    text = text.replace('dataset = { name = "user_cnn:signals", n_train = 256, n_test = 128, '
+                        'length = 16 }\n', "")
+  config = _toml(tmp_path, text)
+  with pytest.raises(sweep.ConfigError) as err:
+    sweep.run_sweep(sweep.load_config(config), progress=False)
+  message = str(err.value)
+  assert key in message and words.lower() in message.lower(), message
+  assert cli.main(["sweep", str(config), "--out", str(tmp_path / "o"), "--no-progress",
+                   "--cpu-devices", "1"]) == 2
+  printed = capsys.readouterr().err.strip().splitlines()
+  assert len(printed) == 1 and key in printed[0] and "Traceback" not in printed[0], printed
+  assert not (tmp_path / "o").exists() or not any((tmp_path / "o").glob("results.csv"))
