@@ -197,9 +197,11 @@ def scan(fn: Callable[[Any, Any, Any], tuple[Any, Any]], carry: Any, layers: nnx
          xs: Any = None) -> tuple[Any, Any]:
   """``jax.lax.scan`` of ``fn(carry, layer, x) -> (carry, y)`` over a :func:`stack`.
 
-  Each step merges one layer's slice of the stacked state into the module
-  (read only: nothing is written back), so the compiled loop is the plain
-  ``lax.scan`` of the layer's math.
+  Each step merges one layer's slice of the stacked state into the module,
+  so the compiled loop is the plain ``lax.scan`` of the layer's math. Params
+  are read only; what a step records in ``nnx.Intermediate`` variables (sown
+  values, :mod:`jaxinit.capture`'s records) is written back stacked on a
+  leading layer axis, as ``nnx.scan`` does.
 
   Args:
     fn: the step; ``layer`` is one layer of ``layers``.
@@ -214,9 +216,14 @@ def scan(fn: Callable[[Any, Any, Any], tuple[Any, Any]], carry: Any, layers: nnx
 
   def step(carry: Any, inputs: Any) -> tuple[Any, Any]:
     layer_state, x = inputs
-    return fn(carry, nnx.merge(graphdef, layer_state), x)
+    layer = nnx.merge(graphdef, layer_state)
+    carry, y = fn(carry, layer, x)
+    return carry, (y, nnx.state(layer, nnx.Intermediate))
 
-  return jax.lax.scan(step, carry, (state, xs))
+  carry, (ys, recorded) = jax.lax.scan(step, carry, (state, xs))
+  if jax.tree.leaves(recorded):
+    nnx.update(layers, recorded)
+  return carry, ys
 
 
 def chain(first: Callable[[Any], Any], hidden: nnx.Module, readout: Callable[[Any], Any],
