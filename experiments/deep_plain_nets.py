@@ -52,7 +52,7 @@ import optax
 
 import jaxinit
 from jaxinit import probes, samplers, theory
-from jaxinit.models import CNN1D, MLP, ResMLP
+from jaxinit.models import CNN1D, MLP, ResMLP, functional
 from jaxinit.sweep import load_dataset
 from jaxinit_experiments.study import (Report, Study, pick, pyplot, save_figure,
                                        train_population, verdict_of, write_csv)
@@ -109,8 +109,8 @@ def _orthogonal(family: str, weight_variance: float = 1.0) -> jaxinit.Initialize
 def _arm(name: str, family: str, depth: int, width: int, in_features: int, classes: int) -> Arm:
   if name == "resmlp":
     blocks = depth // 2
-    net = ResMLP(in_features, classes, width, blocks, activation="relu",
-                 branch_scale=1 / math.sqrt(blocks))
+    net = functional(ResMLP.abstract(in_features, classes, width, blocks, activation="relu",
+                                     branch_scale=1 / math.sqrt(blocks)))[0]
     return Arm(name, family, depth, net, "relu", 2.0, 0.0)
   shape = theory.mlp(depth)
   sw, sb = 1.0, 0.0
@@ -126,8 +126,8 @@ def _arm(name: str, family: str, depth: int, width: int, in_features: int, class
   bias_init = jaxinit.normal(math.sqrt(sb)) if sb else jaxinit.zeros
   common = dict(activation=phi, kernel_init=_orthogonal(family, sw), bias_init=bias_init,
                 readout_init=_orthogonal("mlp", sw))
-  net = (MLP(in_features, classes, width, depth, **common) if family == "mlp"
-         else CNN1D(1, classes, width, depth, **common))
+  net = functional(MLP.abstract(in_features, classes, width, depth, **common) if family == "mlp"
+                   else CNN1D.abstract(1, classes, width, depth, **common))[0]
   return Arm(name, family, depth, net, phi, sw, sb)
 
 
@@ -157,8 +157,9 @@ def _measured_correlation(arm: Arm, params: Any, pairs: np.ndarray) -> np.ndarra
 def _predicted_correlation(arm: Arm) -> tuple[np.ndarray, np.ndarray]:
   """``(weight layers passed, c)`` of the mean-field theory for inputs with ``q = 1, c = 0``."""
   if arm.name == "resmlp":
-    blocks = arm.net.depth
-    k = theory.propagate(theory.res_mlp(blocks, arm.net.branch_scale), "relu", 1.0, 1.0, 0.0)
+    module = arm.net.module()
+    blocks = module.depth
+    k = theory.propagate(theory.res_mlp(blocks, module.branch_scale), "relu", 1.0, 1.0, 0.0)
     c = np.asarray(k.q12) / np.asarray(k.q11)
     return 1 + 2 * np.arange(1, blocks + 1), c[2:]
   p = theory.predict_layers(arm.activation, arm.weight_variance, arm.bias_variance, arm.depth,
@@ -168,7 +169,7 @@ def _predicted_correlation(arm: Arm) -> tuple[np.ndarray, np.ndarray]:
 
 def _layers_of(arm: Arm) -> np.ndarray:
   """The weight layers passed at each probed signal."""
-  return (1 + 2 * np.arange(1, arm.net.depth + 1) if arm.name == "resmlp"
+  return (1 + 2 * np.arange(1, arm.net.module().depth + 1) if arm.name == "resmlp"
           else np.arange(1, arm.depth + 1))
 
 

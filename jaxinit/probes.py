@@ -244,8 +244,8 @@ def gradient_norms(net: Network, params: Params, x: jax.Array,
 
   Examples:
     >>> import jax, jax.numpy as jnp
-    >>> from jaxinit.models import MLP
-    >>> net = MLP(in_features=3, out_features=2, width=8, depth=4)
+    >>> from jaxinit.models import MLP, functional
+    >>> net = functional(MLP.abstract(in_features=3, out_features=2, width=8, depth=4))[0]
     >>> params = net.init(jax.random.key(0))
     >>> probe = jax.jit(gradient_norms, static_argnums=(0, 3))
     >>> g = probe(net, params, jnp.ones((5, 3)), lambda y: jnp.mean(y**2))
@@ -496,8 +496,8 @@ def distinct_units_per_layer(net: Network, params: Params, *, rtol: float = 1e-4
 
   Examples:
     >>> import jax
-    >>> from jaxinit.models import MLP
-    >>> net = MLP(in_features=3, out_features=2, width=8, depth=4)
+    >>> from jaxinit.models import MLP, functional
+    >>> net = functional(MLP.abstract(in_features=3, out_features=2, width=8, depth=4))[0]
     >>> count = jax.jit(distinct_units_per_layer, static_argnums=0)
     >>> count(net, net.init(jax.random.key(0))).tolist()
     [8, 8, 8, 8]

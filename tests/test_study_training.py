@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 import jaxinit
-from jaxinit.models import MLP
+from jaxinit.models import MLP, functional
 from jaxinit_experiments import deep_plain_nets, transformer_depth
 from jaxinit_experiments.study import train_population
 
@@ -18,7 +18,7 @@ RNG = np.random.default_rng(0)
 CENTRES = RNG.normal(size=(3, 5)).astype(np.float32) * 3
 LABELS = RNG.integers(0, 3, 300)
 X = (CENTRES[LABELS] + RNG.normal(size=(300, 5))).astype(np.float32)
-NET = MLP(5, 3, 16, 2)
+NET = functional(MLP.abstract(5, 3, 16, 2))[0]
 
 
 def _train(learning_rate, optimizer=optax.sgd, steps=40):

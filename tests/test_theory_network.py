@@ -202,8 +202,9 @@ def check_residual_network(activation, width, pairs, seeds):
 def test_signal_propagation_plots_match_probes_on_res_mlp(activation, alpha):
   """Predicted SPP statistics vs jaxinit.probes on jaxinit.models.ResMLP (He init, 8 blocks)."""
   width, depth, batch, seeds, q0, c0 = 512, 8, 8, 24, 1.0, 0.2
-  net = jaxinit.models.ResMLP(in_features=64, out_features=1, width=width, depth=depth,
-                              activation=activation, branch_scale=alpha)
+  net = jaxinit.models.functional(jaxinit.models.ResMLP.abstract(
+      in_features=64, out_features=1, width=width, depth=depth, activation=activation,
+      branch_scale=alpha))[0]
   basis, _ = np.linalg.qr(np.random.default_rng(1).standard_normal((64, batch + 1)))
   x = np.sqrt(64 * q0) * (np.sqrt(c0) * basis[:, :1] + np.sqrt(1 - c0) * basis[:, 1:]).T
 

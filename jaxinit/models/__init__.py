@@ -26,23 +26,11 @@ Examples:
   True
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
 from jaxinit.models.base import (Functional, Layer, Model, Network, Params, functional,
                                  params_of)
 from jaxinit.models.cnn import CNN1D
 from jaxinit.models.mlp import MLP, ResMLP
-
-_LAZY = {"Transformer": "jaxinit.models.transformer"}
-
-
-def __getattr__(name: str) -> Any:
-  if name in _LAZY:
-    return getattr(importlib.import_module(_LAZY[name]), name)
-  raise AttributeError(f"module 'jaxinit.models' has no attribute {name!r}")
+from jaxinit.models.transformer import Transformer
 
 
 __all__ = ["CNN1D", "Functional", "Layer", "MLP", "Model", "Network", "Params", "ResMLP",
