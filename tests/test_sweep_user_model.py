@@ -135,3 +135,25 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, change, key, words):
   printed = capsys.readouterr().err.strip().splitlines()
   assert len(printed) == 1 and key in printed[0] and "Traceback" not in printed[0], printed
   assert not (tmp_path / "o").exists() or not any((tmp_path / "o").glob("results.csv"))
+
+
+def _equinox_mlp(*, in_features, out_features, key):
+  import equinox as eqx  # pylint: disable=import-outside-toplevel
+  return eqx.nn.MLP(in_features, out_features, 8, 2, key=key)
+
+
+def test_an_equinox_factory_sweeps_end_to_end(tmp_path):
+  pytest.importorskip("equinox")
+  mine = user_model.user_cnn()
+  data = mine.signals(**SMALL_DATA)
+  flat = {k: np.asarray(v).reshape(len(v), -1) if k.startswith("x") else v
+          for k, v in data.items()}
+  config = {"seeds": 2, "eval_every": 10, "probes": [],
+            "grid": {"model": _equinox_mlp, "dataset": flat, "init": ["he_normal", "zeros"],
+                     "learning_rate": 0.01, "batch_size": 16, "steps": 20}}
+  result = sweep.run_sweep(config, out_dir=tmp_path / "eqx", progress=False)
+  assert len(result.rows) == 4
+  assert all(math.isfinite(r["final_test_loss"]) for r in result.rows)
+  he = {r["init_fingerprint"] for r in result.rows if r["init"] == "he_normal"}
+  zeros = {r["init_fingerprint"] for r in result.rows if r["init"] == "zeros"}
+  assert len(he) == 2 and len(zeros) == 1  # each seed its own He draw; zeros are zeros

@@ -75,9 +75,17 @@ def param_layout(param_shapes: Any) -> Any:
     >>> import jax, jax.numpy as jnp
     >>> param_layout({"input": {"kernel": jax.ShapeDtypeStruct((3, 4), jnp.float32)}})
     {'input': {'kernel': [3, 4]}}
+
+  A tree of objects (an Equinox module) becomes its leaves keyed by path.
   """
-  return jax.tree.map(lambda x: list(getattr(x, "shape", x)), param_shapes,
-                      is_leaf=lambda x: hasattr(x, "shape") or isinstance(x, tuple))
+  is_leaf = lambda x: hasattr(x, "shape") or isinstance(x, tuple)  # noqa: E731
+  try:
+    layout = jax.tree.map(lambda x: list(getattr(x, "shape", x)), param_shapes, is_leaf=is_leaf)
+    _canonical(layout)
+    return layout
+  except TypeError:  # a pytree of objects (an Equinox module): its arrays' shapes by path
+    flat, _ = jax.tree_util.tree_flatten_with_path(param_shapes)
+    return {jax.tree_util.keystr(path): list(x.shape) for path, x in flat if hasattr(x, "shape")}
 
 
 def init_identity(layout: Any, init: Any, weight_variance: float, bias_variance: float,
