@@ -138,15 +138,15 @@ def step_loop(program, data, states, data_keys, steps: int):
     index = step.batch_indices(program.batch_size, num_train, data_key, t[None])[0]
     return step.train_step(program, data, state, index, t)
 
-  step = jax.jit(one_step, donate_argnums=2)
-  compile_s = _seconds(lambda: jax.block_until_ready(step(
+  jitted = jax.jit(one_step, donate_argnums=2)
+  compile_s = _seconds(lambda: jax.block_until_ready(jitted(
       data, data_keys[0], jax.tree.map(jnp.copy, states[0]), np.int32(0))))
 
   def run():
     for state, key in zip(states, data_keys):
       state = jax.tree.map(jnp.copy, state)
       for t in range(steps):
-        state, _ = step(data, key, state, np.int32(t))
+        state, _ = jitted(data, key, state, np.int32(t))
       jax.block_until_ready(state)
   return run, compile_s
 
@@ -196,15 +196,7 @@ def measure(width: int, batch: int, models: int, steps: int, baseline_models: in
   wall = time.perf_counter() - tick
   programs, _ = cache.get(program, host_data)
   call = programs.num_models  # one call: lanes models on every device
-  padded = (specs * -(-call // len(specs)))[:call]
-  params, lr, data_keys = loop.initial_arrays(program, padded, config.root_seed)
-  rows = programs.local_rows()
-  placed, keys = programs.put(host_data), programs.put(data_keys[rows], rows)
-
-  def block(train: bool) -> None:
-    state = loop.start_state(programs, params[rows], lr[rows], rows)
-    jax.block_until_ready(programs.block(placed, keys, state, programs.put(np.int32(0)),
-                                         programs.put(np.bool_(train))))
+  block, (params, lr, data_keys) = _block_call(programs, program, specs, host_data, config)
 
   n = baseline_models
   states = _single_states(program, params[:n], lr[:n])
@@ -318,6 +310,19 @@ def engine_rate(config: config_lib.SweepConfig, models: int) -> tuple[float, dic
   programs, _ = _CACHE.get(program, host_data)
   compile_s = time.perf_counter() - tick
   call = programs.num_models
+  block, _ = _block_call(programs, program, specs, host_data, config)
+
+  block(True)  # warm
+  train_s = _seconds(lambda: block(True)) - _seconds(lambda: block(False))
+  return call * program.block_steps / train_s, {"compile_s": compile_s, "lanes": program.lanes,
+                                                "models_per_call": call}
+
+
+def _block_call(programs, program, specs, host_data, config):
+  """``block(train)``: one call of the engine's block program on one call's worth of models
+  (``lanes`` per device, ``specs`` repeated to fill it), waited for; and the models'
+  ``(params, learning_rate, data_keys)``."""
+  call = programs.num_models  # one call: lanes models on every device
   padded = (specs * -(-call // len(specs)))[:call]
   params, lr, data_keys = loop.initial_arrays(program, padded, config.root_seed)
   rows = programs.local_rows()
@@ -328,10 +333,7 @@ def engine_rate(config: config_lib.SweepConfig, models: int) -> tuple[float, dic
     jax.block_until_ready(programs.block(placed, keys, state, programs.put(np.int32(0)),
                                          programs.put(np.bool_(train))))
 
-  block(True)  # warm
-  train_s = _seconds(lambda: block(True)) - _seconds(lambda: block(False))
-  return call * program.block_steps / train_s, {"compile_s": compile_s, "lanes": program.lanes,
-                                                "models_per_call": call}
+  return block, (params, lr, data_keys)
 
 
 _CACHE = compile_lib.ProgramCache()
