@@ -205,8 +205,10 @@ def test_a_full_disk_is_one_line_and_resumable(reference, tmp_path):
 def test_ctrl_c_exits_130_and_says_what_was_saved(reference, tmp_path):
   data = tomllib.loads(CONFIG.read_text())
   data.update(chunk_size=1)
-  data["grid"]["steps"] = 2000  # slow enough to interrupt
-  data["eval_every"] = 200
+  # Slow enough to interrupt: after the first of 9 chunks, 8 more (seconds each), so that a
+  # test process starved by a loaded machine still signals a running sweep.
+  data["grid"]["steps"] = 6000
+  data["eval_every"] = 600
   config = tmp_path / "c.toml"
   config.write_text(sweep.to_toml(sweep.parse_config(data)))
   out = tmp_path / "run"
