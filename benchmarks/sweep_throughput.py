@@ -530,7 +530,10 @@ def compare(other: str, grids: list[str], scale: float, rounds: int, dataset: st
     width, batch, models, steps = GRIDS[name]
     models, steps = max(1, int(models * scale)), max(1, int(steps * scale))
     config = sweep_config(width, 8, models, steps, batch, dataset).to_dict()
-    config.pop("lanes", None)  # a key the other engine may not know
+    config.pop("lanes", None)  # keys the other engine may not know, at their defaults
+    for key, default in (("loss", "auto"), ("metrics", []), ("paths", [])):
+      if config.get(key) == default:
+        config.pop(key)
     code = _WORKER.format(devices=devices, config=json.dumps(config), repeats=3)
     rates: dict[str, list[float]] = {"this": [], "other": []}
     for _ in range(rounds):
