@@ -103,6 +103,9 @@ def data(n=32, nan=False, short=False):
 
 def per_example_loss(outputs, targets):
   return (outputs.mean(-1) - targets) ** 2
+
+def count_loss(outputs, targets):
+  return (outputs.argmax(-1) != targets).sum()
 """
 
 
@@ -113,6 +116,7 @@ def per_example_loss(outputs, targets):
     ('dataset = { name = "bad:data", short = true }', "dataset", "y_train"),
     ('dataset = { name = "bad:data", nan = true }', "dataset", "nan"),
     ('loss = "bad:per_example_loss"', "loss", "scalar"),
+    ('loss = "bad:count_loss"', "loss", "not a float"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, change, key, words):
   (tmp_path / "bad.py").write_text(BAD)

@@ -115,6 +115,9 @@ def _run(config: SweepConfig, spec: ModelSpec, program: Program, data: dict[str,
     if getattr(value, "shape", None) != ():
       raise ConfigError(f"{name} returns {getattr(value, 'shape', type(value).__name__)} for "
                         f"a batch, not a scalar: average over the batch")
+    if name == "loss" and not jnp.issubdtype(value.dtype, jnp.floating):
+      raise ConfigError(f"loss returns {value.dtype}, not a float: gradients need a real-valued "
+                        f"loss (return e.g. jnp.mean(...) of floats)")
   if config.probes:
     if probes_lib.probed_network(built, config.probes) is None:
       needs = sorted(frozenset().union(*(probes_lib.NEEDS[p] for p in config.probes)))
