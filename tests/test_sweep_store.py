@@ -182,8 +182,11 @@ def _sweep_process(config, out, *extra, limit=None):
           + (f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
              if limit is not None else "")
           + f"sys.exit(cli.main({args!r}))")
+  # As from a terminal: SIGINT at its default (pytest-xdist workers ignore it, and a child
+  # started with SIGINT ignored never turns Ctrl-C into KeyboardInterrupt).
   return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+                          stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_a_full_disk_is_one_line_and_resumable(reference, tmp_path):
