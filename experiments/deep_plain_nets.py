@@ -195,7 +195,7 @@ def run(scale: str, out: Path) -> Report:
         if family == "cnn" and name == "resmlp":
           continue  # no residual CNN among jaxinit.models
         arm = _arm(name, family, depth, s["width"], data.in_features, classes)
-        params = jax.vmap(arm.net.init)(jax.vmap(jax.random.key)(jnp.asarray(seeds)))
+        params = jax.jit(jax.vmap(arm.net.init))(jax.vmap(jax.random.key)(jnp.asarray(seeds)))
         if family == "mlp":
           measured = _measured_correlation(arm, params, pairs)[:s["seeds"]].mean(axis=0)
           layers, predicted = _predicted_correlation(arm)

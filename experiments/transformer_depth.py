@@ -112,8 +112,8 @@ def _variant(arm: str, depth: int, s: dict[str, Any]) -> tuple[Transformer, Rule
 def population(model: nnx.Module, rules: Any, seeds: Any) -> tuple[Any, Any]:
   """Every seed's parameters, drawn as ``jaxinit.initialize(model, rules, seed)`` would.
 
-  One jitted, vmapped draw of the rule plan's assignments
-  (:meth:`jaxinit.rules.Assignment.draw` is pure in the key) instead of one
+  One jitted, vmapped :meth:`jaxinit.rules.Plan.draw` (pure in the key, one
+  random-number kernel per distinct initializer and shape) instead of one
   :func:`jaxinit.initialize` per seed.
 
   Returns:
@@ -128,7 +128,7 @@ def population(model: nnx.Module, rules: Any, seeds: Any) -> tuple[Any, Any]:
 
   def draw(seed):
     key = jax.random.key(seed)
-    return {a.path: a.draw(key) for a in plan.assignments}
+    return plan.draw(key)
 
   values = jax.jit(jax.vmap(draw))(jnp.asarray(seeds))
   graphdef, state = nnx.split(model, nnx.Param)

@@ -194,7 +194,7 @@ def test_coord_check_across_depth_passes_under_depth_mup_only():
     checks[p.name] = jaxinit.coord_check(
         lambda L: nnx.eval_shape(lambda: ResMLP(L, p.branch_multiplier(L, 2),  # noqa: B023
                                                 nnx.Rngs(0))),
-        (2, 16), base=2, batch=_mlp_batch(), parametrization=p, dimension="depth", steps=2,
+        (2, 8), base=2, batch=_mlp_batch(), parametrization=p, dimension="depth", steps=2,
         seeds=1, learning_rate=1e-2)
   assert checks["mup+depth(alpha=0.5)"].passed, str(checks["mup+depth(alpha=0.5)"])
   assert not checks["sp"].passed

@@ -308,3 +308,34 @@ def test_stack_axes_make_pytree_layers_draw_alone():
                                   jaxinit.he_normal()(jax.random.fold_in(base, i), (8, 4)))
   p = plan(params, [("w", jaxinit.he_normal())], stack_axes={"w": 1})
   assert p.assignments[0].stack == (3,) and p.assignments[0].shape == (8, 4)
+
+
+class _Deep(nnx.Module):
+  """Same-shaped layers in a list, a stacked layer, a structured draw and constants."""
+
+  def __init__(self, rngs):
+    self.layers = nnx.List([nnx.Linear(6, 6, rngs=rngs) for _ in range(5)])
+    self.stack = nnx.vmap(lambda r: nnx.Linear(6, 6, rngs=r))(rngs.split(3))
+    self.norm = nnx.LayerNorm(6, rngs=rngs)
+    self.head = nnx.Linear(6, 3, rngs=rngs)
+
+
+def test_plan_draw_under_jit_and_vmap_equals_each_parameter_drawn_alone():
+  """``Plan.draw`` (one kernel per distinct elementwise initializer and shape) and
+  ``initialize`` inside the caller's jit/vmap give every parameter, of every key, the
+  bits of its own eager draw."""
+  model = nnx.eval_shape(lambda: _Deep(nnx.Rngs(0)))
+  rules = [("layers/*/kernel", jaxinit.he_normal()), ("stack/kernel", jaxinit.truncated_normal(0.1)),
+           ("head/kernel", jaxinit.orthogonal()), ("*bias", jaxinit.normal(0.5)),
+           ("norm/*", jaxinit.ones)]
+  plan = jaxinit.rules.plan(model, rules, stack_axes={"stack": 1})
+  keys = jax.random.split(jax.random.key(3), 3)
+  batched = jax.jit(jax.vmap(plan.draw))(keys)
+  for i in range(3):
+    for a in plan.assignments:
+      alone = np.asarray(a.draw(keys[i]))
+      got = np.asarray(batched[a.path][i])
+      if a.path == "head/kernel":  # a batched QR: equal to rounding only
+        np.testing.assert_allclose(got, alone, rtol=0, atol=1e-6)
+      else:
+        np.testing.assert_array_equal(got, alone, err_msg=a.path)

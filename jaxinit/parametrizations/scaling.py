@@ -386,8 +386,8 @@ def param_drawer(model: Any, rules: Any) -> Callable[[jax.Array], Any]:
   if target_kind(model) != "nnx":
     raise TypeError(f"param_drawer takes a Flax NNX module, got {type(model).__name__}")
   _, params, rest = nnx.split(model, nnx.Param, ...)
-  assignments = plan(model, rules).assignments
-  drawn = {a.path for a in assignments}
+  the_plan = plan(model, rules)
+  drawn = {a.path for a in the_plan.assignments}
   is_var = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
   abstract = [path_of(kp) for kp, v in jax.tree_util.tree_flatten_with_path(
       params, is_leaf=is_var)[0] if path_of(kp) not in drawn
@@ -399,7 +399,7 @@ def param_drawer(model: Any, rules: Any) -> Callable[[jax.Array], Any]:
                      f"give a concrete model, or rules for every parameter")
 
   def draw(key: jax.Array) -> Any:
-    values = {a.path: a.draw(key) for a in assignments}
+    values = the_plan.draw(key)
     return jax.tree_util.tree_map_with_path(
         lambda kp, v: v.replace(values[path_of(kp)]) if path_of(kp) in values else v,
         params, is_leaf=is_var)

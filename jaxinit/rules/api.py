@@ -20,7 +20,7 @@ import numpy as np
 
 from jaxinit.base import Initializer
 from jaxinit.rules.fans import with_fans
-from jaxinit.rules.keys import as_key, draw, draw_hashed, path_hash
+from jaxinit.rules.keys import as_key, draw, draw_hashed, draw_many, path_hash
 from jaxinit.rules.patterns import Glob, Rule, RuleSet, as_rule_set, glob_match
 from jaxinit.rules.targets import Site, Target, adapt_target
 
@@ -88,6 +88,16 @@ class Plan:
   kept: tuple[str, ...]
   unused_rules: tuple[int, ...]
   rules: RuleSet
+
+  def draw(self, key: jax.Array) -> dict[str, jax.Array]:
+    """Every assignment's value, ``{path: array}``: pure in ``key``, for ``jit``/``vmap``.
+
+    Each value is its :meth:`Assignment.draw`, bit for bit; drawn as one
+    program with one random-number kernel per distinct elementwise
+    initializer and shape (:func:`jaxinit.rules.keys.draw_many`), so compiling
+    ``jax.jit(jax.vmap(plan.draw))`` does not grow with the number of layers.
+    """
+    return _draw_traced(key, self.assignments)
 
   def __str__(self) -> str:
     lines = []
@@ -220,9 +230,24 @@ def _run(target: Any, rules: Any, key: Any, inputs: tuple[Any, ...], *, strict: 
     raise ValueError(
         f"these parameters have only shapes (nnx.eval_shape / ShapeDtypeStruct) and no rule "
         f"serves them: {empty[:8]}{' ...' if len(empty) > 8 else ''}; add rules or a default")
-  values = {a.path: _draw_assignment(key, a, _out_sharding(a.sharding, a.path, out_shardings))
-            for a in the_plan.assignments}
+  shardings = [_out_sharding(a.sharding, a.path, out_shardings) for a in the_plan.assignments]
+  if isinstance(key, jax.core.Tracer) and all(s is None for s in shardings):
+    # Inside the caller's jit/vmap: one program for the whole model, with one draw per
+    # distinct elementwise initializer and shape (its compile time does not grow with depth).
+    values = _draw_traced(key, the_plan.assignments)
+  else:  # eagerly: each parameter by a compiled draw shared by every model and call
+    values = {a.path: _draw_assignment(key, a, sharding)
+              for a, sharding in zip(the_plan.assignments, shardings)}
   return adapted.write(values)
+
+
+def _draw_traced(key: jax.Array, assignments: tuple[Assignment, ...]) -> dict[str, jax.Array]:
+  try:
+    drawn = draw_many(key, [(path_hash(a.path), a.shape, a.dtype, a.init, a.stack)
+                            for a in assignments])
+  except (ValueError, TypeError, ZeroDivisionError, NotImplementedError):
+    drawn = [_traced_draw(key, a) for a in assignments]  # raises, naming the parameter
+  return {a.path: value for a, value in zip(assignments, drawn)}
 
 
 def _traced_draw(key: jax.Array, a: Assignment) -> jax.Array:

@@ -32,7 +32,8 @@ import numpy as np
 from jaxinit import checks
 from jaxinit.base import Initializer
 
-__all__ = ["path_hash", "param_key", "draw", "draw_hashed", "as_key"]
+__all__ = ["path_hash", "param_key", "draw", "draw_hashed", "draw_many", "elementwise",
+           "as_key"]
 
 
 @functools.lru_cache(maxsize=65536)
@@ -121,3 +122,73 @@ def draw_hashed(key: jax.Array, words: Any, shape: tuple[int, ...], dtype: Any,
   keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(count, dtype=jnp.uint32))
   values = jax.vmap(lambda k: init(k, shape, dtype))(keys)
   return values.reshape(stack + shape)
+
+
+def elementwise(init: Any) -> bool:
+  """Whether ``vmap`` over keys draws exactly what each key alone draws.
+
+  True for a variance-scaling initializer over an elementwise sampler
+  (normal, truncated normal, uniform, Rademacher: every fan-based preset) and
+  for ``Scaled`` of one by a Python float: counter-based random bits and
+  elementwise transforms give each row of a batched draw the bits of the
+  row drawn alone. Structured draws (orthogonal: a QR) are not: a batched
+  QR may round differently.
+  """
+  from jaxinit.initializers import Scaled, VarianceScaling  # pylint: disable=import-outside-toplevel
+  if isinstance(init, Scaled) and isinstance(init.factor, float):
+    return elementwise(init.init)
+  return isinstance(init, VarianceScaling) and getattr(init.sampler, "elementwise", False)
+
+
+def draw_many(key: jax.Array, requests: Any) -> list[jax.Array]:
+  """Many parameters' :func:`draw_hashed` values in one trace, each bit for bit.
+
+  For use inside ``jit``/``vmap`` (a whole model's draw as one program):
+  parameters whose initializer is :func:`elementwise` and that share
+  ``(init, shape, dtype)`` are drawn by ONE ``vmap``-ed draw over their
+  layers' keys, so a program holds one random-number kernel per distinct
+  initializer and shape instead of one per parameter (its compile time stops
+  growing with the number of layers); the others are drawn one by one.
+
+  Args:
+    key: the rules' key (typed; may be traced).
+    requests: ``(words, shape, dtype, init, stack)`` per parameter
+      (``words = path_hash(path)``).
+
+  Returns:
+    The values, in the order of ``requests``.
+  """
+  requests = list(requests)
+  out: list[Any] = [None] * len(requests)
+  groups: dict[tuple[Any, ...], list[int]] = {}
+  for i, (words, shape, dtype, init, stack) in enumerate(requests):
+    try:
+      groupable = elementwise(init) and hash(init) is not None
+    except TypeError:  # an unhashable initializer
+      groupable = False
+    if groupable:
+      groups.setdefault((init, tuple(shape), np.dtype(dtype)), []).append(i)
+    else:
+      out[i] = draw_hashed(key, words, tuple(shape), dtype, init, tuple(stack))
+  for (init, shape, dtype), members in groups.items():
+    if len(members) == 1:
+      words, _, _, _, stack = requests[members[0]]
+      out[members[0]] = draw_hashed(key, words, shape, dtype, init, tuple(stack))
+      continue
+    words = jnp.asarray(np.array([requests[i][0] for i in members], np.uint32))
+    bases = jax.vmap(lambda w: _fold_hash(key, (w[0], w[1])))(words)
+    counts = [math.prod(requests[i][4]) for i in members]
+    # Row r of a stacked parameter: fold_in(its base, r); an unstacked one is its base.
+    rows = []
+    for m, i in enumerate(members):
+      if requests[i][4]:
+        rows.append(jax.vmap(lambda r, b=bases[m]: jax.random.fold_in(b, r))(
+            jnp.arange(counts[m], dtype=jnp.uint32)))
+      else:
+        rows.append(bases[m][None])
+    values = jax.vmap(lambda k: init(k, shape, dtype))(jnp.concatenate(rows))
+    start = 0
+    for m, i in enumerate(members):
+      out[i] = values[start:start + counts[m]].reshape(tuple(requests[i][4]) + shape)
+      start += counts[m]
+  return out
