@@ -428,3 +428,28 @@ def test_import_jaxinit_and_parametrizations_need_jax_alone():
           "if m in sys.modules))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert out.stdout.strip() == "[]"
+
+
+def test_completep_factors_equal_the_reference_implementation():
+  """Hidden weights of a residual stack grown 4x in width and 4x in depth: learning rate, Adam
+  epsilon and decoupled decay per step equal CompleteP's reference code (EleutherAI
+  nanoGPT-mup, ``completep`` branch as published by its authors, clairez-cerebras/nanoGPT-mup
+  model.py ``configure_optimizers`` at 95aa846): hidden weights get ``lr_scale = (1/m) *
+  k^(alpha-1)`` and AdamW ``weight_decay = wd * m`` (torch decays ``lr * lr_scale * wd_group``
+  per step, i.e. ``lr * wd * k^(alpha-1)``), and ``eps *= (1/m) * k^-alpha``. Numbers for
+  m = k = 4 written out from those lines."""
+  class Res(nnx.Module):
+    def __init__(self, width, depth, rngs):
+      self.input = nnx.Linear(4, width, rngs=rngs)
+      self.blocks = nnx.List([nnx.Linear(width, width, rngs=rngs) for _ in range(depth)])
+
+  base = nnx.eval_shape(lambda: Res(8, 4, nnx.Rngs(0)))
+  model = nnx.eval_shape(lambda: Res(32, 16, nnx.Rngs(0)))
+  # alpha: (lr_scale, decay per step / (lr * wd), eps scale) of the reference at m = k = 4.
+  reference = {1.0: (0.25, 1.0, 1 / 16), 0.5: (0.125, 0.5, 1 / 8)}
+  for p in (P.completep(), P.depth_mup(0.5)):
+    lr_scale, decay, eps = reference[p.depth_alpha]
+    f = p.scale(model, base=base)["blocks/3/kernel"].factors
+    assert f.lr_adam == pytest.approx(lr_scale, rel=1e-12), p
+    assert f.weight_decay == pytest.approx(decay, rel=1e-12), p  # jaxinit: lr * wd * factor
+    assert f.eps == pytest.approx(eps, rel=1e-12), p
