@@ -308,3 +308,88 @@ def test_stack_axes_make_pytree_layers_draw_alone():
                                   jaxinit.he_normal()(jax.random.fold_in(base, i), (8, 4)))
   p = plan(params, [("w", jaxinit.he_normal())], stack_axes={"w": 1})
   assert p.assignments[0].stack == (3,) and p.assignments[0].shape == (8, 4)
+
+
+# ---------------------------------------------------------------------------
+# Non-parameter state of a model from shapes (nnx.eval_shape, abstract linen collections)
+
+class _Stateful(nnx.Module):
+  def __init__(self, rngs):
+    self.lin = nnx.Linear(3, 4, rngs=rngs)
+    self.bn = nnx.BatchNorm(4, rngs=rngs)
+    self.drop = nnx.Dropout(0.5, rngs=rngs)
+
+  def __call__(self, x):
+    return self.drop(self.bn(self.lin(x)))
+
+
+def _abstract_paths(tree):
+  return [jax.tree_util.keystr(kp) for kp, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+          if isinstance(leaf, jax.ShapeDtypeStruct)]
+
+
+def test_eval_shape_models_get_the_state_their_constructors_give():
+  rules = RuleSet(default=jaxinit.zeros)
+  model = jaxinit.initialize(nnx.eval_shape(lambda: _Stateful(nnx.Rngs(0, dropout=1))), rules, 3)
+  assert not _abstract_paths(nnx.state(model))
+  built = _Stateful(nnx.Rngs(0, dropout=1))
+  for name in ("mean", "var"):  # BatchNorm's running statistics: 0 and 1, as its constructor
+    np.testing.assert_array_equal(getattr(model.bn, name).get_value(),
+                                  getattr(built.bn, name).get_value())
+  # The dropout stream: the path key of drop/rngs/key, count 0 (reproducible).
+  stream = model.drop.rngs
+  want = param_key(jax.random.key(3), "drop/rngs/key")
+  np.testing.assert_array_equal(jax.random.key_data(stream.key.get_value()),
+                                jax.random.key_data(want))
+  assert int(stream.count.get_value()) == 0
+  model.train()
+  y = model(jnp.ones((2, 3)))  # the model runs: batch statistics update, dropout draws
+  assert y.shape == (2, 4) and np.isfinite(np.asarray(y)).all()
+
+
+class _Ema(nnx.Variable):
+  pass
+
+
+class _WithEma(nnx.Module):
+  def __init__(self, rngs):
+    self.lin = nnx.Linear(2, 2, rngs=rngs)
+    self.ema = _Ema(jnp.full((2,), 5.0))
+    self.step = _Ema(jnp.zeros((), jnp.int32))
+
+
+def test_unknown_abstract_state_is_an_error_naming_every_path_until_declared():
+  rules = RuleSet(default=jaxinit.zeros)
+  with pytest.raises(ValueError, match=r"'ema' \(\(2,\), float32\), .*'step' \(\(\), int32\)"
+                                       r".*register_module"):
+    jaxinit.initialize(nnx.eval_shape(lambda: _WithEma(nnx.Rngs(0))), rules, 0)
+  jaxinit.rules.register_module(_WithEma, weights=(), state={"ema": jaxinit.rules.fans.Fill(5),
+                                                             "step": jaxinit.rules.fans.Fill(0)})
+  try:
+    model = jaxinit.initialize(nnx.eval_shape(lambda: _WithEma(nnx.Rngs(0))), rules, 0)
+  finally:
+    jaxinit.rules.fans._REGISTRY.pop(jaxinit.rules.patterns.class_path(_WithEma))
+  assert model.ema.get_value().tolist() == [5.0, 5.0] and model.step.get_value().dtype == jnp.int32
+  # An abstract integer leaf of a pytree has no constructor: named, never returned abstract.
+  with pytest.raises(ValueError, match=r"'step' \(\(\), int32\)"):
+    jaxinit.initialize({"w": jax.ShapeDtypeStruct((2, 2), jnp.float32),
+                        "step": jax.ShapeDtypeStruct((), jnp.int32)}, [("w", jaxinit.zeros)], 0)
+
+
+def test_abstract_linen_batch_stats_are_built_from_the_module():
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      return nn.BatchNorm(use_running_average=True)(nn.Dense(3)(x))
+
+  x = jnp.ones((2, 4))
+  shapes = jax.eval_shape(lambda: Net().init(jax.random.key(0), x))
+  rules = RuleSet(default=jaxinit.zeros)
+  with pytest.raises(ValueError, match=r"batch_stats 'BatchNorm_0/mean'.*'BatchNorm_0/var'"):
+    jaxinit.initialize(shapes, rules, 0)
+  out = jaxinit.initialize(shapes, rules, 0, x, module=Net())
+  assert not _abstract_paths(out)
+  want = Net().init(jax.random.key(0), x)["batch_stats"]
+  jax.tree.map(np.testing.assert_array_equal, out["batch_stats"], want)

@@ -20,7 +20,7 @@ import numpy as np
 
 from jaxinit.base import Initializer
 from jaxinit.rules.fans import with_fans
-from jaxinit.rules.keys import as_key, draw, draw_hashed, path_hash
+from jaxinit.rules.keys import as_key, draw, draw_hashed, param_key, path_hash
 from jaxinit.rules.patterns import Glob, Rule, RuleSet, as_rule_set, glob_match
 from jaxinit.rules.targets import Site, Target, adapt_target
 
@@ -208,6 +208,7 @@ def _run(target: Any, rules: Any, key: Any, inputs: tuple[Any, ...], *, strict: 
   _check_unused(the_plan, strict)
   if require_values:
     missing = [s.path for s in adapted.sites if not s.has_value and adapted.program is None]
+    missing += [s.path for s in adapted.state if not s.has_value]
     if missing:
       raise ValueError(f"{verb} needs a model with values; these parameters have only "
                        f"shapes: {missing[:8]}{' ...' if len(missing) > 8 else ''} (use "
@@ -220,9 +221,36 @@ def _run(target: Any, rules: Any, key: Any, inputs: tuple[Any, ...], *, strict: 
     raise ValueError(
         f"these parameters have only shapes (nnx.eval_shape / ShapeDtypeStruct) and no rule "
         f"serves them: {empty[:8]}{' ...' if len(empty) > 8 else ''}; add rules or a default")
+  state = state_values(adapted, key)
   values = {a.path: _draw_assignment(key, a, _out_sharding(a.sharding, a.path, out_shardings))
             for a in the_plan.assignments}
-  return adapted.write(values)
+  return adapted.write(values, state)
+
+
+def _state_where(s: Any) -> str:
+  return f"{s.collection + ' ' if s.collection else ''}{s.path!r} ({s.shape}, {s.dtype})"
+
+
+def state_values(target: Target, key: jax.Array, skip: Any = ()) -> dict[tuple[str, str], Any]:
+  """The values of the target's non-parameter leaves that have only shapes (from
+  ``nnx.eval_shape``): what their modules' constructors give them, at each leaf's path key
+  (RNG streams: the path key itself, so a stream is reproducible and independent of
+  every other). ``skip``: ``(collection, path)`` pairs given otherwise (restored).
+
+  Raises:
+    ValueError: naming every such leaf whose constructor value is not known.
+  """
+  todo = [s for s in target.state if not s.has_value and (s.collection, s.path) not in skip]
+  unknown = [s for s in todo if s.init is None]
+  if unknown:
+    raise ValueError(
+        f"these leaves are not parameters and have only shapes (nnx.eval_shape / "
+        f"ShapeDtypeStruct), and jaxinit does not know the value their module's constructor "
+        f"gives them: {', '.join(_state_where(s) for s in unknown)}. Declare it with "
+        f"jaxinit.rules.register_module(YourModule, state={{'name': jaxinit.zeros}}), or "
+        f"build the model with values (not from eval_shape)")
+  return {(s.collection, s.path): s.init(param_key(key, s.path), s.shape, s.dtype)
+          for s in todo}
 
 
 def _traced_draw(key: jax.Array, a: Assignment) -> jax.Array:

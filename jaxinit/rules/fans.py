@@ -98,9 +98,15 @@ class ModuleSpec:
     fans: ``fans(module, name, shapes) -> Fans | None`` for the parameter at
       relative path ``name``; ``shapes`` maps every parameter's relative path
       to its full (stacked) shape.
+    state: ``((relative path glob, initializer), ...)``: the values its
+      constructor gives its non-parameter state (BatchNorm's running mean 0
+      and variance 1, an attention cache 0), used for a model built with
+      ``nnx.eval_shape`` (or abstract linen collections), where that state has
+      only a shape.
   """
   weights: tuple[str, ...]
   fans: FansFn | None = None
+  state: tuple[tuple[str, Any], ...] = ()
 
 
 _REGISTRY: dict[str, ModuleSpec] = {}
@@ -108,13 +114,23 @@ _DEFAULT_WEIGHTS = ("kernel", "embedding", "weight")
 
 
 def register_module(cls: type | str, *, weights: Sequence[str] = _DEFAULT_WEIGHTS,
-                    fans: FansFn | None = None) -> None:
-  """Declares a module class's weights and fans (your own layers, or overrides).
+                    fans: FansFn | None = None,
+                    state: Mapping[str, Any] | None = None) -> None:
+  """Declares a module class's weights, fans and state (your own layers, or overrides).
 
   Args:
     cls: the class or its import path; subclasses inherit the entry.
     weights: relative paths of its weights (what ``OfModule(cls)`` matches).
     fans: ``fans(module, name, shapes) -> Fans | None``.
+    state: ``{relative path glob: initializer}``: the values the module's
+      constructor gives its non-parameter variables (``nnx.BatchStat``,
+      ``nnx.Cache``, your own ``nnx.Variable`` types; linen collections other
+      than ``params``), so ``jaxinit.initialize`` can build them for a model
+      from ``nnx.eval_shape``. Each initializer is called as ``init(key,
+      shape, dtype)`` at the variable's path key.
+
+  Raises:
+    TypeError: a ``state`` that is not a mapping of str globs to callables.
 
   Examples:
     >>> import jaxinit
@@ -129,7 +145,13 @@ def register_module(cls: type | str, *, weights: Sequence[str] = _DEFAULT_WEIGHT
   key = cls if isinstance(cls, str) else class_path(cls)
   if isinstance(weights, str):
     weights = (weights,)
-  _REGISTRY[key] = ModuleSpec(tuple(weights), fans)
+  if state is None:
+    state = {}
+  if not isinstance(state, Mapping) or not all(
+      isinstance(g, str) and g and callable(i) for g, i in state.items()):
+    raise TypeError(f"state must be a mapping of relative path globs (str) to initializers, "
+                    f"got {state!r}")
+  _REGISTRY[key] = ModuleSpec(tuple(weights), fans, tuple(state.items()))
 
 
 def is_known(path: str) -> bool:
@@ -145,7 +167,7 @@ def module_spec(module: Any) -> ModuleSpec | None:
     spec = _REGISTRY.get(class_path(cls))
     if spec is not None:
       if callable(own):
-        return ModuleSpec(spec.weights, lambda m, name, shapes: own(name, shapes))
+        return ModuleSpec(spec.weights, lambda m, name, shapes: own(name, shapes), spec.state)
       return spec
   if callable(own):
     return ModuleSpec(_DEFAULT_WEIGHTS, lambda m, name, shapes: own(name, shapes))
@@ -441,6 +463,21 @@ def _eqx_conv(transpose: bool):
 _MHA_NNX = ("query/kernel", "key/kernel", "value/kernel", "out/kernel")
 _MHA_EQX = ("query_proj/weight", "key_proj/weight", "value_proj/weight", "output_proj/weight")
 
+@dataclasses.dataclass(frozen=True)
+class Fill:
+  """``init(key, shape, dtype) = full(shape, value, dtype)`` for state of any dtype
+  (integer counters and cache indices included); the key is not used."""
+  value: float
+
+  def __call__(self, key: Any, shape: Sequence[int], dtype: Any = None) -> Any:
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+    return jnp.full(tuple(shape), self.value, dtype)
+
+
+# What the built-in layers' constructors give their non-parameter state.
+_BATCH_STATS = (("mean", Fill(0)), ("var", Fill(1)))
+_CACHE = (("cached_key", Fill(0)), ("cached_value", Fill(0)), ("cache_index", Fill(0)))
+
 _BUILTIN: dict[str, ModuleSpec] = {
     # Flax NNX
     "flax.nnx.nn.linear.Linear": ModuleSpec(("kernel",), _nnx_linear),
@@ -449,10 +486,11 @@ _BUILTIN: dict[str, ModuleSpec] = {
     "flax.nnx.nn.linear.Conv": ModuleSpec(("kernel",), _nnx_conv),
     "flax.nnx.nn.linear.ConvTranspose": ModuleSpec(("kernel",), _nnx_conv_transpose),
     "flax.nnx.nn.linear.Embed": ModuleSpec(("embedding",), _embed("embedding")),
-    "flax.nnx.nn.attention.MultiHeadAttention": ModuleSpec(_MHA_NNX),
+    "flax.nnx.nn.attention.MultiHeadAttention": ModuleSpec(_MHA_NNX, None, _CACHE),
     "flax.nnx.nn.normalization.LayerNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: 1)),
     "flax.nnx.nn.normalization.RMSNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: 1)),
-    "flax.nnx.nn.normalization.BatchNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: 1)),
+    "flax.nnx.nn.normalization.BatchNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: 1),
+                                                      _BATCH_STATS),
     "flax.nnx.nn.normalization.GroupNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: 1)),
     # Flax linen
     "flax.linen.linear.Dense": ModuleSpec(("kernel",), _linen_dense),
@@ -462,11 +500,12 @@ _BUILTIN: dict[str, ModuleSpec] = {
     "flax.linen.linear.Conv": ModuleSpec(("kernel",), _linen_conv),
     "flax.linen.linear.ConvTranspose": ModuleSpec(("kernel",), _linen_conv_transpose),
     "flax.linen.linear.Embed": ModuleSpec(("embedding",), _embed("embedding")),
-    "flax.linen.attention.MultiHeadDotProductAttention": ModuleSpec(_MHA_NNX),
+    "flax.linen.attention.MultiHeadDotProductAttention": ModuleSpec(_MHA_NNX, None, _CACHE),
     # linen norms: scale/bias have the reduced feature shape; no stacking inside.
     "flax.linen.normalization.LayerNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: len(s))),
     "flax.linen.normalization.RMSNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: len(s))),
-    "flax.linen.normalization.BatchNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: len(s))),
+    "flax.linen.normalization.BatchNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: len(s)),
+                                                     _BATCH_STATS),
     "flax.linen.normalization.GroupNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: len(s))),
     # Equinox
     "equinox.nn._linear.Linear": ModuleSpec(("weight",), _eqx_linear),
