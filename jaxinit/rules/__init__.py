@@ -20,12 +20,12 @@ from jaxinit.rules.fans import Fans, ModuleSpec, einsum_fans, register_module, w
 from jaxinit.rules.keys import draw, param_key, path_hash
 from jaxinit.rules.patterns import Glob, OfModule, Rule, RuleSet, as_rule_set
 from jaxinit.rules import schemes
-from jaxinit.rules.transfer import TransferReport, load_params, save_params, transfer
+from jaxinit.rules.transfer import CollectionReport, TransferReport, load_params, save_params, transfer
 
 __all__ = [
     "initialize", "reinit", "plan", "labels", "Plan", "Assignment", "UnusedRuleWarning",
     "Rule", "RuleSet", "Glob", "OfModule", "as_rule_set",
     "Fans", "ModuleSpec", "register_module", "with_fans", "einsum_fans",
     "draw", "param_key", "path_hash",
-    "schemes", "transfer", "TransferReport", "load_params", "save_params",
+    "schemes", "transfer", "TransferReport", "CollectionReport", "load_params", "save_params",
 ]
