@@ -33,6 +33,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -40,8 +41,8 @@ import numpy as np
 
 __all__ = [
     "is_traced", "integer", "positive_int", "non_negative_int", "real", "number",
-    "numeric", "boolean", "choice", "did_you_mean", "shape", "axes", "inexact_dtype",
-    "real_array",
+    "numeric", "boolean", "choice", "did_you_mean", "nearest", "text", "shape", "axes",
+    "inexact_dtype", "real_array",
 ]
 
 
@@ -205,6 +206,36 @@ def did_you_mean(value: Any, accepted: Iterable[str]) -> str:
     return ""
   close = difflib.get_close_matches(value, list(accepted), n=1)
   return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def nearest(value: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+  """Up to ``n`` of ``candidates`` nearest to ``value`` (a name or a glob): first those that
+  contain one of its words (3+ letters; best ``difflib`` ratio first), then close matches.
+
+  Examples:
+    >>> nearest("head/*", ["blocks/0/kernel", "lm_head/kernel", "lm_head/bias"])
+    ['lm_head/bias', 'lm_head/kernel']
+  """
+  candidates = list(dict.fromkeys(candidates))
+  words = [w for w in re.split(r"[^A-Za-z0-9_]+", value) if len(w) >= 3]
+  ratio = lambda c: difflib.SequenceMatcher(None, value, c).ratio()  # noqa: E731
+  hits = sorted((c for c in candidates if any(w in c for w in words)), key=ratio, reverse=True)
+  close = difflib.get_close_matches(value, candidates, n=n, cutoff=0.5)
+  return list(dict.fromkeys(hits + close))[:n]
+
+
+def text(name: str, value: Any, *, allow_none: bool = False) -> str | None:
+  """``value`` if it is a non-empty str (or None where ``allow_none``).
+
+  Raises:
+    TypeError: anything else.
+  """
+  if value is None and allow_none:
+    return None
+  if not isinstance(value, str) or not value:
+    raise TypeError(f"{name} must be a non-empty str{' or None' if allow_none else ''}, "
+                    f"got {_what(value)}")
+  return value
 
 
 def choice(name: str, value: Any, accepted: Iterable[str]) -> str:

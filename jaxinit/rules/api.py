@@ -18,13 +18,14 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxinit import checks
 from jaxinit.base import Initializer
 from jaxinit.rules.fans import with_fans
 from jaxinit.rules.keys import as_key, draw, draw_hashed, param_key, path_hash
 from jaxinit.rules.patterns import Glob, Rule, RuleSet, as_rule_set, glob_match
 from jaxinit.rules.targets import Site, Target, adapt_target
 
-__all__ = ["Assignment", "Plan", "UnusedRuleWarning", "initialize", "labels", "plan", "reinit",
+__all__ = ["Assignment", "Plan", "Unmatched", "UnusedRuleWarning", "initialize", "labels", "plan", "reinit",
            "matches"]
 
 
@@ -75,19 +76,37 @@ class Assignment:
 
 
 @dataclasses.dataclass(frozen=True)
+class Unmatched:
+  """A requirement of the rules that no parameter meets.
+
+  Attributes:
+    rules: indices of the rules (one, or every rule of a ``group``).
+    group: the rules' group, or None.
+    nearest: the target's paths (or, for module-class rules, its module
+      classes) nearest to what the rules name.
+  """
+  rules: tuple[int, ...]
+  group: str | None
+  nearest: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class Plan:
   """What a rule set does to a target.
 
   Attributes:
     assignments: the parameters to draw, in the target's order.
     kept: paths no rule matched (they keep the model's values).
-    unused_rules: indices of required rules that matched nothing.
+    unused_rules: indices of required rules that match nothing (every rule
+      of a group none of whose rules matches).
     rules: the rule set.
+    unmatched: the same, one entry per requirement, with the nearest paths.
   """
   assignments: tuple[Assignment, ...]
   kept: tuple[str, ...]
   unused_rules: tuple[int, ...]
   rules: RuleSet
+  unmatched: tuple[Unmatched, ...] = ()
 
   def __str__(self) -> str:
     lines = []
@@ -123,14 +142,52 @@ def _make_plan(target: Target, rules: RuleSet) -> Plan:
       raise ValueError(f"{site.path} (shape {site.shape}): {err}") from None
     assignments.append(Assignment(site.path, site.layer_shape, site.stack, site.dtype, adapted,
                                   index, site.sharding))
-  unused = tuple(i for i, r in enumerate(rules.rules) if i not in used and r.required)
-  return Plan(tuple(assignments), tuple(kept), unused, rules)
+  unmatched = _unmatched(target, rules, used)
+  unused = tuple(i for u in unmatched for i in u.rules)
+  return Plan(tuple(assignments), tuple(kept), unused, rules, unmatched)
+
+
+def _unmatched(target: Target, rules: RuleSet, won: set[int]) -> tuple[Unmatched, ...]:
+  """The required rules (and groups) whose patterns fit no parameter, in rule order."""
+  requirements: dict[Any, list[int]] = {}
+  for i, rule in enumerate(rules.rules):
+    if rule.required:
+      requirements.setdefault(rule.group if rule.group is not None else i, []).append(i)
+  out = []
+  for group, indices in requirements.items():
+    if any(i in won or any(matches(rules.rules[i], s) for s in target.sites) for i in indices):
+      continue
+    globs = [rules.rules[i].pattern.glob for i in indices
+             if isinstance(rules.rules[i].pattern, Glob)]
+    if globs:
+      paths = [s.path for s in target.sites]
+      near = [p for g in globs for p in checks.nearest(g, paths)]
+    else:  # module-class rules: the classes the target has
+      near = [owner.classes[0].rsplit(".", 1)[-1] for s in target.sites for owner in s.owners]
+    out.append(Unmatched(tuple(indices), group if isinstance(group, str) else None,
+                         tuple(dict.fromkeys(near))[:5]))
+  return tuple(out)
+
+
+def _unmatched_text(plan: Plan) -> str:
+  parts = []
+  for u in plan.unmatched:
+    which = " or ".join(f"rule {i} {plan.rules.rules[i].pattern!r}" for i in u.rules[:4])
+    if len(u.rules) > 4:
+      which += f" or {len(u.rules) - 4} more"
+    text = f"{u.group} ({which})" if u.group else which
+    globs = any(isinstance(plan.rules.rules[i].pattern, Glob) for i in u.rules)
+    if u.nearest:
+      what = "nearest paths" if globs else "the target's module classes"
+      text += f" [{what}: {', '.join(map(repr, u.nearest))}]"
+    parts.append(text)
+  return "; ".join(parts) if parts else ""
 
 
 def _check_unused(plan: Plan, strict: bool, stacklevel: int = 4) -> None:
   if not plan.unused_rules:
     return
-  text = ", ".join(f"rule {i} {plan.rules.rules[i].pattern!r}" for i in plan.unused_rules)
+  text = _unmatched_text(plan)
   if strict:
     raise ValueError(f"rules that match no parameter (strict=True): {text}")
   warnings.warn(f"rules that match no parameter: {text}", UnusedRuleWarning,

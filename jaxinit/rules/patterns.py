@@ -175,8 +175,12 @@ class Rule:
       :func:`~jaxinit.rules.labels` (optax ``multi_transform``); None: no
       label of its own.
     required: whether matching nothing is reported (a warning, or an error
-      with ``strict=True``); schemes cover layers of every framework and mark
-      their rules not required.
+      with ``strict=True``, naming the model's nearest paths). A rule
+      "matches" when its pattern fits a parameter, whether or not an earlier
+      rule wins it.
+    group: a name shared by required rules that are alternatives (a scheme's
+      ``"head/*"`` and ``"*/head/*"``, or its rules for the layers of every
+      framework): the group is reported only when none of them matches.
   """
   pattern: Pattern
   init: Initializer
@@ -184,6 +188,7 @@ class Rule:
   shape: tuple[int | None, ...] | None = None
   label: str | None = None
   required: bool = True
+  group: str | None = None
 
   def __post_init__(self):
     object.__setattr__(self, "pattern", _as_pattern(self.pattern))
@@ -194,9 +199,9 @@ class Rule:
       raise TypeError(f"init of rule {self.pattern!r} must be an initializer, got {self.init!r}")
     object.__setattr__(self, "ndim", _canonical_ndim(self.ndim))
     object.__setattr__(self, "shape", _canonical_shape(self.shape))
-    if self.label is not None and (not isinstance(self.label, str) or not self.label):
-      raise TypeError(f"label must be a non-empty str or None, got {self.label!r}")
+    checks.text("label", self.label, allow_none=True)
     object.__setattr__(self, "required", checks.boolean("required", self.required))
+    checks.text("group", self.group, allow_none=True)
 
   def accepts_shape(self, shape: tuple[int, ...]) -> bool:
     """Whether one layer's ``shape`` passes the rule's ``ndim`` / ``shape`` refinement."""
@@ -221,6 +226,8 @@ class Rule:
       config["label"] = self.label
     if not self.required:
       config["required"] = False
+    if self.group is not None:
+      config["group"] = self.group
     return config
 
   @classmethod
@@ -229,7 +236,7 @@ class Rule:
     if not isinstance(config, dict):
       raise TypeError(f"a rule config must be a dict, got {config!r}")
     config = dict(config)
-    keys = ("path", "module", "param", "init", "ndim", "shape", "label", "required")
+    keys = ("path", "module", "param", "init", "ndim", "shape", "label", "required", "group")
     unknown = sorted(set(config) - set(keys))
     if unknown:
       raise ValueError(f"a rule config takes keys {list(keys)}, got unknown {unknown}"
