@@ -393,3 +393,75 @@ def test_abstract_linen_batch_stats_are_built_from_the_module():
   assert not _abstract_paths(out)
   want = Net().init(jax.random.key(0), x)["batch_stats"]
   jax.tree.map(np.testing.assert_array_equal, out["batch_stats"], want)
+
+
+# ---------------------------------------------------------------------------
+# Bad arguments get clear errors early
+
+def test_an_uncalled_initializer_factory_is_refused_naming_the_rule():
+  for factory in (jaxinit.he_normal, jaxinit.lecun_normal, jax.nn.initializers.he_normal,
+                  jaxinit.VarianceScaling):
+    with pytest.raises(TypeError, match=r"init of rule OfModule\('flax.nnx.nn.linear.Conv'\) is "
+                                        r"the initializer factory .*call it"):
+      Rule(nnx.Conv, factory)
+  with pytest.raises(TypeError, match=r"default is the initializer factory .*he_normal\(\)"):
+    RuleSet(default=jaxinit.he_normal)
+  Rule("*", jax.nn.initializers.zeros)  # a function initializer (key, shape, dtype) is fine
+
+
+def test_a_pattern_to_initializer_dict_is_an_ordered_rule_list():
+  params = {"head": {"kernel": jnp.ones((2, 2))}, "body": {"kernel": jnp.ones((2, 2))}}
+  out = jaxinit.initialize(params, {"head/*": jaxinit.zeros, "*": jaxinit.ones}, 0)
+  assert not out["head"]["kernel"].any() and out["body"]["kernel"].all()
+  assert jaxinit.rules.as_rule_set({"head/*": jaxinit.zeros}) == RuleSet.of(
+      [("head/*", jaxinit.zeros)]) == RuleSet.of({"head/*": jaxinit.zeros})
+  with pytest.raises(ValueError, match=r"unknown \['rulez'\] \(did you mean 'rules'\?\)"):
+    jaxinit.rules.as_rule_set({"name": "rules", "rulez": []})
+
+
+@pytest.mark.parametrize("target", ["notamodel", None, 3, ["a", "b"]])
+def test_a_target_of_no_known_kind_is_a_type_error_naming_the_kinds(target):
+  for verb in (jaxinit.reinit, jaxinit.initialize):
+    with pytest.raises(TypeError, match=r"target must be a Flax NNX module, .* Equinox module, "
+                                        r"or a pytree of arrays"):
+      verb(target, [("*", jaxinit.zeros)], 0)
+
+
+def test_traced_int_seeds_draw_as_the_same_seed_eagerly():
+  params = {"w": jnp.ones((3, 3))}
+  rules = [("w", jaxinit.he_normal())]
+  batched = jax.vmap(lambda s: jaxinit.initialize(params, rules, s)["w"])(jnp.arange(3))
+  for seed in range(3):
+    np.testing.assert_array_equal(batched[seed], jaxinit.initialize(params, rules, seed)["w"])
+  with pytest.raises(ValueError, match="single int seed"):
+    jaxinit.initialize(params, rules, jnp.arange(3))
+
+
+def test_a_linen_module_without_its_sample_inputs_names_them():
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+      return nn.Dense(2)(x)
+
+  variables = Net().init(jax.random.key(0), jnp.ones((1, 3)))
+  with pytest.raises(TypeError, match=r"module= \(Net\) needs sample inputs for \['x'\]"):
+    jaxinit.reinit(variables, [(nn.Dense, jaxinit.zeros)], 0, module=Net())
+  with pytest.raises(TypeError, match=r"target \(Net\) needs sample inputs for \['x'\]"):
+    jaxinit.initialize(Net(), [(nn.Dense, jaxinit.zeros)], 0)
+
+
+def test_a_fan_scaled_default_never_reaches_parameters_without_fans():
+  model = nnx.eval_shape(lambda: _Net(nnx.Rngs(0)))
+  with pytest.raises(ValueError, match=r"the default .* serves only weights .*\['conv/bias', "
+                                       r"'head/bias', 'norm/bias', 'norm/scale'\]"):
+    jaxinit.initialize(model, RuleSet(default=jaxinit.he_normal()), 0)
+  # A rule naming norm scales with a fan-scaled init: norms have no fans.
+  with pytest.raises(ValueError, match=r"rule 0 OfModule.*none .*\['norm/scale'\]"):
+    jaxinit.initialize(model, RuleSet.of([(nnx.LayerNorm, jaxinit.he_normal())],
+                                         default=jaxinit.zeros), 0)
+  # Biases and norms first: the default serves the weights.
+  out = jaxinit.initialize(model, RuleSet.of([("*bias", jaxinit.zeros), ("*scale", jaxinit.ones)],
+                                             default=jaxinit.he_normal()), 0)
+  assert _nnx_params(out)["head/kernel"].std() > 0

@@ -20,7 +20,7 @@ import numpy as np
 
 from jaxinit import checks
 from jaxinit.base import Initializer
-from jaxinit.rules.fans import with_fans
+from jaxinit.rules.fans import scales_by_fans, with_fans
 from jaxinit.rules.keys import as_key, draw, draw_hashed, param_key, path_hash
 from jaxinit.rules.patterns import Glob, Rule, RuleSet, as_rule_set, glob_match
 from jaxinit.rules.targets import Site, Target, adapt_target
@@ -126,8 +126,21 @@ class Plan:
     return self.rules.rules[index].label or f"rule{index}"
 
 
+def _has_no_fans(site: Site) -> bool:
+  """A parameter whose fans mean nothing: a norm's scale or bias, or a parameter of fewer
+  than 2 axes per layer that no known module gives fans (a bias of a pytree)."""
+  return not site.fans.defined if site.fans is not None else len(site.layer_shape) < 2
+
+
+_FANLESS = {False: "these parameters have none (norm scales and biases, parameters of fewer "
+                   "than 2 axes outside a known layer)",
+            True: "the default serves only weights (2+ axes per layer); these parameters "
+                  "have fewer"}
+
+
 def _make_plan(target: Target, rules: RuleSet) -> Plan:
   assignments, kept, used = [], [], set()
+  fanless: dict[int | None, list[str]] = {}
   for site in target.sites:
     index = next((i for i, r in enumerate(rules.rules) if matches(r, site)), None)
     if index is None and rules.default is None:
@@ -136,12 +149,25 @@ def _make_plan(target: Target, rules: RuleSet) -> Plan:
     init = rules.default if index is None else rules.rules[index].init
     if index is not None:
       used.add(index)
+    # A fan-scaled rule may serve a layer's bias (its weight's fans: PyTorch's bias init);
+    # the catch-all default serves weights only.
+    if scales_by_fans(init) and (_has_no_fans(site) or (index is None
+                                                         and len(site.layer_shape) < 2)):
+      fanless.setdefault(index, []).append(site.path)
+      continue
     try:
       adapted = with_fans(init, site.fans)
     except ValueError as err:
       raise ValueError(f"{site.path} (shape {site.shape}): {err}") from None
     assignments.append(Assignment(site.path, site.layer_shape, site.stack, site.dtype, adapted,
                                   index, site.sharding))
+  if fanless:
+    raise ValueError("; ".join(
+        f"{'the default' if i is None else f'rule {i} {rules.rules[i].pattern!r}'} "
+        f"({rules.default if i is None else rules.rules[i].init!r}) scales by the fans, and "
+        f"{_FANLESS[i is None]}: {paths}" for i, paths in fanless.items())
+        + "; give them rules of their own before it, e.g. ('*bias', jaxinit.zeros), "
+          "('*scale', jaxinit.ones)")
   unmatched = _unmatched(target, rules, used)
   unused = tuple(i for u in unmatched for i in u.rules)
   return Plan(tuple(assignments), tuple(kept), unused, rules, unmatched)
@@ -336,9 +362,21 @@ def initialize(target: Any, rules: Any, key: Any, *inputs: Any, strict: bool = F
       the matched parameters drawn by the rules), linen variables (a dict
       with ``"params"``), an Equinox module (a new one is returned), or a
       pytree of arrays / ``jax.ShapeDtypeStruct`` (path rules only).
+      State that is not a parameter (``nnx.BatchStat``, RNG streams, linen
+      collections other than ``params``) is never drawn by the rules; where
+      it has only a shape it gets what the module's constructor gives it
+      (BatchNorm's mean 0 and variance 1, an attention cache 0, an RNG
+      stream the key ``param_key(key, path)`` and count 0; see
+      :func:`~jaxinit.rules.register_module` ``state=``).
     rules: a :class:`~jaxinit.rules.RuleSet`, a list of ``(pattern,
-      initializer)`` pairs, or a rule-set config dict.
-    key: a ``jax.random.key`` (or raw key data, or an int seed).
+      initializer)`` pairs, a ``{pattern: initializer}`` dict (in order:
+      first match wins), or a rule-set config dict. A fan-scaled
+      ``default`` (``he_normal()``...) serves weights only: a parameter of
+      fewer than 2 axes per layer that it would reach is an error (give
+      biases and norms rules of their own); a fan-scaled rule may serve a
+      known layer's bias, with the weight's fans (PyTorch's bias init).
+    key: a ``jax.random.key``, raw key data, or an int seed (traced ints
+      too: ``jax.vmap`` over seeds).
     *inputs: sample inputs of a linen module.
     strict: raise, instead of warning, when a rule matches nothing.
     mesh: the mesh for sharding metadata (``nnx.with_partitioning`` names,
@@ -356,10 +394,16 @@ def initialize(target: Any, rules: Any, key: Any, *inputs: Any, strict: bool = F
     The initialized target (see ``target``).
 
   Raises:
-    ValueError: with ``strict=True``, a rule that matches nothing; a
-      parameter with only a shape that no rule serves; an initializer that
-      cannot serve a parameter (the message names its path).
-    TypeError: a target of no known kind, bad rules or key.
+    ValueError: with ``strict=True``, a rule (or a scheme's required group)
+      that matches nothing, naming the target's nearest paths; a parameter
+      with only a shape that no rule serves; state with only a shape whose
+      constructor value is not known; an initializer that cannot serve a
+      parameter, a fan-scaled one on parameters without fans (the messages
+      name every path).
+    TypeError: a target of no known kind (naming ``target`` and the kinds);
+      bad rules (an initializer factory given uncalled: ``he_normal`` for
+      ``he_normal()``) or key; a linen module without the sample inputs its
+      call needs (naming them).
 
   Warns:
     UnusedRuleWarning: a rule matched nothing (``strict=False``).

@@ -67,15 +67,20 @@ class Fans:
     fan_in: inputs per output (may be fractional: strided transposed convolutions).
     fan_out: outputs per input.
     stack: leading axes that index independent layers (each drawn alone).
+    defined: False for a parameter with no fans of its own (a norm's scale
+      or bias): only ``stack`` holds, and a fan-scaled initializer
+      (:func:`scales_by_fans`) cannot serve it.
   """
   fan_in: float
   fan_out: float
   stack: int = 0
+  defined: bool = True
 
   def __post_init__(self):
     object.__setattr__(self, "fan_in", checks.real("fan_in", self.fan_in, minimum=0.0))
     object.__setattr__(self, "fan_out", checks.real("fan_out", self.fan_out, minimum=0.0))
     object.__setattr__(self, "stack", checks.non_negative_int("stack", self.stack))
+    object.__setattr__(self, "defined", checks.boolean("defined", self.defined))
 
   def fan(self, mode: str) -> float:
     """The denominator ``n`` a variance-scaling ``mode`` picks."""
@@ -194,6 +199,18 @@ _ELEMENTWISE = (samplers.Normal, samplers.TruncatedNormal, samplers.Uniform,
 _DEFAULT_AXES = (-2, -1, (), 1)
 
 
+def scales_by_fans(init: Initializer) -> bool:
+  """Whether ``init`` takes its variance from the fans (:func:`with_fans` adapts it): a
+  variance scaling by ``fan_in`` / ``fan_out`` / ... over an elementwise sampler with the
+  default axes, possibly ``Scaled``."""
+  while isinstance(init, Scaled):
+    init = init.init
+  return (isinstance(init, VarianceScaling) and init.mode != "unit"
+          and isinstance(init.sampler, _ELEMENTWISE)
+          and (init.in_axis, init.out_axis, init.batch_axis, init.feature_group_count)
+          == _DEFAULT_AXES)
+
+
 def with_fans(init: Initializer, fans: Fans | None) -> Initializer:
   """``init`` with its variance computed from ``fans`` instead of the shape.
 
@@ -251,7 +268,8 @@ def _derived(weight: Fans, shape: tuple[int, ...], ndim: int, module: Any,
 
 
 def _unit(shape: tuple[int, ...], ndim: int, module: Any, name: str) -> Fans:
-  return Fans(1, 1, _stack(shape, ndim, module, name))
+  """A norm's scale or bias: no fans of its own, only its stack count."""
+  return Fans(1, 1, _stack(shape, ndim, module, name), defined=False)
 
 
 def _dense_like(in_size: int, out_size: int, kernel: str, bias_ndim: Callable[[], int],

@@ -31,6 +31,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxinit import checks
 from jaxinit.rules.fans import _DEFAULT_WEIGHTS, Fans, module_spec, param_fans
 from jaxinit.rules.patterns import class_path, glob_match
 
@@ -583,6 +584,47 @@ def _collect_modules(node: Any, prefix: tuple[str, ...], out: dict[tuple[str, ..
       _collect_modules(child, prefix + tuple(_key_name(k) for k in kp), out)
 
 
+TARGET_KINDS = ("a Flax NNX module, a Flax linen module (with sample inputs), linen variables "
+                "(a dict with 'params'), an Equinox module, or a pytree of arrays / "
+                "jax.ShapeDtypeStruct")
+
+
+def _check_tree_target(target: Any) -> None:
+  """A pytree target must be a container whose leaves include arrays (or be empty)."""
+  leaves = jax.tree_util.tree_leaves(target)
+  if target is None or (leaves and not any(
+      hasattr(x, "shape") and hasattr(x, "dtype") for x in leaves)):
+    raise checks.refuse("target", target, TARGET_KINDS)
+
+
+def _check_linen_inputs(module: Any, inputs: tuple[Any, ...],
+                        init_kwargs: Mapping[str, Any], argname: str) -> None:
+  """Sample inputs must fill the linen module's call (named before any tracing)."""
+  import inspect  # pylint: disable=import-outside-toplevel
+  call_kwargs = {k: v for k, v in init_kwargs.items()
+                 if k not in ("method", "mutable", "capture_intermediates", "rngs")}
+  method = init_kwargs.get("method") or module.__call__
+  if isinstance(method, str):
+    method = getattr(module, method)
+  try:
+    signature = inspect.signature(method)
+  except (TypeError, ValueError):
+    return
+  try:
+    signature.bind(*inputs, **call_kwargs)
+  except TypeError as err:
+    required = [p.name for p in signature.parameters.values()
+                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY,
+                                                       p.POSITIONAL_OR_KEYWORD)]
+    missing = [n for n in required[len(inputs):] if n not in call_kwargs]
+    what = (f"needs sample inputs for {missing}" if missing
+            else f"does not accept the sample inputs given ({err})")
+    raise TypeError(
+        f"the linen module {argname} ({type(module).__name__}) {what}: pass them after the "
+        f"key, e.g. jaxinit.initialize(module, rules, key, x) or jaxinit.reinit(variables, "
+        f"rules, key, x, module=module)") from None
+
+
 def adapt_target(target: Any, *, key: jax.Array, inputs: tuple[Any, ...] = (),
                  init_kwargs: Mapping[str, Any] | None = None, mesh: Any = None,
                  logical_axis_rules: Any = None,
@@ -590,10 +632,14 @@ def adapt_target(target: Any, *, key: jax.Array, inputs: tuple[Any, ...] = (),
   """The :class:`Target` for ``target`` (see the module docstring for the kinds).
 
   Raises:
-    TypeError: sample inputs given for a target that is not a linen module;
-      ``module`` given for a target that is not linen variables.
+    TypeError: a target of no kind above (naming ``target`` and the kinds);
+      sample inputs given for a target that is not a linen module; ``module``
+      given for a target that is not linen variables; a linen module whose
+      call the sample inputs do not fill (naming the missing inputs).
   """
   kind = target_kind(target)
+  if kind == "pytree":
+    _check_tree_target(target)
   mesh = context_mesh(mesh)
   if module is not None and kind != "linen_variables":
     raise TypeError(f"module= describes linen variables; a {kind} target takes none")
@@ -602,9 +648,15 @@ def adapt_target(target: Any, *, key: jax.Array, inputs: tuple[Any, ...] = (),
   if kind == "nnx":
     return _nnx_target(target, mesh, stack_axes)
   if kind == "linen":
+    _check_linen_inputs(target, inputs, init_kwargs or {}, "target")
     return _linen_target(target, key, inputs, init_kwargs or {}, mesh, logical_axis_rules,
                          stack_axes)
   if kind == "linen_variables":
+    if module is not None:
+      if target_kind(module) != "linen":
+        raise checks.refuse("module", module, "a Flax linen module (the module of the linen "
+                            "variables)")
+      _check_linen_inputs(module, inputs, init_kwargs or {}, "module=")
     modules = _linen_modules(module, key, inputs, init_kwargs or {})[0] if module else {}
     return _variables_target(target, stack_axes, modules)
   return _tree_target(target, kind, stack_axes)
