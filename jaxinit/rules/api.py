@@ -181,7 +181,8 @@ def _unmatched(target: Target, rules: RuleSet, won: set[int]) -> tuple[Unmatched
       requirements.setdefault(rule.group if rule.group is not None else i, []).append(i)
   out = []
   for group, indices in requirements.items():
-    if any(i in won or any(matches(rules.rules[i], s) for s in target.sites) for i in indices):
+    if any(i in won for i in indices) or any(
+        matches(rules.rules[i], s) for i in indices for s in target.sites):
       continue
     globs = [rules.rules[i].pattern.glob for i in indices
              if isinstance(rules.rules[i].pattern, Glob)]
