@@ -138,13 +138,13 @@ def _stats(model):
           for p, v in nnx.to_flat_state(nnx.state(model, nnx.BatchStat))}
 
 
-@pytest.mark.parametrize("fmt", ["orbax", "msgpack"])
-def test_batch_statistics_transfer_per_collection(tmp_path, fmt):
+def test_batch_statistics_transfer_per_collection(tmp_path):
+  # msgpack only: the orbax round trip of the same dict of collections is the first test's.
   pretrained = BnNet(10, nnx.Rngs(0))
   for bn in (pretrained.bn, pretrained.head_bn):  # "trained" running statistics
     bn.mean.set_value(bn.mean.get_value() + 0.5)
     bn.var.set_value(bn.var.get_value() * 3.0)
-  file = save_params(tmp_path / ("ckpt" if fmt == "orbax" else "ckpt.msgpack"), pretrained)
+  file = save_params(tmp_path / "ckpt.msgpack", pretrained)
   model, report = transfer(nnx.eval_shape(lambda: BnNet(3, nnx.Rngs(1))), file,
                            [("head/*", jaxinit.zeros), ("head_bn/*", jaxinit.ones)], 0)
   stats = report.collections["batch_stats"]
