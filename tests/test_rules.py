@@ -374,6 +374,11 @@ def test_unknown_abstract_state_is_an_error_naming_every_path_until_declared():
   with pytest.raises(ValueError, match=r"'step' \(\(\), int32\)"):
     jaxinit.initialize({"w": jax.ShapeDtypeStruct((2, 2), jnp.float32),
                         "step": jax.ShapeDtypeStruct((), jnp.int32)}, [("w", jaxinit.zeros)], 0)
+  # One error names every abstract leaf: parameters no rule serves (all 12) and state.
+  shapes = {f"p{i:02d}": jax.ShapeDtypeStruct((2,), jnp.float32) for i in range(12)}
+  shapes["step"] = jax.ShapeDtypeStruct((), jnp.int32)
+  with pytest.raises(ValueError, match=r"\['p00', .*'p11'\]; .*'step'"):
+    jaxinit.initialize(shapes, [("nothing", jaxinit.zeros)], 0)
 
 
 def test_abstract_linen_batch_stats_are_built_from_the_module():

@@ -294,18 +294,21 @@ def _run(target: Any, rules: Any, key: Any, inputs: tuple[Any, ...], *, strict: 
     missing = [s.path for s in adapted.sites if not s.has_value and adapted.program is None]
     missing += [s.path for s in adapted.state if not s.has_value]
     if missing:
-      raise ValueError(f"{verb} needs a model with values; these parameters have only "
-                       f"shapes: {missing[:8]}{' ...' if len(missing) > 8 else ''} (use "
-                       f"jaxinit.initialize for a model from eval_shape)")
+      raise ValueError(f"{verb} needs a model with values; these leaves have only "
+                       f"shapes: {missing} (use jaxinit.initialize for a model from "
+                       f"eval_shape)")
   if adapted.program is not None:  # linen: one program builds every variable
     return adapted.program(the_plan.assignments, _traced_draw)
   drawn = {a.path for a in the_plan.assignments}
   empty = [s.path for s in adapted.sites if not s.has_value and s.path not in drawn]
-  if empty:
-    raise ValueError(
-        f"these parameters have only shapes (nnx.eval_shape / ShapeDtypeStruct) and no rule "
-        f"serves them: {empty[:8]}{' ...' if len(empty) > 8 else ''}; add rules or a default")
-  state = state_values(adapted, key)
+  problems = [f"these parameters have only shapes (nnx.eval_shape / ShapeDtypeStruct) and no "
+              f"rule serves them: {empty}; add rules or a default"] if empty else []
+  try:
+    state = state_values(adapted, key)
+  except ValueError as err:  # one error names every abstract leaf left
+    problems.append(str(err))
+  if problems:
+    raise ValueError("; ".join(problems))
   values = {a.path: _draw_assignment(key, a, _out_sharding(a.sharding, a.path, out_shardings))
             for a in the_plan.assignments}
   return adapted.write(values, state)

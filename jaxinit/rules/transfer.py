@@ -272,7 +272,7 @@ def transfer(target: Any, checkpoint: Any, rules: Any, key: Any, *inputs: Any,
   kept = [s.path for s in fresh if s.path not in drawn]
   empty = [s.path for s in fresh if s.path not in drawn and not s.has_value]
   if empty and adapted.program is None:
-    raise ValueError(f"new parameters with only shapes and no rule: {empty[:8]}; add rules "
+    raise ValueError(f"new parameters with only shapes and no rule: {empty}; add rules "
                      f"or a default")
   sites = {s.path: s for s in adapted.sites}
   placed = {p: _place(v, sites[p]) for p, v in restored.items()}
