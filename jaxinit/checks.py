@@ -33,6 +33,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -40,8 +41,9 @@ import numpy as np
 
 __all__ = [
     "is_traced", "integer", "positive_int", "non_negative_int", "real", "number",
-    "numeric", "boolean", "choice", "did_you_mean", "shape", "axes", "inexact_dtype",
-    "real_array",
+    "numeric", "boolean", "choice", "did_you_mean", "nearest", "text", "initializer", "refuse",
+    "shape", "axes",
+    "inexact_dtype", "real_array",
 ]
 
 
@@ -205,6 +207,75 @@ def did_you_mean(value: Any, accepted: Iterable[str]) -> str:
     return ""
   close = difflib.get_close_matches(value, list(accepted), n=1)
   return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def nearest(value: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+  """Up to ``n`` of ``candidates`` nearest to ``value`` (a name or a glob): first those that
+  contain one of its words (3+ letters; best ``difflib`` ratio first), then close matches.
+
+  Examples:
+    >>> nearest("head/*", ["blocks/0/kernel", "lm_head/kernel", "lm_head/bias"])
+    ['lm_head/bias', 'lm_head/kernel']
+  """
+  candidates = list(dict.fromkeys(candidates))
+  words = [w for w in re.split(r"[^A-Za-z0-9_]+", value) if len(w) >= 3]
+  ratio = lambda c: difflib.SequenceMatcher(None, value, c).ratio()  # noqa: E731
+  hits = sorted((c for c in candidates if any(w in c for w in words)), key=ratio, reverse=True)
+  close = difflib.get_close_matches(value, candidates, n=n, cutoff=0.5)
+  return list(dict.fromkeys(hits + close))[:n]
+
+
+def text(name: str, value: Any, *, allow_none: bool = False) -> str | None:
+  """``value`` if it is a non-empty str (or None where ``allow_none``).
+
+  Raises:
+    TypeError: anything else.
+  """
+  if value is None and allow_none:
+    return None
+  if not isinstance(value, str) or not value:
+    raise TypeError(f"{name} must be a non-empty str{' or None' if allow_none else ''}, "
+                    f"got {_what(value)}")
+  return value
+
+
+def refuse(name: str, value: Any, accepted: str) -> TypeError:
+  """The TypeError for an argument of no accepted kind: ``"{name} must be {accepted}, got
+  ..."`` (raise it)."""
+  return TypeError(f"{name} must be {accepted}, got {type(value).__name__} {_what(value)}")
+
+
+def initializer(name: str, value: Any) -> Any:
+  """``value`` if it can be an initializer ``init(key, shape, dtype)``.
+
+  An initializer *factory* given uncalled (``he_normal`` for ``he_normal()``,
+  ``jax.nn.initializers.lecun_normal``, a class such as ``VarianceScaling``) is
+  refused with a hint to call it: a function that cannot take ``(key, shape)``
+  without defaults for both is a factory.
+
+  Raises:
+    TypeError: not callable, or a factory given uncalled.
+  """
+  import inspect  # pylint: disable=import-outside-toplevel
+  if not callable(value):
+    raise TypeError(f"{name} must be an initializer init(key, shape, dtype), got "
+                    f"{_what(value)}")
+  factory = isinstance(value, type)
+  if not factory and inspect.isfunction(value):
+    try:
+      params = inspect.signature(value).parameters.values()
+    except (TypeError, ValueError):
+      params = None
+    if params is not None:
+      positional = [p for p in params
+                    if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+      variadic = any(p.kind == p.VAR_POSITIONAL for p in params)
+      factory = not variadic and sum(p.default is p.empty for p in positional) < 2
+  if factory:
+    called = f"{getattr(value, '__name__', 'it')}()"
+    raise TypeError(f"{name} is the initializer factory {getattr(value, '__qualname__', value)}, "
+                    f"not an initializer: call it ({called}, with its arguments)")
+  return value
 
 
 def choice(name: str, value: Any, accepted: Iterable[str]) -> str:

@@ -339,3 +339,165 @@ def test_plan_draw_under_jit_and_vmap_equals_each_parameter_drawn_alone():
         np.testing.assert_allclose(got, alone, rtol=0, atol=1e-6)
       else:
         np.testing.assert_array_equal(got, alone, err_msg=a.path)
+
+
+# ---------------------------------------------------------------------------
+# Non-parameter state of a model from shapes (nnx.eval_shape, abstract linen collections)
+
+class _Stateful(nnx.Module):
+  def __init__(self, rngs):
+    self.lin = nnx.Linear(3, 4, rngs=rngs)
+    self.bn = nnx.BatchNorm(4, rngs=rngs)
+    self.drop = nnx.Dropout(0.5, rngs=rngs)
+
+  def __call__(self, x):
+    return self.drop(self.bn(self.lin(x)))
+
+
+def _abstract_paths(tree):
+  return [jax.tree_util.keystr(kp) for kp, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+          if isinstance(leaf, jax.ShapeDtypeStruct)]
+
+
+def test_eval_shape_models_get_the_state_their_constructors_give():
+  rules = RuleSet(default=jaxinit.zeros)
+  model = jaxinit.initialize(nnx.eval_shape(lambda: _Stateful(nnx.Rngs(0, dropout=1))), rules, 3)
+  assert not _abstract_paths(nnx.state(model))
+  built = _Stateful(nnx.Rngs(0, dropout=1))
+  for name in ("mean", "var"):  # BatchNorm's running statistics: 0 and 1, as its constructor
+    np.testing.assert_array_equal(getattr(model.bn, name).get_value(),
+                                  getattr(built.bn, name).get_value())
+  # The dropout stream: the path key of drop/rngs/key, count 0 (reproducible).
+  stream = model.drop.rngs
+  want = param_key(jax.random.key(3), "drop/rngs/key")
+  np.testing.assert_array_equal(jax.random.key_data(stream.key.get_value()),
+                                jax.random.key_data(want))
+  assert int(stream.count.get_value()) == 0
+  model.train()
+  y = model(jnp.ones((2, 3)))  # the model runs: batch statistics update, dropout draws
+  assert y.shape == (2, 4) and np.isfinite(np.asarray(y)).all()
+
+
+class _Ema(nnx.Variable):
+  pass
+
+
+class _WithEma(nnx.Module):
+  def __init__(self, rngs):
+    self.lin = nnx.Linear(2, 2, rngs=rngs)
+    self.ema = _Ema(jnp.full((2,), 5.0))
+    self.step = _Ema(jnp.zeros((), jnp.int32))
+
+
+def test_unknown_abstract_state_is_an_error_naming_every_path_until_declared():
+  rules = RuleSet(default=jaxinit.zeros)
+  with pytest.raises(ValueError, match=r"'ema' \(\(2,\), float32\), .*'step' \(\(\), int32\)"
+                                       r".*register_module"):
+    jaxinit.initialize(nnx.eval_shape(lambda: _WithEma(nnx.Rngs(0))), rules, 0)
+  jaxinit.rules.register_module(_WithEma, weights=(), state={"ema": jaxinit.rules.fans.Fill(5),
+                                                             "step": jaxinit.rules.fans.Fill(0)})
+  try:
+    model = jaxinit.initialize(nnx.eval_shape(lambda: _WithEma(nnx.Rngs(0))), rules, 0)
+  finally:
+    jaxinit.rules.fans._REGISTRY.pop(jaxinit.rules.patterns.class_path(_WithEma))
+  assert model.ema.get_value().tolist() == [5.0, 5.0] and model.step.get_value().dtype == jnp.int32
+  # An abstract integer leaf of a pytree has no constructor: named, never returned abstract.
+  with pytest.raises(ValueError, match=r"'step' \(\(\), int32\)"):
+    jaxinit.initialize({"w": jax.ShapeDtypeStruct((2, 2), jnp.float32),
+                        "step": jax.ShapeDtypeStruct((), jnp.int32)}, [("w", jaxinit.zeros)], 0)
+  # One error names every abstract leaf: parameters no rule serves (all 12) and state.
+  shapes = {f"p{i:02d}": jax.ShapeDtypeStruct((2,), jnp.float32) for i in range(12)}
+  shapes["step"] = jax.ShapeDtypeStruct((), jnp.int32)
+  with pytest.raises(ValueError, match=r"\['p00', .*'p11'\]; .*'step'"):
+    jaxinit.initialize(shapes, [("nothing", jaxinit.zeros)], 0)
+
+
+def test_abstract_linen_batch_stats_are_built_from_the_module():
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      return nn.BatchNorm(use_running_average=True)(nn.Dense(3)(x))
+
+  x = jnp.ones((2, 4))
+  shapes = jax.eval_shape(lambda: Net().init(jax.random.key(0), x))
+  rules = RuleSet(default=jaxinit.zeros)
+  with pytest.raises(ValueError, match=r"batch_stats 'BatchNorm_0/mean'.*'BatchNorm_0/var'"):
+    jaxinit.initialize(shapes, rules, 0)
+  out = jaxinit.initialize(shapes, rules, 0, x, module=Net())
+  assert not _abstract_paths(out)
+  want = Net().init(jax.random.key(0), x)["batch_stats"]
+  jax.tree.map(np.testing.assert_array_equal, out["batch_stats"], want)
+
+
+# ---------------------------------------------------------------------------
+# Bad arguments get clear errors early
+
+def test_an_uncalled_initializer_factory_is_refused_naming_the_rule():
+  for factory in (jaxinit.he_normal, jaxinit.lecun_normal, jax.nn.initializers.he_normal,
+                  jaxinit.VarianceScaling):
+    with pytest.raises(TypeError, match=r"init of rule OfModule\('flax.nnx.nn.linear.Conv'\) is "
+                                        r"the initializer factory .*call it"):
+      Rule(nnx.Conv, factory)
+  with pytest.raises(TypeError, match=r"default is the initializer factory .*he_normal\(\)"):
+    RuleSet(default=jaxinit.he_normal)
+  Rule("*", jax.nn.initializers.zeros)  # a function initializer (key, shape, dtype) is fine
+
+
+def test_a_pattern_to_initializer_dict_is_an_ordered_rule_list():
+  params = {"head": {"kernel": jnp.ones((2, 2))}, "body": {"kernel": jnp.ones((2, 2))}}
+  out = jaxinit.initialize(params, {"head/*": jaxinit.zeros, "*": jaxinit.ones}, 0)
+  assert not out["head"]["kernel"].any() and out["body"]["kernel"].all()
+  assert jaxinit.rules.as_rule_set({"head/*": jaxinit.zeros}) == RuleSet.of(
+      [("head/*", jaxinit.zeros)]) == RuleSet.of({"head/*": jaxinit.zeros})
+  with pytest.raises(ValueError, match=r"unknown \['rulez'\] \(did you mean 'rules'\?\)"):
+    jaxinit.rules.as_rule_set({"name": "rules", "rulez": []})
+
+
+@pytest.mark.parametrize("target", ["notamodel", None, 3, ["a", "b"]])
+def test_a_target_of_no_known_kind_is_a_type_error_naming_the_kinds(target):
+  for verb in (jaxinit.reinit, jaxinit.initialize):
+    with pytest.raises(TypeError, match=r"target must be a Flax NNX module, .* Equinox module, "
+                                        r"or a pytree of arrays"):
+      verb(target, [("*", jaxinit.zeros)], 0)
+
+
+def test_traced_int_seeds_draw_as_the_same_seed_eagerly():
+  params = {"w": jnp.ones((3, 3))}
+  rules = [("w", jaxinit.he_normal())]
+  batched = jax.vmap(lambda s: jaxinit.initialize(params, rules, s)["w"])(jnp.arange(3))
+  for seed in range(3):
+    np.testing.assert_array_equal(batched[seed], jaxinit.initialize(params, rules, seed)["w"])
+  with pytest.raises(ValueError, match="single int seed"):
+    jaxinit.initialize(params, rules, jnp.arange(3))
+
+
+def test_a_linen_module_without_its_sample_inputs_names_them():
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+      return nn.Dense(2)(x)
+
+  variables = Net().init(jax.random.key(0), jnp.ones((1, 3)))
+  with pytest.raises(TypeError, match=r"module= \(Net\) needs sample inputs for \['x'\]"):
+    jaxinit.reinit(variables, [(nn.Dense, jaxinit.zeros)], 0, module=Net())
+  with pytest.raises(TypeError, match=r"target \(Net\) needs sample inputs for \['x'\]"):
+    jaxinit.initialize(Net(), [(nn.Dense, jaxinit.zeros)], 0)
+
+
+def test_a_fan_scaled_default_never_reaches_parameters_without_fans():
+  model = nnx.eval_shape(lambda: _Net(nnx.Rngs(0)))
+  with pytest.raises(ValueError, match=r"the default .* serves only weights .*\['conv/bias', "
+                                       r"'head/bias', 'norm/bias', 'norm/scale'\]"):
+    jaxinit.initialize(model, RuleSet(default=jaxinit.he_normal()), 0)
+  # A rule naming norm scales with a fan-scaled init: norms have no fans.
+  with pytest.raises(ValueError, match=r"rule 0 OfModule.*none .*\['norm/scale'\]"):
+    jaxinit.initialize(model, RuleSet.of([(nnx.LayerNorm, jaxinit.he_normal())],
+                                         default=jaxinit.zeros), 0)
+  # Biases and norms first: the default serves the weights.
+  served = plan(model, RuleSet.of([("*bias", jaxinit.zeros), ("*scale", jaxinit.ones)],
+                                  default=jaxinit.he_normal()))
+  assert {a.path for a in served.assignments if a.rule is None} == {"conv/kernel", "head/kernel"}

@@ -206,3 +206,39 @@ def test_zero_head_composes_before_another_scheme():
   model = jaxinit.reinit(ResNet(blocks=1, rngs=nnx.Rngs(0)), rules, 0)
   assert not _flat(model)["head/kernel"].any()
   assert jaxinit.get(rules.to_config()) == rules
+
+
+class _LM(nnx.Module):
+  def __init__(self, rngs):
+    self.tok = nnx.Embed(50, 16, rngs=rngs)
+    self.lm_head = nnx.Linear(16, 50, rngs=rngs)
+
+
+def test_a_scheme_whose_essential_part_is_missing_names_the_nearest_paths():
+  model = _LM(nnx.Rngs(0))
+  with pytest.warns(jaxinit.rules.UnusedRuleWarning,
+                    match=r"zero_head: head \(rule 0 Glob\('head/\*'\) or rule 1 "
+                          r"Glob\('\*/head/\*'\)\) \[nearest paths: 'lm_head/\w+', 'lm_head/\w+'\]"):
+    jaxinit.reinit(model, schemes.zero_head(), 0)
+  with pytest.raises(ValueError, match="strict=True.*zero_head: head.*lm_head/kernel"):
+    jaxinit.reinit(model, schemes.zero_head(), 0, strict=True)
+  zeroed = jaxinit.reinit(model, schemes.zero_head("lm_head/*"), 0, strict=True)
+  assert not _flat(zeroed)["lm_head/kernel"].any()
+  # Every scheme: what it is about must be found; a pytree has no layer pytorch() knows.
+  params = {"w": jnp.ones((3, 3))}
+  for scheme, group in ((schemes.pytorch(), "pytorch"), (schemes.gpt2(2), "gpt2: residual"),
+                        (schemes.fixup(2, 2, branch="b*", last="l*"), "fixup: head"),
+                        (schemes.skipinit(), "skipinit"), (schemes.tfixup(2), "tfixup: value"),
+                        (schemes.deepnorm(0.5), "deepnorm: value"), (schemes.vit_jax(), "vit_jax"),
+                        (schemes.small_embedding(), "small_embedding")):
+    with pytest.raises(ValueError, match=f"strict=True.*{group}"):
+      jaxinit.initialize(params, scheme, 0, strict=True)
+
+
+def test_optional_and_shadowed_scheme_rules_are_not_reported():
+  # pytorch(): rules for the other frameworks' layers and for norms this model lacks are
+  # optional; fixup's head rules are shadowed by zero_head's, yet they match: no report.
+  assert not jaxinit.rules.plan(_LM(nnx.Rngs(0)), schemes.pytorch()).unmatched
+  model = nnx.eval_shape(lambda: ResNet(blocks=1, rngs=nnx.Rngs(0)))
+  rules = schemes.zero_head() + schemes.fixup(1, 2, branch="*/conv1/kernel", last="*/conv2/kernel")
+  assert not jaxinit.rules.plan(model, rules).unmatched

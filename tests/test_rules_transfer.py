@@ -122,3 +122,61 @@ def test_linen_and_equinox_transfer(tmp_path):
                              "layers/1/bias")
   assert new.layers[2].weight.shape == (4, 16) and not new.layers[2].bias.any()
   np.testing.assert_array_equal(new.layers[1].weight, pretrained.layers[1].weight)
+
+
+class BnNet(nnx.Module):
+  def __init__(self, classes, rngs):
+    self.conv = nnx.Conv(1, 8, (3, 3), rngs=rngs)
+    self.bn = nnx.BatchNorm(8, rngs=rngs)
+    self.drop = nnx.Dropout(0.1, rngs=rngs)
+    self.head = nnx.Linear(8, classes, rngs=rngs)
+    self.head_bn = nnx.BatchNorm(classes, rngs=rngs)
+
+
+def _stats(model):
+  return {"/".join(map(str, p)): np.asarray(v.get_value())
+          for p, v in nnx.to_flat_state(nnx.state(model, nnx.BatchStat))}
+
+
+def test_batch_statistics_transfer_per_collection(tmp_path):
+  # msgpack only: the orbax round trip of the same dict of collections is the first test's.
+  pretrained = BnNet(10, nnx.Rngs(0))
+  for bn in (pretrained.bn, pretrained.head_bn):  # "trained" running statistics
+    bn.mean.set_value(bn.mean.get_value() + 0.5)
+    bn.var.set_value(bn.var.get_value() * 3.0)
+  file = save_params(tmp_path / "ckpt.msgpack", pretrained)
+  model, report = transfer(nnx.eval_shape(lambda: BnNet(3, nnx.Rngs(1))), file,
+                           [("head/*", jaxinit.zeros), ("head_bn/*", jaxinit.ones)], 0)
+  stats = report.collections["batch_stats"]
+  assert stats.restored == ("bn/mean", "bn/var")
+  assert stats.reshaped == (("head_bn/mean", (10,), (3,)), ("head_bn/var", (10,), (3,)))
+  assert stats.initialized == ("head_bn/mean", "head_bn/var") and stats.dropped == ()
+  old, new = _stats(pretrained), _stats(model)
+  np.testing.assert_array_equal(new["bn/mean"], old["bn/mean"])
+  np.testing.assert_array_equal(new["bn/var"], old["bn/var"])
+  assert (new["head_bn/mean"] == 0).all() and (new["head_bn/var"] == 1).all()
+  assert report.collections["rng"].initialized == ("drop/rngs/count", "drop/rngs/key")
+  assert "bn/mean" not in report.dropped and "batch_stats: restored (2)" in str(report)
+
+
+def test_linen_batch_stats_transfer():
+  class Clf(nn.Module):
+    classes: int
+
+    @nn.compact
+    def __call__(self, x):
+      h = nn.BatchNorm(use_running_average=True, name="bn")(nn.Dense(16, name="body")(x))
+      return nn.Dense(self.classes, name="head")(h)
+
+  x = jnp.ones((1, 8))
+  variables = Clf(10).init(jax.random.key(0), x)
+  variables["batch_stats"]["bn"]["mean"] = variables["batch_stats"]["bn"]["mean"] + 2.0
+  new, report = transfer(Clf(4), variables, [(nn.Dense, jaxinit.zeros), ("*bias", jaxinit.zeros)],
+                         0, x)
+  assert report.collections["batch_stats"].restored == ("bn/mean", "bn/var")
+  np.testing.assert_array_equal(new["batch_stats"]["bn"]["mean"], np.full(16, 2.0, np.float32))
+  # linen variables: the same, restored into the variables' own collection.
+  target = Clf(4).init(jax.random.key(1), x)
+  new, report = transfer(target, variables, [("head/*", jaxinit.zeros)], 0)
+  assert report.collections["batch_stats"].restored == ("bn/mean", "bn/var")
+  np.testing.assert_array_equal(new["batch_stats"]["bn"]["mean"], np.full(16, 2.0, np.float32))

@@ -14,18 +14,19 @@ Modules: ``patterns`` (rules and rule sets), ``fans`` (module fan registry),
 ``transfer`` (checkpoints into changed models).
 """
 
-from jaxinit.rules.api import (Assignment, Plan, UnusedRuleWarning, initialize, labels, plan,
-                               reinit)
+from jaxinit.rules.api import (Assignment, Plan, Unmatched, UnusedRuleWarning, initialize, labels,
+                               plan, reinit)
 from jaxinit.rules.fans import Fans, ModuleSpec, einsum_fans, register_module, with_fans
 from jaxinit.rules.keys import draw, param_key, path_hash
 from jaxinit.rules.patterns import Glob, OfModule, Rule, RuleSet, as_rule_set
 from jaxinit.rules import schemes
-from jaxinit.rules.transfer import TransferReport, load_params, save_params, transfer
+from jaxinit.rules.transfer import CollectionReport, TransferReport, load_params, save_params, transfer
 
 __all__ = [
-    "initialize", "reinit", "plan", "labels", "Plan", "Assignment", "UnusedRuleWarning",
+    "initialize", "reinit", "plan", "labels", "Plan", "Assignment", "Unmatched",
+    "UnusedRuleWarning",
     "Rule", "RuleSet", "Glob", "OfModule", "as_rule_set",
     "Fans", "ModuleSpec", "register_module", "with_fans", "einsum_fans",
     "draw", "param_key", "path_hash",
-    "schemes", "transfer", "TransferReport", "load_params", "save_params",
+    "schemes", "transfer", "TransferReport", "CollectionReport", "load_params", "save_params",
 ]

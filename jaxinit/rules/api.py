@@ -18,13 +18,14 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxinit import checks
 from jaxinit.base import Initializer
-from jaxinit.rules.fans import with_fans
-from jaxinit.rules.keys import as_key, draw, draw_hashed, draw_many, path_hash
+from jaxinit.rules.fans import scales_by_fans, with_fans
+from jaxinit.rules.keys import as_key, draw, draw_hashed, draw_many, param_key, path_hash
 from jaxinit.rules.patterns import Glob, Rule, RuleSet, as_rule_set, glob_match
 from jaxinit.rules.targets import Site, Target, adapt_target
 
-__all__ = ["Assignment", "Plan", "UnusedRuleWarning", "initialize", "labels", "plan", "reinit",
+__all__ = ["Assignment", "Plan", "Unmatched", "UnusedRuleWarning", "initialize", "labels", "plan", "reinit",
            "matches"]
 
 
@@ -75,19 +76,37 @@ class Assignment:
 
 
 @dataclasses.dataclass(frozen=True)
+class Unmatched:
+  """A requirement of the rules that no parameter meets.
+
+  Attributes:
+    rules: indices of the rules (one, or every rule of a ``group``).
+    group: the rules' group, or None.
+    nearest: the target's paths (or, for module-class rules, its module
+      classes) nearest to what the rules name.
+  """
+  rules: tuple[int, ...]
+  group: str | None
+  nearest: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class Plan:
   """What a rule set does to a target.
 
   Attributes:
     assignments: the parameters to draw, in the target's order.
     kept: paths no rule matched (they keep the model's values).
-    unused_rules: indices of required rules that matched nothing.
+    unused_rules: indices of required rules that match nothing (every rule
+      of a group none of whose rules matches).
     rules: the rule set.
+    unmatched: the same, one entry per requirement, with the nearest paths.
   """
   assignments: tuple[Assignment, ...]
   kept: tuple[str, ...]
   unused_rules: tuple[int, ...]
   rules: RuleSet
+  unmatched: tuple[Unmatched, ...] = ()
 
   def draw(self, key: jax.Array) -> dict[str, jax.Array]:
     """Every assignment's value, ``{path: array}``: pure in ``key``, for ``jit``/``vmap``.
@@ -117,8 +136,21 @@ class Plan:
     return self.rules.rules[index].label or f"rule{index}"
 
 
+def _has_no_fans(site: Site) -> bool:
+  """A parameter whose fans mean nothing: a norm's scale or bias, or a parameter of fewer
+  than 2 axes per layer that no known module gives fans (a bias of a pytree)."""
+  return not site.fans.defined if site.fans is not None else len(site.layer_shape) < 2
+
+
+_FANLESS = {False: "these parameters have none (norm scales and biases, parameters of fewer "
+                   "than 2 axes outside a known layer)",
+            True: "the default serves only weights (2+ axes per layer); these parameters "
+                  "have fewer"}
+
+
 def _make_plan(target: Target, rules: RuleSet) -> Plan:
   assignments, kept, used = [], [], set()
+  fanless: dict[int | None, list[str]] = {}
   for site in target.sites:
     index = next((i for i, r in enumerate(rules.rules) if matches(r, site)), None)
     if index is None and rules.default is None:
@@ -127,20 +159,72 @@ def _make_plan(target: Target, rules: RuleSet) -> Plan:
     init = rules.default if index is None else rules.rules[index].init
     if index is not None:
       used.add(index)
+    # A fan-scaled rule may serve a layer's bias (its weight's fans: PyTorch's bias init);
+    # the catch-all default serves weights only.
+    if scales_by_fans(init) and (_has_no_fans(site) or (index is None
+                                                         and len(site.layer_shape) < 2)):
+      fanless.setdefault(index, []).append(site.path)
+      continue
     try:
       adapted = with_fans(init, site.fans)
     except ValueError as err:
       raise ValueError(f"{site.path} (shape {site.shape}): {err}") from None
     assignments.append(Assignment(site.path, site.layer_shape, site.stack, site.dtype, adapted,
                                   index, site.sharding))
-  unused = tuple(i for i, r in enumerate(rules.rules) if i not in used and r.required)
-  return Plan(tuple(assignments), tuple(kept), unused, rules)
+  if fanless:
+    raise ValueError("; ".join(
+        f"{'the default' if i is None else f'rule {i} {rules.rules[i].pattern!r}'} "
+        f"({rules.default if i is None else rules.rules[i].init!r}) scales by the fans, and "
+        f"{_FANLESS[i is None]}: {paths}" for i, paths in fanless.items())
+        + "; give them rules of their own before it, e.g. ('*bias', jaxinit.zeros), "
+          "('*scale', jaxinit.ones)")
+  unmatched = _unmatched(target, rules, used)
+  unused = tuple(i for u in unmatched for i in u.rules)
+  return Plan(tuple(assignments), tuple(kept), unused, rules, unmatched)
+
+
+def _unmatched(target: Target, rules: RuleSet, won: set[int]) -> tuple[Unmatched, ...]:
+  """The required rules (and groups) whose patterns fit no parameter, in rule order."""
+  requirements: dict[Any, list[int]] = {}
+  for i, rule in enumerate(rules.rules):
+    if rule.required:
+      requirements.setdefault(rule.group if rule.group is not None else i, []).append(i)
+  out = []
+  for group, indices in requirements.items():
+    if any(i in won for i in indices) or any(
+        matches(rules.rules[i], s) for i in indices for s in target.sites):
+      continue
+    globs = [rules.rules[i].pattern.glob for i in indices
+             if isinstance(rules.rules[i].pattern, Glob)]
+    if globs:
+      paths = [s.path for s in target.sites]
+      near = [p for g in globs for p in checks.nearest(g, paths)]
+    else:  # module-class rules: the classes the target has
+      near = [owner.classes[0].rsplit(".", 1)[-1] for s in target.sites for owner in s.owners]
+    out.append(Unmatched(tuple(indices), group if isinstance(group, str) else None,
+                         tuple(dict.fromkeys(near))[:5]))
+  return tuple(out)
+
+
+def _unmatched_text(plan: Plan) -> str:
+  parts = []
+  for u in plan.unmatched:
+    which = " or ".join(f"rule {i} {plan.rules.rules[i].pattern!r}" for i in u.rules[:4])
+    if len(u.rules) > 4:
+      which += f" or {len(u.rules) - 4} more"
+    text = f"{u.group} ({which})" if u.group else which
+    globs = any(isinstance(plan.rules.rules[i].pattern, Glob) for i in u.rules)
+    if u.nearest:
+      what = "nearest paths" if globs else "the target's module classes"
+      text += f" [{what}: {', '.join(map(repr, u.nearest))}]"
+    parts.append(text)
+  return "; ".join(parts) if parts else ""
 
 
 def _check_unused(plan: Plan, strict: bool, stacklevel: int = 4) -> None:
   if not plan.unused_rules:
     return
-  text = ", ".join(f"rule {i} {plan.rules.rules[i].pattern!r}" for i in plan.unused_rules)
+  text = _unmatched_text(plan)
   if strict:
     raise ValueError(f"rules that match no parameter (strict=True): {text}")
   warnings.warn(f"rules that match no parameter: {text}", UnusedRuleWarning,
@@ -218,18 +302,23 @@ def _run(target: Any, rules: Any, key: Any, inputs: tuple[Any, ...], *, strict: 
   _check_unused(the_plan, strict)
   if require_values:
     missing = [s.path for s in adapted.sites if not s.has_value and adapted.program is None]
+    missing += [s.path for s in adapted.state if not s.has_value]
     if missing:
-      raise ValueError(f"{verb} needs a model with values; these parameters have only "
-                       f"shapes: {missing[:8]}{' ...' if len(missing) > 8 else ''} (use "
-                       f"jaxinit.initialize for a model from eval_shape)")
+      raise ValueError(f"{verb} needs a model with values; these leaves have only "
+                       f"shapes: {missing} (use jaxinit.initialize for a model from "
+                       f"eval_shape)")
   if adapted.program is not None:  # linen: one program builds every variable
     return adapted.program(the_plan.assignments, _traced_draw)
   drawn = {a.path for a in the_plan.assignments}
   empty = [s.path for s in adapted.sites if not s.has_value and s.path not in drawn]
-  if empty:
-    raise ValueError(
-        f"these parameters have only shapes (nnx.eval_shape / ShapeDtypeStruct) and no rule "
-        f"serves them: {empty[:8]}{' ...' if len(empty) > 8 else ''}; add rules or a default")
+  problems = [f"these parameters have only shapes (nnx.eval_shape / ShapeDtypeStruct) and no "
+              f"rule serves them: {empty}; add rules or a default"] if empty else []
+  try:
+    state = state_values(adapted, key)
+  except ValueError as err:  # one error names every abstract leaf left
+    problems.append(str(err))
+  if problems:
+    raise ValueError("; ".join(problems))
   shardings = [_out_sharding(a.sharding, a.path, out_shardings) for a in the_plan.assignments]
   if isinstance(key, jax.core.Tracer) and all(s is None for s in shardings):
     # Inside the caller's jit/vmap: one program for the whole model, with one draw per
@@ -238,7 +327,33 @@ def _run(target: Any, rules: Any, key: Any, inputs: tuple[Any, ...], *, strict: 
   else:  # eagerly: each parameter by a compiled draw shared by every model and call
     values = {a.path: _draw_assignment(key, a, sharding)
               for a, sharding in zip(the_plan.assignments, shardings)}
-  return adapted.write(values)
+  return adapted.write(values, state)
+
+
+def _state_where(s: Any) -> str:
+  return f"{s.collection + ' ' if s.collection else ''}{s.path!r} ({s.shape}, {s.dtype})"
+
+
+def state_values(target: Target, key: jax.Array, skip: Any = ()) -> dict[tuple[str, str], Any]:
+  """The values of the target's non-parameter leaves that have only shapes (from
+  ``nnx.eval_shape``): what their modules' constructors give them, at each leaf's path key
+  (RNG streams: the path key itself, so a stream is reproducible and independent of
+  every other). ``skip``: ``(collection, path)`` pairs given otherwise (restored).
+
+  Raises:
+    ValueError: naming every such leaf whose constructor value is not known.
+  """
+  todo = [s for s in target.state if not s.has_value and (s.collection, s.path) not in skip]
+  unknown = [s for s in todo if s.init is None]
+  if unknown:
+    raise ValueError(
+        f"these leaves are not parameters and have only shapes (nnx.eval_shape / "
+        f"ShapeDtypeStruct), and jaxinit does not know the value their module's constructor "
+        f"gives them: {', '.join(_state_where(s) for s in unknown)}. Declare it with "
+        f"jaxinit.rules.register_module(YourModule, state={{'name': jaxinit.zeros}}), or "
+        f"build the model with values (not from eval_shape)")
+  return {(s.collection, s.path): s.init(param_key(key, s.path), s.shape, s.dtype)
+          for s in todo}
 
 
 def _draw_traced(key: jax.Array, assignments: tuple[Assignment, ...]) -> dict[str, jax.Array]:
@@ -276,9 +391,21 @@ def initialize(target: Any, rules: Any, key: Any, *inputs: Any, strict: bool = F
       the matched parameters drawn by the rules), linen variables (a dict
       with ``"params"``), an Equinox module (a new one is returned), or a
       pytree of arrays / ``jax.ShapeDtypeStruct`` (path rules only).
+      State that is not a parameter (``nnx.BatchStat``, RNG streams, linen
+      collections other than ``params``) is never drawn by the rules; where
+      it has only a shape it gets what the module's constructor gives it
+      (BatchNorm's mean 0 and variance 1, an attention cache 0, an RNG
+      stream the key ``param_key(key, path)`` and count 0; see
+      :func:`~jaxinit.rules.register_module` ``state=``).
     rules: a :class:`~jaxinit.rules.RuleSet`, a list of ``(pattern,
-      initializer)`` pairs, or a rule-set config dict.
-    key: a ``jax.random.key`` (or raw key data, or an int seed).
+      initializer)`` pairs, a ``{pattern: initializer}`` dict (in order:
+      first match wins), or a rule-set config dict. A fan-scaled
+      ``default`` (``he_normal()``...) serves weights only: a parameter of
+      fewer than 2 axes per layer that it would reach is an error (give
+      biases and norms rules of their own); a fan-scaled rule may serve a
+      known layer's bias, with the weight's fans (PyTorch's bias init).
+    key: a ``jax.random.key``, raw key data, or an int seed (traced ints
+      too: ``jax.vmap`` over seeds).
     *inputs: sample inputs of a linen module.
     strict: raise, instead of warning, when a rule matches nothing.
     mesh: the mesh for sharding metadata (``nnx.with_partitioning`` names,
@@ -296,10 +423,16 @@ def initialize(target: Any, rules: Any, key: Any, *inputs: Any, strict: bool = F
     The initialized target (see ``target``).
 
   Raises:
-    ValueError: with ``strict=True``, a rule that matches nothing; a
-      parameter with only a shape that no rule serves; an initializer that
-      cannot serve a parameter (the message names its path).
-    TypeError: a target of no known kind, bad rules or key.
+    ValueError: with ``strict=True``, a rule (or a scheme's required group)
+      that matches nothing, naming the target's nearest paths; a parameter
+      with only a shape that no rule serves; state with only a shape whose
+      constructor value is not known; an initializer that cannot serve a
+      parameter, a fan-scaled one on parameters without fans (the messages
+      name every path).
+    TypeError: a target of no known kind (naming ``target`` and the kinds);
+      bad rules (an initializer factory given uncalled: ``he_normal`` for
+      ``he_normal()``) or key; a linen module without the sample inputs its
+      call needs (naming them).
 
   Warns:
     UnusedRuleWarning: a rule matched nothing (``strict=False``).

@@ -67,15 +67,20 @@ class Fans:
     fan_in: inputs per output (may be fractional: strided transposed convolutions).
     fan_out: outputs per input.
     stack: leading axes that index independent layers (each drawn alone).
+    defined: False for a parameter with no fans of its own (a norm's scale
+      or bias): only ``stack`` holds, and a fan-scaled initializer
+      (:func:`scales_by_fans`) cannot serve it.
   """
   fan_in: float
   fan_out: float
   stack: int = 0
+  defined: bool = True
 
   def __post_init__(self):
     object.__setattr__(self, "fan_in", checks.real("fan_in", self.fan_in, minimum=0.0))
     object.__setattr__(self, "fan_out", checks.real("fan_out", self.fan_out, minimum=0.0))
     object.__setattr__(self, "stack", checks.non_negative_int("stack", self.stack))
+    object.__setattr__(self, "defined", checks.boolean("defined", self.defined))
 
   def fan(self, mode: str) -> float:
     """The denominator ``n`` a variance-scaling ``mode`` picks."""
@@ -98,9 +103,15 @@ class ModuleSpec:
     fans: ``fans(module, name, shapes) -> Fans | None`` for the parameter at
       relative path ``name``; ``shapes`` maps every parameter's relative path
       to its full (stacked) shape.
+    state: ``((relative path glob, initializer), ...)``: the values its
+      constructor gives its non-parameter state (BatchNorm's running mean 0
+      and variance 1, an attention cache 0), used for a model built with
+      ``nnx.eval_shape`` (or abstract linen collections), where that state has
+      only a shape.
   """
   weights: tuple[str, ...]
   fans: FansFn | None = None
+  state: tuple[tuple[str, Any], ...] = ()
 
 
 _REGISTRY: dict[str, ModuleSpec] = {}
@@ -108,13 +119,23 @@ _DEFAULT_WEIGHTS = ("kernel", "embedding", "weight")
 
 
 def register_module(cls: type | str, *, weights: Sequence[str] = _DEFAULT_WEIGHTS,
-                    fans: FansFn | None = None) -> None:
-  """Declares a module class's weights and fans (your own layers, or overrides).
+                    fans: FansFn | None = None,
+                    state: Mapping[str, Any] | None = None) -> None:
+  """Declares a module class's weights, fans and state (your own layers, or overrides).
 
   Args:
     cls: the class or its import path; subclasses inherit the entry.
     weights: relative paths of its weights (what ``OfModule(cls)`` matches).
     fans: ``fans(module, name, shapes) -> Fans | None``.
+    state: ``{relative path glob: initializer}``: the values the module's
+      constructor gives its non-parameter variables (``nnx.BatchStat``,
+      ``nnx.Cache``, your own ``nnx.Variable`` types; linen collections other
+      than ``params``), so ``jaxinit.initialize`` can build them for a model
+      from ``nnx.eval_shape``. Each initializer is called as ``init(key,
+      shape, dtype)`` at the variable's path key.
+
+  Raises:
+    TypeError: a ``state`` that is not a mapping of str globs to callables.
 
   Examples:
     >>> import jaxinit
@@ -129,7 +150,13 @@ def register_module(cls: type | str, *, weights: Sequence[str] = _DEFAULT_WEIGHT
   key = cls if isinstance(cls, str) else class_path(cls)
   if isinstance(weights, str):
     weights = (weights,)
-  _REGISTRY[key] = ModuleSpec(tuple(weights), fans)
+  if state is None:
+    state = {}
+  if not isinstance(state, Mapping) or not all(
+      isinstance(g, str) and g and callable(i) for g, i in state.items()):
+    raise TypeError(f"state must be a mapping of relative path globs (str) to initializers, "
+                    f"got {state!r}")
+  _REGISTRY[key] = ModuleSpec(tuple(weights), fans, tuple(state.items()))
 
 
 def is_known(path: str) -> bool:
@@ -145,7 +172,7 @@ def module_spec(module: Any) -> ModuleSpec | None:
     spec = _REGISTRY.get(class_path(cls))
     if spec is not None:
       if callable(own):
-        return ModuleSpec(spec.weights, lambda m, name, shapes: own(name, shapes))
+        return ModuleSpec(spec.weights, lambda m, name, shapes: own(name, shapes), spec.state)
       return spec
   if callable(own):
     return ModuleSpec(_DEFAULT_WEIGHTS, lambda m, name, shapes: own(name, shapes))
@@ -170,6 +197,18 @@ def param_fans(module: Any, name: str, shapes: Mapping[str, tuple[int, ...]]) ->
 _ELEMENTWISE = (samplers.Normal, samplers.TruncatedNormal, samplers.Uniform,
                 samplers.Rademacher)
 _DEFAULT_AXES = (-2, -1, (), 1)
+
+
+def scales_by_fans(init: Initializer) -> bool:
+  """Whether ``init`` takes its variance from the fans (:func:`with_fans` adapts it): a
+  variance scaling by ``fan_in`` / ``fan_out`` / ... over an elementwise sampler with the
+  default axes, possibly ``Scaled``."""
+  while isinstance(init, Scaled):
+    init = init.init
+  return (isinstance(init, VarianceScaling) and init.mode != "unit"
+          and isinstance(init.sampler, _ELEMENTWISE)
+          and (init.in_axis, init.out_axis, init.batch_axis, init.feature_group_count)
+          == _DEFAULT_AXES)
 
 
 def with_fans(init: Initializer, fans: Fans | None) -> Initializer:
@@ -229,7 +268,8 @@ def _derived(weight: Fans, shape: tuple[int, ...], ndim: int, module: Any,
 
 
 def _unit(shape: tuple[int, ...], ndim: int, module: Any, name: str) -> Fans:
-  return Fans(1, 1, _stack(shape, ndim, module, name))
+  """A norm's scale or bias: no fans of its own, only its stack count."""
+  return Fans(1, 1, _stack(shape, ndim, module, name), defined=False)
 
 
 def _dense_like(in_size: int, out_size: int, kernel: str, bias_ndim: Callable[[], int],
@@ -441,6 +481,21 @@ def _eqx_conv(transpose: bool):
 _MHA_NNX = ("query/kernel", "key/kernel", "value/kernel", "out/kernel")
 _MHA_EQX = ("query_proj/weight", "key_proj/weight", "value_proj/weight", "output_proj/weight")
 
+@dataclasses.dataclass(frozen=True)
+class Fill:
+  """``init(key, shape, dtype) = full(shape, value, dtype)`` for state of any dtype
+  (integer counters and cache indices included); the key is not used."""
+  value: float
+
+  def __call__(self, key: Any, shape: Sequence[int], dtype: Any = None) -> Any:
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+    return jnp.full(tuple(shape), self.value, dtype)
+
+
+# What the built-in layers' constructors give their non-parameter state.
+_BATCH_STATS = (("mean", Fill(0)), ("var", Fill(1)))
+_CACHE = (("cached_key", Fill(0)), ("cached_value", Fill(0)), ("cache_index", Fill(0)))
+
 _BUILTIN: dict[str, ModuleSpec] = {
     # Flax NNX
     "flax.nnx.nn.linear.Linear": ModuleSpec(("kernel",), _nnx_linear),
@@ -449,10 +504,11 @@ _BUILTIN: dict[str, ModuleSpec] = {
     "flax.nnx.nn.linear.Conv": ModuleSpec(("kernel",), _nnx_conv),
     "flax.nnx.nn.linear.ConvTranspose": ModuleSpec(("kernel",), _nnx_conv_transpose),
     "flax.nnx.nn.linear.Embed": ModuleSpec(("embedding",), _embed("embedding")),
-    "flax.nnx.nn.attention.MultiHeadAttention": ModuleSpec(_MHA_NNX),
+    "flax.nnx.nn.attention.MultiHeadAttention": ModuleSpec(_MHA_NNX, None, _CACHE),
     "flax.nnx.nn.normalization.LayerNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: 1)),
     "flax.nnx.nn.normalization.RMSNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: 1)),
-    "flax.nnx.nn.normalization.BatchNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: 1)),
+    "flax.nnx.nn.normalization.BatchNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: 1),
+                                                      _BATCH_STATS),
     "flax.nnx.nn.normalization.GroupNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: 1)),
     # Flax linen
     "flax.linen.linear.Dense": ModuleSpec(("kernel",), _linen_dense),
@@ -462,11 +518,12 @@ _BUILTIN: dict[str, ModuleSpec] = {
     "flax.linen.linear.Conv": ModuleSpec(("kernel",), _linen_conv),
     "flax.linen.linear.ConvTranspose": ModuleSpec(("kernel",), _linen_conv_transpose),
     "flax.linen.linear.Embed": ModuleSpec(("embedding",), _embed("embedding")),
-    "flax.linen.attention.MultiHeadDotProductAttention": ModuleSpec(_MHA_NNX),
+    "flax.linen.attention.MultiHeadDotProductAttention": ModuleSpec(_MHA_NNX, None, _CACHE),
     # linen norms: scale/bias have the reduced feature shape; no stacking inside.
     "flax.linen.normalization.LayerNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: len(s))),
     "flax.linen.normalization.RMSNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: len(s))),
-    "flax.linen.normalization.BatchNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: len(s))),
+    "flax.linen.normalization.BatchNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: len(s)),
+                                                     _BATCH_STATS),
     "flax.linen.normalization.GroupNorm": ModuleSpec(("scale",), _norm(lambda m, n, s: len(s))),
     # Equinox
     "equinox.nn._linear.Linear": ModuleSpec(("weight",), _eqx_linear),

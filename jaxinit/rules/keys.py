@@ -51,13 +51,24 @@ def path_hash(path: str) -> tuple[int, int]:
 
 
 def as_key(key: Any, argname: str = "key") -> jax.Array:
-  """A typed PRNG key from a typed key, raw ``uint32[2]`` key data, or an int seed."""
+  """A typed PRNG key from a typed key, raw ``uint32[2]`` key data, or an int seed
+  (a Python / numpy int, or a traced integer scalar: a seed under ``jax.vmap`` or ``jit``).
+
+  Raises:
+    TypeError: anything else. ValueError: an array of keys or of seeds.
+  """
   if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
     if key.shape:
       raise ValueError(f"{argname} must be a single key, got a key array of shape {key.shape}")
     return key
   if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
     return jax.random.key(checks.integer(argname, key))
+  if (checks.is_traced(key) or isinstance(key, jax.Array)) and jnp.issubdtype(
+      key.dtype, jnp.integer) and key.shape != (2,):
+    if key.shape:
+      raise ValueError(f"{argname} must be a single int seed, got an integer array of shape "
+                       f"{key.shape} (vmap over the seeds instead)")
+    return jax.random.key(key)
   if hasattr(key, "dtype") and getattr(key, "shape", None) == (2,) and key.dtype == np.uint32:
     return jax.random.wrap_key_data(key)
   raise TypeError(f"{argname} must be a jax.random.key, raw uint32[2] key data or an int "

@@ -38,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import importlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from jaxinit import checks
@@ -175,8 +175,12 @@ class Rule:
       :func:`~jaxinit.rules.labels` (optax ``multi_transform``); None: no
       label of its own.
     required: whether matching nothing is reported (a warning, or an error
-      with ``strict=True``); schemes cover layers of every framework and mark
-      their rules not required.
+      with ``strict=True``, naming the model's nearest paths). A rule
+      "matches" when its pattern fits a parameter, whether or not an earlier
+      rule wins it.
+    group: a name shared by required rules that are alternatives (a scheme's
+      ``"head/*"`` and ``"*/head/*"``, or its rules for the layers of every
+      framework): the group is reported only when none of them matches.
   """
   pattern: Pattern
   init: Initializer
@@ -184,19 +188,19 @@ class Rule:
   shape: tuple[int | None, ...] | None = None
   label: str | None = None
   required: bool = True
+  group: str | None = None
 
   def __post_init__(self):
     object.__setattr__(self, "pattern", _as_pattern(self.pattern))
     if isinstance(self.init, (str, dict)):
       from jaxinit.specs import get  # pylint: disable=import-outside-toplevel
       object.__setattr__(self, "init", get(self.init))
-    if not callable(self.init):
-      raise TypeError(f"init of rule {self.pattern!r} must be an initializer, got {self.init!r}")
+    checks.initializer(f"init of rule {self.pattern!r}", self.init)
     object.__setattr__(self, "ndim", _canonical_ndim(self.ndim))
     object.__setattr__(self, "shape", _canonical_shape(self.shape))
-    if self.label is not None and (not isinstance(self.label, str) or not self.label):
-      raise TypeError(f"label must be a non-empty str or None, got {self.label!r}")
+    checks.text("label", self.label, allow_none=True)
     object.__setattr__(self, "required", checks.boolean("required", self.required))
+    checks.text("group", self.group, allow_none=True)
 
   def accepts_shape(self, shape: tuple[int, ...]) -> bool:
     """Whether one layer's ``shape`` passes the rule's ``ndim`` / ``shape`` refinement."""
@@ -221,6 +225,8 @@ class Rule:
       config["label"] = self.label
     if not self.required:
       config["required"] = False
+    if self.group is not None:
+      config["group"] = self.group
     return config
 
   @classmethod
@@ -229,7 +235,7 @@ class Rule:
     if not isinstance(config, dict):
       raise TypeError(f"a rule config must be a dict, got {config!r}")
     config = dict(config)
-    keys = ("path", "module", "param", "init", "ndim", "shape", "label", "required")
+    keys = ("path", "module", "param", "init", "ndim", "shape", "label", "required", "group")
     unknown = sorted(set(config) - set(keys))
     if unknown:
       raise ValueError(f"a rule config takes keys {list(keys)}, got unknown {unknown}"
@@ -273,19 +279,24 @@ class RuleSet:
   default: Initializer | None = None
 
   def __post_init__(self):
-    if isinstance(self.rules, (str, bytes, dict)) or not isinstance(self.rules, Iterable):
-      raise TypeError(f"rules must be a sequence of rules, got {self.rules!r}")
-    object.__setattr__(self, "rules", tuple(_as_rule(r) for r in self.rules))
+    rules = self.rules
+    if isinstance(rules, Mapping):  # {pattern: initializer}, in order
+      rules = tuple(rules.items())
+    if isinstance(rules, (str, bytes)) or not isinstance(rules, Iterable):
+      raise TypeError(f"rules must be a sequence of rules or a {{pattern: initializer}} dict, "
+                      f"got {rules!r}")
+    object.__setattr__(self, "rules", tuple(_as_rule(r) for r in rules))
     if isinstance(self.default, (str, dict)):
       from jaxinit.specs import get  # pylint: disable=import-outside-toplevel
       object.__setattr__(self, "default", get(self.default))
-    if self.default is not None and not callable(self.default):
-      raise TypeError(f"default must be an initializer or None, got {self.default!r}")
+    if self.default is not None:
+      checks.initializer("default", self.default)
 
   @classmethod
   def of(cls, rules: Iterable[Any] = (), default: Initializer | None = None) -> RuleSet:
-    """A rule set from rules, ``(pattern, init)`` pairs or config dicts."""
-    return cls(tuple(rules), default)
+    """A rule set from rules, ``(pattern, init)`` pairs or config dicts, or a
+    ``{pattern: init}`` dict (first match wins, in the dict's order)."""
+    return cls(rules if isinstance(rules, Mapping) else tuple(rules), default)
 
   def __add__(self, other: Any) -> RuleSet:
     other = as_rule_set(other)
@@ -319,21 +330,37 @@ class RuleSet:
                      for r in rules), default)
 
 
+_CONFIG_KEYS = frozenset({"name", "rules", "default"})
+
+
 def as_rule_set(rules: Any) -> RuleSet:
-  """A :class:`RuleSet` from a rule set, a list of rules / pairs, or a config dict."""
+  """A :class:`RuleSet` from a rule set, a list of rules / pairs, a ``{pattern:
+  initializer}`` dict (ordered: first match wins), or a rule-set config dict (keys
+  ``"name"``, ``"rules"``, ``"default"``).
+
+  Raises:
+    TypeError: anything else, naming ``rules``.
+  """
   if isinstance(rules, RuleSet):
     return rules
+  if isinstance(rules, Mapping) and rules and "name" not in rules and not (
+      set(rules) <= _CONFIG_KEYS):
+    return RuleSet(rules)
   if isinstance(rules, dict):
     config = dict(rules)
     if config.pop("name", "rules") != "rules":
       raise ValueError(f"a rule-set config has name 'rules', got {rules.get('name')!r}")
+    unknown = sorted(map(str, set(config) - {"rules", "default"}))
+    if unknown:
+      raise ValueError(f"a rule-set config takes keys ['name', 'rules', 'default'], got "
+                       f"unknown {unknown}{checks.did_you_mean(unknown[0], _CONFIG_KEYS)}")
     return RuleSet.from_config(**config)
   if isinstance(rules, Rule):
     return RuleSet((rules,))
   if isinstance(rules, Iterable) and not isinstance(rules, (str, bytes)):
     return RuleSet(tuple(rules))
-  raise TypeError(f"rules must be a RuleSet, a list of (pattern, initializer) pairs or a "
-                  f"rule-set config dict, got {rules!r}")
+  raise checks.refuse("rules", rules, "a RuleSet, a list of (pattern, initializer) pairs, a "
+                      "{pattern: initializer} dict or a rule-set config dict")
 
 
 def glob_match(path: str, glob: str) -> bool:

@@ -4,8 +4,17 @@ Each function returns a :class:`~jaxinit.rules.RuleSet` over the built-in
 layers of Flax NNX, Flax linen and Equinox (named by import path, so nothing
 is imported until a model is given) plus path globs for the parts only names
 identify (residual projections, heads). Schemes compose with ``+``: the left
-one's rules come first (``zero_head() + pytorch()``). Their rules are not
-``required``: a scheme's rules for layers a model lacks are not reported.
+one's rules come first (``zero_head() + pytorch()``).
+
+What a scheme is about is required, in named groups (:class:`~jaxinit.rules.Rule`
+``group``): the head of ``zero_head``, the residual projections of ``gpt2``,
+the branches of ``fixup``, at least one layer a whole-model scheme such as
+``pytorch`` knows. A group none of whose rules matches is reported (a
+warning; an error with ``strict=True``) with the model's nearest paths, so
+``zero_head()`` on a model whose head is ``lm_head`` says so instead of doing
+nothing. The rest (biases, norms, layers of the other frameworks, parts a
+variant of the architecture may lack, such as a learned position embedding)
+is optional.
 
 Every scheme's docstring gives the formula and its source. Parameters a
 scheme does not name keep the model's values unless you add a ``default``.
@@ -13,6 +22,7 @@ scheme does not name keep the model's values unless you add a ``default``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -47,12 +57,17 @@ ATTENTION = {"flax.nnx.nn.attention.MultiHeadAttention": ("query", "key", "value
                                                           "output_proj")}
 
 
-def _weights(classes: Sequence[str], init: Initializer) -> list[Rule]:
-  return [Rule(OfModule(c), init, required=False) for c in classes]
+def _weights(classes: Sequence[str], init: Initializer, group: str | None = None) -> list[Rule]:
+  return [Rule(OfModule(c), init, required=group is not None, group=group) for c in classes]
 
 
 def _params(classes: Sequence[str], param: str, init: Initializer) -> list[Rule]:
   return [Rule(OfModule(c, param), init, required=False) for c in classes]
+
+
+def _require(rules: Sequence[Rule], group: str) -> list[Rule]:
+  """``rules`` made one required group: at least one of them must match."""
+  return [dataclasses.replace(r, required=True, group=group) for r in rules]
 
 
 def _norms() -> list[Rule]:
@@ -60,9 +75,11 @@ def _norms() -> list[Rule]:
   return _weights(NORM, presets.ones) + _params(NORM, "bias", presets.zeros)
 
 
-def _globs(globs: str | Sequence[str], init: Initializer, label: str | None = None) -> list[Rule]:
+def _globs(globs: str | Sequence[str], init: Initializer, label: str | None = None,
+           group: str | None = None) -> list[Rule]:
+  """One rule per glob; with a ``group``, the globs are alternatives and one must match."""
   globs = (globs,) if isinstance(globs, str) else tuple(globs)
-  return [Rule(g, init, label=label, required=False) for g in globs]
+  return [Rule(g, init, label=label, required=group is not None, group=group) for g in globs]
 
 
 def _attention(weights: dict[str, Initializer], bias: Initializer) -> list[Rule]:
@@ -107,7 +124,7 @@ def pytorch() -> RuleSet:
   rules += _weights(CONV_TRANSPOSE, fan_out_uniform) + _params(CONV_TRANSPOSE, "bias",
                                                               fan_out_uniform)
   rules += _weights(EMBED, presets.normal(1.0)) + _norms()
-  return RuleSet(tuple(rules))
+  return RuleSet(tuple(_require(rules, "pytorch: a layer it initializes")))
 
 
 def gpt2(num_layers: int, residual: str | Sequence[str] = ("*attn/out/kernel", "*mlp/proj/kernel"),
@@ -136,9 +153,10 @@ def gpt2(num_layers: int, residual: str | Sequence[str] = ("*attn/out/kernel", "
   num_layers = checks.positive_int("num_layers", num_layers)
   stddev = checks.real("stddev", stddev, minimum=0.0)
   base = presets.normal(stddev)
-  rules = _globs(residual, presets.depth_scaled(base, num_layers, "gpt2"))
+  rules = _globs(residual, presets.depth_scaled(base, num_layers, "gpt2"),
+                 group="gpt2: residual projections")
   rules += _globs(position, presets.normal(0.01))
-  rules += _weights(LINEAR + CONV + EMBED + tuple(ATTENTION), base)
+  rules += _weights(LINEAR + CONV + EMBED + tuple(ATTENTION), base, group="gpt2: weights")
   rules += _norms() + _globs("*bias", presets.zeros)
   return RuleSet(tuple(rules))
 
@@ -164,9 +182,9 @@ def vit_jax(head: str | Sequence[str] = ("head/*", "*/head/*"),
   and a class token ``N(0, 1e-6)``.
   """
   xavier = presets.glorot_uniform()
-  rules = _globs(head, presets.zeros, label="head")
+  rules = _globs(head, presets.zeros, label="head", group="vit_jax: head")
   mlps = (mlp,) if isinstance(mlp, str) else tuple(mlp)
-  rules += [Rule(g + "/kernel", xavier, required=False) for g in mlps]
+  rules += _globs([g + "/kernel" for g in mlps], xavier, group="vit_jax: MLP kernels")
   rules += [Rule(g + "/bias", presets.normal(1e-6), required=False) for g in mlps]
   rules += _attention({k: xavier for k in ("query", "key", "value", "out")}, presets.zeros)
   rules += _globs(position, variance_scaling(1.0, "fan_out", "normal"))
@@ -205,9 +223,11 @@ def fixup(num_branches: int, branch_layers: int, *, branch: str | Sequence[str],
   num_branches = checks.positive_int("num_branches", num_branches)
   branch_layers = checks.integer("branch_layers", branch_layers, minimum=2)
   base = presets.he_normal() if base is None else base
-  rules = _globs(head, presets.zeros, label="head") + _globs(last, presets.zeros)
+  rules = _globs(head, presets.zeros, label="head", group="fixup: head")
+  rules += _globs(last, presets.zeros, group="fixup: last layer of each branch")
   rules += _globs(branch, presets.depth_scaled(base, num_branches, "fixup",
-                                               branch_layers=branch_layers))
+                                               branch_layers=branch_layers),
+                  group="fixup: branch layers")
   rules += _globs(scalar_biases, presets.zeros) + _globs(multipliers, presets.ones)
   return RuleSet(tuple(rules))
 
@@ -221,7 +241,8 @@ def skipinit(alphas: str | Sequence[str] = ("*skip*",), value: float = 0.0) -> R
     alphas: path globs of the scalar multipliers.
     value: their initial value.
   """
-  return RuleSet(tuple(_globs(alphas, presets.constant(checks.real("value", value)))))
+  return RuleSet(tuple(_globs(alphas, presets.constant(checks.real("value", value)),
+                              group="skipinit: branch scalars")))
 
 
 def tfixup(num_layers: int, *, kind: str = "decoder",
@@ -253,9 +274,10 @@ def tfixup(num_layers: int, *, kind: str = "decoder",
   layer_factor = embed_factor if kind == "decoder" else 0.67 * n ** -0.25
   xavier = presets.glorot_uniform()
   embed = scaled(variance_scaling(1.0, "fan_in", "normal"), embed_factor)
-  rules = (_globs(embeddings, embed) if embeddings is not None else _weights(EMBED, embed))
-  for globs in (value, out, mlp):
-    rules += _globs(globs, scaled(xavier, layer_factor))
+  rules = (_globs(embeddings, embed, group="tfixup: embeddings") if embeddings is not None
+           else _weights(EMBED, embed))
+  for globs, part in ((value, "value"), (out, "output"), (mlp, "MLP")):
+    rules += _globs(globs, scaled(xavier, layer_factor), group=f"tfixup: {part} projections")
   rules += _weights(LINEAR + CONV + tuple(ATTENTION), xavier)
   rules += _norms() + _globs("*bias", presets.zeros)
   return RuleSet(tuple(rules))
@@ -311,8 +333,8 @@ def deepnorm(beta: float, *, value: str | Sequence[str] = ("*value/kernel", "*v_
   beta = checks.real("beta", beta, minimum=0.0, exclusive_minimum=True)
   xavier = variance_scaling(1.0, "fan_avg", "normal")  # torch's xavier_normal_: untruncated
   rules = []
-  for globs in (value, out, mlp):
-    rules += _globs(globs, scaled(xavier, beta))
+  for globs, part in ((value, "value"), (out, "output"), (mlp, "MLP")):
+    rules += _globs(globs, scaled(xavier, beta), group=f"deepnorm: {part} projections")
   rules += _weights(LINEAR + CONV + tuple(ATTENTION), xavier)
   rules += _norms() + _globs("*bias", presets.zeros)
   return RuleSet(tuple(rules))
@@ -323,7 +345,8 @@ def small_embedding(bound: float = 1e-4) -> RuleSet:
   (Peng et al. 2023, RWKV, sec. 3.4 "Small Init Embedding": the embeddings move
   away from their tiny start fast and training converges faster)."""
   bound = checks.real("bound", bound, minimum=0.0, exclusive_minimum=True)
-  return RuleSet(tuple(_weights(EMBED, presets.uniform(bound, symmetric=True))))
+  return RuleSet(tuple(_weights(EMBED, presets.uniform(bound, symmetric=True),
+                                group="small_embedding: embeddings")))
 
 
 def zero_head(head: str | Sequence[str] = ("head/*", "*/head/*")) -> RuleSet:
@@ -332,6 +355,12 @@ def zero_head(head: str | Sequence[str] = ("head/*", "*/head/*")) -> RuleSet:
   Fixup's classifier; Goyal et al. 2017 zero the last BN of each block likewise).
 
   Args:
-    head: path globs of the head's parameters (kernel and bias).
+    head: path globs of the head's parameters (kernel and bias); one of them
+      must match (group ``"zero_head: head"``).
+
+  Warns / raises:
+    :class:`~jaxinit.rules.UnusedRuleWarning` (``ValueError`` with
+    ``strict=True``) when no glob matches, naming the model's nearest paths:
+    pass ``head=`` (``zero_head("lm_head/*")``).
   """
-  return RuleSet(tuple(_globs(head, presets.zeros, label="head")))
+  return RuleSet(tuple(_globs(head, presets.zeros, label="head", group="zero_head: head")))

@@ -31,10 +31,11 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxinit import checks
 from jaxinit.rules.fans import _DEFAULT_WEIGHTS, Fans, module_spec, param_fans
 from jaxinit.rules.patterns import class_path, glob_match
 
-__all__ = ["Owner", "Site", "Target", "adapt_target", "path_of", "target_kind"]
+__all__ = ["Owner", "Site", "StateSite", "Target", "adapt_target", "path_of", "target_kind"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +84,66 @@ class Site:
   def layer_shape(self) -> tuple[int, ...]:
     """One layer's shape."""
     return self.shape[len(self.stack):]
+
+
+@dataclasses.dataclass(frozen=True)
+class StateSite:
+  """One leaf of a target that is not a parameter: NNX ``BatchStat`` / ``Cache`` / RNG
+  state / other ``nnx.Variable`` types, linen collections other than ``params``, integer
+  leaves of a pytree.
+
+  Rules never draw these. A leaf with only a shape (``nnx.eval_shape``) gets the
+  value its module's constructor gives it (``init``, called at the leaf's path
+  key); with no known ``init`` it is an error naming the path.
+
+  Attributes:
+    collection: ``"batch_stats"``, ``"cache"``, ``"rng"``... (linen's collection,
+      or the Flax name of the NNX variable type); ``""`` for pytree leaves.
+    path: ``"/"``-joined path inside the collection (NNX: the module path).
+    shape: its shape.
+    dtype: its dtype.
+    has_value: whether the target holds a value (not only a shape).
+    init: ``init(key, shape, dtype)``: the constructor's value, or None
+      where it is not known.
+  """
+  collection: str
+  path: str
+  shape: tuple[int, ...]
+  dtype: Any
+  has_value: bool = True
+  init: Callable[..., Any] | None = None
+
+
+def _rng_key(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
+  """A stream's key: the path key itself (split to ``shape`` for a stacked stream), in the
+  key implementation ``dtype`` names."""
+  if dtype != key.dtype:
+    impl = getattr(dtype, "_impl", None)
+    if impl is None:
+      raise TypeError(f"cannot make an RNG key of dtype {dtype}")
+    words = jax.random.bits(key, impl.key_shape, np.uint32)
+    key = jax.random.wrap_key_data(words, impl=impl)
+  return jax.random.split(key, shape) if shape else key
+
+
+def _rng_count(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
+  del key
+  return jax.numpy.zeros(shape, dtype)
+
+
+def state_init(path: tuple[str, ...], modules: Mapping[tuple[str, ...], Any]) -> Any:
+  """The value the nearest owning module's constructor gives the state at ``path``
+  (:func:`~jaxinit.rules.register_module` ``state=``), or None."""
+  for cut in range(len(path) - 1, -1, -1):
+    module = modules.get(path[:cut])
+    if module is None:
+      continue
+    spec = module_spec(module)
+    name = "/".join(path[cut:])
+    for glob, init in (spec.state if spec is not None else ()):
+      if glob_match(name, glob):
+        return init
+  return None
 
 
 def _key_name(entry: Any) -> str:
@@ -192,12 +253,16 @@ class Target:
       new arrays.
     label_tree: ``label_tree(labels) -> pytree`` of labels shaped as the
       target's parameter tree (for optax ``multi_transform``).
+    program: linen: ``program(assignments, draw_one, state) -> variables``.
+    state: the leaves that are not parameters; ``write`` and ``program``
+      take ``state``, ``{(collection, path): value}``, to set them.
   """
   kind: str
   sites: list[Site]
   write: Callable[..., Any]
   label_tree: Callable[[Mapping[str, str]], Any]
   program: Callable[..., Any] | None = None
+  state: list[StateSite] = dataclasses.field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------
@@ -252,12 +317,31 @@ def _nnx_target(module: Any, mesh: Any, stack_axes: Mapping[str, int] | None) ->
       sharding = _value_sharding(value, mesh)
     sites.append(Site(path, shapes[p], np.dtype(value.dtype), owners, fans, sharding,
                       not abstract, _stack_ndim(fans, path, shapes[p], stack_axes)))
+  others = {tuple(str(q) for q in path): var for path, var in
+            nnx.to_flat_state(nnx.state(module, nnx.Not(nnx.Param)))}
+  state = []
+  for p, var in others.items():
+    value = var.get_value()
+    if isinstance(var, nnx.RngKey):
+      init, collection = _rng_key, "rng"
+    elif isinstance(var, nnx.RngCount):
+      init, collection = _rng_count, "rng"
+    else:
+      init, collection = state_init(p, modules), _nnx_collection(type(var))
+    state.append(StateSite(collection, "/".join(p), tuple(np.shape(value)), value.dtype,
+                           not isinstance(value, jax.ShapeDtypeStruct), init))
 
-  def write(values: Mapping[str, jax.Array]) -> Any:
+  def write(values: Mapping[str, jax.Array],
+            state_values: Mapping[tuple[str, str], Any] | None = None) -> Any:
     for p, var in variables.items():
       path = "/".join(p)
       if path in values:
         var.set_value(values[path])
+    by_path = {path: v for (_, path), v in (state_values or {}).items()}
+    for p, var in others.items():
+      path = "/".join(p)
+      if path in by_path:
+        var.set_value(by_path[path])
     return module
 
   def label_tree(labels: Mapping[str, str]) -> Any:
@@ -266,7 +350,16 @@ def _nnx_target(module: Any, mesh: Any, stack_axes: Mapping[str, int] | None) ->
         lambda kp, _: labels[path_of(kp)], state,
         is_leaf=lambda x: isinstance(x, nnx.Variable))
 
-  return Target("nnx", sites, write, label_tree)
+  return Target("nnx", sites, write, label_tree, state=state)
+
+
+def _nnx_collection(var_type: type) -> str:
+  """Flax's collection name of an NNX variable type (``"batch_stats"``, ``"cache"``)."""
+  from flax.nnx import variablelib  # pylint: disable=import-outside-toplevel
+  try:
+    return variablelib.variable_name_from_type(var_type)
+  except ValueError:  # an unregistered user type
+    return var_type.__name__
 
 
 # ---------------------------------------------------------------------------
@@ -326,10 +419,12 @@ def _linen_target(module: Any, key: jax.Array, inputs: tuple[Any, ...],
         _LINEN_PROGRAMS.pop(next(iter(_LINEN_PROGRAMS)))
     return hit[1](key, inputs)
 
-  def write(values: Mapping[str, jax.Array]) -> Any:
+  def write(values: Mapping[str, jax.Array], state_values: Any = None) -> Any:
     raise AssertionError("linen modules are built by their program")
 
-  return Target("linen", sites, write, _tree_labels(params, boxed=True), program)
+  # The program builds every collection with the module's own init.
+  return Target("linen", sites, write, _tree_labels(params, boxed=True), program,
+                _collection_state(abstract, seen, has_value=True))
 
 
 def _linen_modules(module: Any, key: jax.Array, inputs: tuple[Any, ...],
@@ -369,16 +464,45 @@ def _get_in(tree: Any, path: tuple[str, ...]) -> Any:
   return tree
 
 
-def _replace_params(variables: Any, values: Mapping[str, jax.Array]) -> Any:
-  def swap(kp, leaf):
-    path = path_of(kp)
-    if path not in values:
-      return leaf
-    return leaf.replace_boxed(values[path]) if _is_box(leaf) else values[path]
-  params = jax.tree_util.tree_map_with_path(swap, variables["params"], is_leaf=_is_box)
+def _replace_params(variables: Any, values: Mapping[str, jax.Array],
+                    state: Mapping[tuple[str, str], Any] | None = None) -> Any:
+  """``variables`` with ``params`` leaves replaced by ``values`` (by path) and leaves of other
+  collections by ``state`` (by ``(collection, path)``); boxes (partitioning metadata) kept."""
+  by_collection: dict[str, dict[str, Any]] = {"params": dict(values)}
+  for (collection, path), value in (state or {}).items():
+    by_collection.setdefault(collection, {})[path] = value
   out = dict(variables)
-  out["params"] = params
+  for collection, new in by_collection.items():
+    if not new or collection not in out:
+      continue
+    def swap(kp, leaf, new=new):
+      path = path_of(kp)
+      if path not in new:
+        return leaf
+      return leaf.replace_boxed(new[path]) if _is_box(leaf) else new[path]
+    out[collection] = jax.tree_util.tree_map_with_path(swap, variables[collection],
+                                                       is_leaf=_is_box)
   return type(variables)(out) if not isinstance(variables, dict) else out
+
+
+def _collection_state(variables: Any, modules: Mapping[tuple[str, ...], Any],
+                      has_value: bool | None = None) -> list[StateSite]:
+  """The leaves of every collection other than ``params``, as :class:`StateSite` s."""
+  state = []
+  for collection, tree in variables.items():
+    if collection == "params":
+      continue
+    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_box)[0]
+    for kp, leaf in leaves:
+      value = _unbox(leaf)
+      if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        continue
+      p = tuple(_key_name(k) for k in kp)
+      abstract = isinstance(value, jax.ShapeDtypeStruct)
+      state.append(StateSite(str(collection), "/".join(p), tuple(value.shape), value.dtype,
+                             (not abstract) if has_value is None else has_value,
+                             state_init(p, modules)))
+  return state
 
 
 def _tree_labels(tree: Any, boxed: bool) -> Callable[[Mapping[str, str]], Any]:
@@ -403,10 +527,12 @@ def _variables_target(variables: Any, stack_axes: Mapping[str, int] | None,
                       _value_sharding(value), not isinstance(value, jax.ShapeDtypeStruct),
                       _stack_ndim(fans, path, shapes[p], stack_axes)))
 
-  def write(values: Mapping[str, jax.Array]) -> Any:
-    return _replace_params(variables, values)
+  def write(values: Mapping[str, jax.Array],
+            state_values: Mapping[tuple[str, str], Any] | None = None) -> Any:
+    return _replace_params(variables, values, state_values)
 
-  return Target("linen_variables", sites, write, _tree_labels(params, boxed=True))
+  return Target("linen_variables", sites, write, _tree_labels(params, boxed=True),
+                state=_collection_state(variables, modules))
 
 
 # ---------------------------------------------------------------------------
@@ -429,8 +555,12 @@ def _tree_target(tree: Any, kind: str, stack_axes: Mapping[str, int] | None) -> 
                       _value_sharding(leaf), not isinstance(leaf, jax.ShapeDtypeStruct),
                       _stack_ndim(fans, path, shapes[p], stack_axes)))
   index = {"/".join(p): i for p, (i, _) in flat.items()}
+  # Abstract leaves that are not parameters (integer counters...): nothing knows their value.
+  state = [StateSite("", path_of(kp), tuple(leaf.shape), leaf.dtype, False)
+           for kp, leaf in leaves
+           if isinstance(leaf, jax.ShapeDtypeStruct) and not _is_array_leaf(leaf)]
 
-  def write(values: Mapping[str, jax.Array]) -> Any:
+  def write(values: Mapping[str, jax.Array], state_values: Any = None) -> Any:
     new = [leaf for _, leaf in leaves]
     for path, value in values.items():
       new[index[path]] = value
@@ -440,7 +570,7 @@ def _tree_target(tree: Any, kind: str, stack_axes: Mapping[str, int] | None) -> 
     return jax.tree_util.tree_map_with_path(
         lambda kp, leaf: labels.get(path_of(kp)) if _is_array_leaf(leaf) else None, tree)
 
-  return Target(kind, sites, write, label_tree)
+  return Target(kind, sites, write, label_tree, state=state)
 
 
 def _collect_modules(node: Any, prefix: tuple[str, ...], out: dict[tuple[str, ...], Any]) -> None:
@@ -454,6 +584,47 @@ def _collect_modules(node: Any, prefix: tuple[str, ...], out: dict[tuple[str, ..
       _collect_modules(child, prefix + tuple(_key_name(k) for k in kp), out)
 
 
+TARGET_KINDS = ("a Flax NNX module, a Flax linen module (with sample inputs), linen variables "
+                "(a dict with 'params'), an Equinox module, or a pytree of arrays / "
+                "jax.ShapeDtypeStruct")
+
+
+def _check_tree_target(target: Any) -> None:
+  """A pytree target must be a container whose leaves include arrays (or be empty)."""
+  leaves = jax.tree_util.tree_leaves(target)
+  if target is None or (leaves and not any(
+      hasattr(x, "shape") and hasattr(x, "dtype") for x in leaves)):
+    raise checks.refuse("target", target, TARGET_KINDS)
+
+
+def _check_linen_inputs(module: Any, inputs: tuple[Any, ...],
+                        init_kwargs: Mapping[str, Any], argname: str) -> None:
+  """Sample inputs must fill the linen module's call (named before any tracing)."""
+  import inspect  # pylint: disable=import-outside-toplevel
+  call_kwargs = {k: v for k, v in init_kwargs.items()
+                 if k not in ("method", "mutable", "capture_intermediates", "rngs")}
+  method = init_kwargs.get("method") or module.__call__
+  if isinstance(method, str):
+    method = getattr(module, method)
+  try:
+    signature = inspect.signature(method)
+  except (TypeError, ValueError):
+    return
+  try:
+    signature.bind(*inputs, **call_kwargs)
+  except TypeError as err:
+    required = [p.name for p in signature.parameters.values()
+                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY,
+                                                       p.POSITIONAL_OR_KEYWORD)]
+    missing = [n for n in required[len(inputs):] if n not in call_kwargs]
+    what = (f"needs sample inputs for {missing}" if missing
+            else f"does not accept the sample inputs given ({err})")
+    raise TypeError(
+        f"the linen module {argname} ({type(module).__name__}) {what}: pass them after the "
+        f"key, e.g. jaxinit.initialize(module, rules, key, x) or jaxinit.reinit(variables, "
+        f"rules, key, x, module=module)") from None
+
+
 def adapt_target(target: Any, *, key: jax.Array, inputs: tuple[Any, ...] = (),
                  init_kwargs: Mapping[str, Any] | None = None, mesh: Any = None,
                  logical_axis_rules: Any = None,
@@ -461,10 +632,14 @@ def adapt_target(target: Any, *, key: jax.Array, inputs: tuple[Any, ...] = (),
   """The :class:`Target` for ``target`` (see the module docstring for the kinds).
 
   Raises:
-    TypeError: sample inputs given for a target that is not a linen module;
-      ``module`` given for a target that is not linen variables.
+    TypeError: a target of no kind above (naming ``target`` and the kinds);
+      sample inputs given for a target that is not a linen module; ``module``
+      given for a target that is not linen variables; a linen module whose
+      call the sample inputs do not fill (naming the missing inputs).
   """
   kind = target_kind(target)
+  if kind == "pytree":
+    _check_tree_target(target)
   mesh = context_mesh(mesh)
   if module is not None and kind != "linen_variables":
     raise TypeError(f"module= describes linen variables; a {kind} target takes none")
@@ -473,9 +648,15 @@ def adapt_target(target: Any, *, key: jax.Array, inputs: tuple[Any, ...] = (),
   if kind == "nnx":
     return _nnx_target(target, mesh, stack_axes)
   if kind == "linen":
+    _check_linen_inputs(target, inputs, init_kwargs or {}, "target")
     return _linen_target(target, key, inputs, init_kwargs or {}, mesh, logical_axis_rules,
                          stack_axes)
   if kind == "linen_variables":
+    if module is not None:
+      if target_kind(module) != "linen":
+        raise checks.refuse("module", module, "a Flax linen module (the module of the linen "
+                            "variables)")
+      _check_linen_inputs(module, inputs, init_kwargs or {}, "module=")
     modules = _linen_modules(module, key, inputs, init_kwargs or {})[0] if module else {}
     return _variables_target(target, stack_axes, modules)
   return _tree_target(target, kind, stack_axes)
