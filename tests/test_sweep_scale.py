@@ -23,6 +23,7 @@ import pytest
 from jaxinit import sweep
 from jaxinit.sweep import cli as sweep_cli
 from jaxinit.sweep import compile as compile_lib
+from jaxinit.sweep import distributed
 from jaxinit.sweep import program as program_lib
 from jaxinit.sweep import store
 
@@ -166,9 +167,9 @@ def test_bad_budget_and_flags_are_named(tmp_path):
   with pytest.raises(ValueError, match="memory_budget must be .* got '4 parsecs'"):
     compile_lib.parse_bytes("4 parsecs")
   with pytest.raises(ValueError, match="missing: num_processes, process_id"):
-    sweep.distributed.initialize("localhost:1234")
+    distributed.initialize("localhost:1234")
   with pytest.raises(ValueError, match="process_id must be in"):
-    sweep.distributed.initialize("localhost:1234", 2, 2)
+    distributed.initialize("localhost:1234", 2, 2)
   with pytest.raises(ValueError, match="resume and overwrite exclude"):
     store.RunStore(tmp_path, sweep.load_config(CONFIG)).prepare(resume=True, overwrite=True)
 
