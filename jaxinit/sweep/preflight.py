@@ -27,7 +27,7 @@ from jaxinit.sweep.data import load_dataset
 from jaxinit.sweep.loop import group_models
 from jaxinit.sweep.params import cell_rules, plan
 from jaxinit.sweep.program import Program, device_data, network, thawed
-from jaxinit.sweep.step import init_opt_state
+from jaxinit.sweep.step import init_opt_state, noise_key
 
 
 def _refused(where: str, err: BaseException) -> ConfigError:
@@ -98,8 +98,19 @@ def _run(config: SweepConfig, spec: ModelSpec, program: Program, data: dict[str,
   x = jax.ShapeDtypeStruct((program.batch_size,) + data["x_train"].shape[1:], jnp.float32)
   y = jax.ShapeDtypeStruct((program.batch_size,) + data["y_train"].shape[1:],
                            data["y_train"].dtype)
-  out = _shape(f"{where} on {label(spec['dataset'])}'s inputs {x.shape}", built.apply,
-               built.shapes, x)
+  state = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype), built.state)
+  key = jax.random.key_data(jax.random.key(0))
+  train = lambda p, s, x: built.run(p, s, x, noise_key(key, 0), train=True)  # noqa: E731
+  out, new_state = _shape(f"{where} on {label(spec['dataset'])}'s inputs {x.shape} (train "
+                          f"mode)", train, built.shapes, state, x)
+  if jax.tree.structure(new_state) != jax.tree.structure(state) or any(
+      (a.shape, a.dtype) != (b.shape, b.dtype)
+      for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(state))):
+    raise ConfigError(f"{where}: a training step changes the shapes of the model's state "
+                      f"(not params): {jax.tree.map(lambda v: v.shape, state)} -> "
+                      f"{jax.tree.map(lambda v: v.shape, new_state)}")
+  _shape(f"{where} on {label(spec['dataset'])}'s inputs {x.shape} (eval mode)",
+         lambda p, s, x: built.run(p, s, x)[0], built.shapes, state, x)
   if not isinstance(out, jax.ShapeDtypeStruct):
     raise ConfigError(f"{where} returns {type(out).__name__}, not one array of outputs")
   if config.loss == "auto":

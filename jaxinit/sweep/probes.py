@@ -87,29 +87,32 @@ class ProbedNetwork:
 
   Attributes:
     built: the model (:class:`jaxinit.sweep.kinds.Built`).
+    state: its non-param state (eval mode).
   """
   built: Any
+  state: Any = None
 
   def apply(self, params: Any, x: Any, *, capture: bool = False,
             perturbations: Any = None) -> Any:
     kwargs: dict[str, Any] = {"capture": True} if capture else {}
     if perturbations is not None:
       kwargs["perturbations"] = perturbations
-    return self.built.apply(params, x, **kwargs)
+    state = self.built.state if self.state is None else self.state
+    return self.built.run(params, state, x, **kwargs)[0]
 
   def layers(self, params: Any) -> tuple[Any, ...]:
     """Every weight (rank >= 2) as a stack of one layer, in params order."""
     return tuple((w[None], None) for w in jax.tree.leaves(params) if w.ndim >= 2)
 
 
-def probed_network(built: Any, names: Sequence[str]) -> ProbedNetwork | None:
+def probed_network(built: Any, names: Sequence[str], state: Any = None) -> ProbedNetwork | None:
   """The model as the probes ``names`` see it, or None if it cannot serve them.
 
   The hook for capture: a model's call that takes ``capture`` (and
   ``perturbations`` for the backward probes) serves them itself.
   """
   needs = frozenset().union(*(NEEDS[n] for n in names)) if names else frozenset()
-  return ProbedNetwork(built) if needs <= built.takes else None
+  return ProbedNetwork(built, state) if needs <= built.takes else None
 
 
 def measure(names: Sequence[str], net: Any, params: Any, x: Any,

@@ -1,0 +1,122 @@
+"""Sweeps of models with state that is not a parameter (BatchNorm's batch statistics) and
+with randomness (Dropout): the state is carried per model, updated in train mode, used in
+eval mode; dropout masks come from each model's own key, per step."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+from flax import nnx
+
+from jaxinit import sweep
+from jaxinit.sweep import kinds, step as step_lib
+
+
+def _data(n_train=128, n_test=64, features=6, classes=3):
+  rng = np.random.default_rng(0)
+  teacher = rng.normal(size=(features, classes))
+  x = rng.normal(size=(n_train + n_test, features)).astype(np.float32) * 2.0 + 0.5
+  y = (x @ teacher).argmax(-1)
+  return {"x_train": x[:n_train], "y_train": y[:n_train], "x_test": x[n_train:],
+          "y_test": y[n_train:]}
+
+
+DATA = _data()
+
+
+class NormDropMLP(nnx.Module):
+  """Linear -> BatchNorm -> relu -> Dropout -> Linear."""
+
+  def __init__(self, in_features, out_features, width=8, *, rngs):
+    self.hidden = nnx.Linear(in_features, width, rngs=rngs)
+    self.norm = nnx.BatchNorm(width, rngs=rngs)
+    self.drop = nnx.Dropout(0.25, rngs=rngs)
+    self.head = nnx.Linear(width, out_features, rngs=rngs)
+
+  def __call__(self, x):
+    return self.head(self.drop(jax.nn.relu(self.norm(self.hidden(x)))))
+
+
+class LinenNormMLP(nn.Module):
+  """linen: Dense -> BatchNorm (``train`` keyword) -> relu -> Dense."""
+  out_features: int
+  width: int = 8
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = nn.Dense(self.width)(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+    return nn.Dense(self.out_features)(jax.nn.relu(x))
+
+
+def _config(model, out_features_kw=True):
+  del out_features_kw
+  return {"seeds": 2, "eval_every": 20, "probes": [],
+          "grid": {"model": model, "dataset": DATA, "init": "he_normal", "optimizer": "adam",
+                   "learning_rate": [0.01, 0.03], "batch_size": 32, "steps": 40}}
+
+
+@pytest.fixture(scope="module", params=["nnx", "linen"])
+def swept(request, tmp_path_factory):
+  model = NormDropMLP if request.param == "nnx" else LinenNormMLP
+  out = tmp_path_factory.mktemp(f"stateful_{request.param}")
+  config = _config(model)
+  return request.param, sweep.run_sweep(config, out_dir=out, progress=False,
+                                        keep_params=True), out, config
+
+
+def test_models_with_batch_norm_and_dropout_learn(swept):
+  _, result, _, _ = swept
+  assert len(result.rows) == 4
+  losses = np.asarray(result.curves["test_loss"])
+  assert np.isfinite(losses).all() and not any(r["diverged"] for r in result.rows)
+  assert (losses[:, -1] < losses[:, 0]).all(), losses
+  # Each seed its own draw.
+  assert len({r["init_fingerprint"] for r in result.rows}) == 2
+
+
+def test_resume_and_a_rerun_are_bit_identical(swept):
+  _, result, out, config = swept
+  again = sweep.run_sweep(config, out_dir=out, progress=False, resume=True)
+  assert again.resumed_models == len(result.rows)
+  fresh = sweep.run_sweep(config, progress=False)
+  for rows in (again.rows, fresh.rows):
+    assert [r["final_fingerprint"] for r in rows] == [
+        r["final_fingerprint"] for r in result.rows]
+    assert [r["final_test_loss"] for r in rows] == [r["final_test_loss"] for r in result.rows]
+
+
+def test_batch_statistics_are_carried_per_model_and_used_in_eval_mode(swept):
+  kind, _, _, _ = swept
+  model = NormDropMLP if kind == "nnx" else LinenNormMLP
+  kwargs = {"in_features": 6, "out_features": 3} if kind == "nnx" else {"out_features": 3}
+  built = kinds.build(model, kwargs, DATA["x_train"][:4])
+  leaves = jax.tree.leaves(built.state)
+  assert len(leaves) == 2, built.state  # running mean and variance
+  x = jnp.asarray(DATA["x_train"][:32])
+  key = step_lib.noise_key(jax.random.key_data(jax.random.key(0)), 0)
+  params = jax.tree.map(jnp.asarray, built.params)
+  _, state = built.run(params, built.state, x, key, train=True)
+  mean = jax.tree.leaves(state)[0]
+  assert not np.allclose(mean, jax.tree.leaves(built.state)[0])  # updated in train mode
+  # Eval mode normalizes with the running statistics it is given, not the batch's.
+  a, kept = built.run(params, state, x)
+  b, _ = built.run(params, built.state, x)
+  assert not np.allclose(a, b) and jax.tree.all(jax.tree.map(np.array_equal, kept, state))
+
+
+def test_dropout_masks_depend_on_the_step_key_only():
+  built = kinds.build(NormDropMLP, {"in_features": 6, "out_features": 3},
+                      DATA["x_train"][:4])
+  params = jax.tree.map(jnp.asarray, built.params)
+  x = jnp.asarray(DATA["x_train"][:8])
+  raw = jax.random.key_data(jax.random.key(3))
+  run = jax.jit(lambda k: built.run(params, built.state, x, k, train=True)[0])
+  a, b = run(step_lib.noise_key(raw, 0)), run(step_lib.noise_key(raw, 1))
+  assert np.array_equal(a, run(step_lib.noise_key(raw, 0))) and not np.allclose(a, b)
+  # Eval mode: no dropout, deterministic.
+  assert np.array_equal(built.run(params, built.state, x)[0],
+                        built.run(params, built.state, x)[0])
