@@ -1,6 +1,7 @@
 """Sweeps of models with state that is not a parameter (BatchNorm's batch statistics) and
 with randomness (Dropout): the state is carried per model, updated in train mode, used in
-eval mode; dropout masks come from each model's own key, per step."""
+eval mode; dropout masks come from each model's own key, per step. The same sweeps probe
+these user models through jaxinit.capture."""
 
 from __future__ import annotations
 
@@ -52,9 +53,13 @@ class LinenNormMLP(nn.Module):
     return nn.Dense(self.out_features)(jax.nn.relu(x))
 
 
-def _config(model, out_features_kw=True):
-  del out_features_kw
-  return {"seeds": 2, "eval_every": 20, "probes": [],
+KWARGS = {"nnx": {"in_features": 6, "out_features": 3, "width": 64},
+          "linen": {"out_features": 3, "width": 64}}
+PROBES = ["second_moment", "dead_fraction", "grad_norm"]
+
+
+def _config(model):
+  return {"seeds": 2, "eval_every": 20, "probes": PROBES,
           "grid": {"model": model, "dataset": DATA, "init": "he_normal", "optimizer": "adam",
                    "learning_rate": [0.01, 0.03], "batch_size": 32, "steps": 40}}
 
@@ -120,3 +125,32 @@ def test_dropout_masks_depend_on_the_step_key_only():
   # Eval mode: no dropout, deterministic.
   assert np.array_equal(built.run(params, built.state, x)[0],
                         built.run(params, built.state, x)[0])
+
+
+def test_user_models_are_probed_through_capture(swept):
+  """Each probe per captured dense layer (hidden, readout): finite, and the forward probes
+  equal jaxinit.capture's outputs of the model in eval mode."""
+  kind, result, _, _ = swept
+  for name in PROBES:
+    values = np.asarray(result.curves[f"probe_{name}"])
+    assert values.shape == (4, 3, 2) and np.isfinite(values).all(), (name, values.shape)
+  assert (np.asarray(result.curves["probe_grad_norm"]) > 0).all()
+  from jaxinit import capture, probes  # pylint: disable=import-outside-toplevel
+  model = NormDropMLP if kind == "nnx" else LinenNormMLP
+  kwargs = KWARGS[kind]  # as the sweep builds it (the grid's default width 64)
+  built = kinds.build(model, kwargs, DATA["x_train"][:4])
+  params = result.initial_params[0]
+  x = jnp.asarray(DATA["x_train"][:128])
+  if kind == "nnx":
+    module = model(**kwargs, rngs=nnx.Rngs(0))
+    state = nnx.state(module, nnx.Param)
+    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params))
+    nnx.update(module, state)
+    module.eval()
+    _, captured = capture.capture(module, x)
+  else:
+    _, captured = capture.capture(model(**kwargs), x, variables={"params": params,
+                                                                  **built.state})
+  layers = [k for k in captured if "norm" not in k.lower() and "drop" not in k.lower()]
+  expected = [probes.layer_moments(captured[k][None])["second_moment"][0] for k in layers]
+  np.testing.assert_allclose(result.curves["probe_second_moment"][0, 0], expected, rtol=1e-5)

@@ -117,11 +117,16 @@ def count_loss(outputs, targets):
     ('dataset = { name = "bad:data", nan = true }', "dataset", "nan"),
     ('loss = "bad:per_example_loss"', "loss", "scalar"),
     ('loss = "bad:count_loss"', "loss", "not a float"),
+    ('init = { name = "rules", rules = [{ path = "head/kernl", init = "zeros" }] }', "init",
+     "head/kernl') matches no parameter"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, change, key, words):
   (tmp_path / "bad.py").write_text(BAD)
-  lines = [line for line in SMALL_TOML.splitlines()
-           if not line.startswith(change.split(" ")[0] + " ")]
+  lines, dropping = [], False
+  for line in SMALL_TOML.splitlines():  # the changed key's line and its continuations
+    dropping = line.startswith(change.split(" ")[0] + " ") or (dropping and line[:1] == " ")
+    if not dropping:
+      lines.append(line)
   where = lines.index("[grid]") if not change.startswith("loss") else lines.index("[grid]") - 1
   lines.insert(where + 1, change)
   text = "\n".join(lines).replace(f"paths = [{str(CONFIGS)!r}]",

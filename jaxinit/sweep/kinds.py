@@ -93,6 +93,13 @@ class Built:
     plan_args: its sample inputs (linen).
     plan_options: its keyword options (``module=``, ``stack_axes=``).
     unwrap: the params of a target that :func:`jaxinit.initialize` returned.
+    state: the non-param state as built (host arrays; ``{}`` for none).
+    runner: ``runner(params, state, x, key, train, **kwargs)``, see :meth:`run`
+      (None: :attr:`apply`, stateless).
+    rebuild: ``rebuild(key)``: the target built anew with ``key`` (:meth:`own_params`).
+    forward: ``forward(params, state) -> (fwd, fwd_params, kwargs)``: the model in
+      eval mode as :func:`jaxinit.capture.forward` makes it (``fwd.capture(fwd_params,
+      x, **kwargs)``), for the probes; None for pure pairs.
   """
   kind: str
   params: PyTree
@@ -105,6 +112,7 @@ class Built:
   state: PyTree = dataclasses.field(default_factory=dict)
   runner: Callable[..., Any] | None = None
   rebuild: Callable[[jax.Array], Any] | None = None
+  forward: Callable[[PyTree, PyTree], tuple[Any, PyTree, dict[str, Any]]] | None = None
 
   def run(self, params: PyTree, state: PyTree, x: Any, key: jax.Array | None = None,
           train: bool = False, **kwargs: Any) -> tuple[Any, PyTree]:
@@ -279,9 +287,16 @@ def _nnx(module: Any, rebuild: Callable[[jax.Array], Any]) -> Built:
     out = model(x, **kwargs)
     return out, nnx.to_pure_dict(nnx.state(model, carried))
 
+  def forward(p, s):
+    from jaxinit import capture  # pylint: disable=import-outside-toplevel
+    model = merge(p, s, None)
+    model.eval()
+    return capture.forward(model) + ({},)
+
   return Built("nnx", _host(nnx.to_pure_dict(params)), apply, _call_names(type(module).__call__),
                module, unwrap=lambda m: nnx.to_pure_dict(nnx.state(m, nnx.Param)),
-               state=_host(nnx.to_pure_dict(state)), runner=runner, rebuild=rebuild)
+               state=_host(nnx.to_pure_dict(state)), runner=runner, rebuild=rebuild,
+               forward=forward)
 
 
 TRAIN_FLAGS: tuple[tuple[str, bool], ...] = (
@@ -329,10 +344,14 @@ def _linen(module: Any, x: np.ndarray) -> Built:
                                 **kwargs)
     return out, {**s, **updates}
 
+  def forward(params, s):
+    from jaxinit import capture  # pylint: disable=import-outside-toplevel
+    return capture.forward(module, {"params": params, **s}) + (eval_kwargs,)
+
   options = {"module": module, **({"init_kwargs": eval_kwargs} if eval_kwargs else {})}
   return Built("linen", _host(dict(variables["params"])), apply, _call_names(call),
                dict(variables), (sample,), options, unwrap=lambda v: nn.unbox(v)["params"],
-               state=_host(state), runner=runner, rebuild=rebuild)
+               state=_host(state), runner=runner, rebuild=rebuild, forward=forward)
 
 
 def _equinox(module: Any, rebuild: Callable[[jax.Array], Any]) -> Built:
@@ -343,8 +362,14 @@ def _equinox(module: Any, rebuild: Callable[[jax.Array], Any]) -> Built:
     model = eqx.combine(params, static)
     return jax.vmap(lambda example: model(example, **kwargs))(x)
 
+  def forward(params, state):
+    del state
+    from jaxinit import capture  # pylint: disable=import-outside-toplevel
+    return capture.forward(eqx.combine(params, static), batched=False) + ({},)
+
   return Built("equinox", _host(params), apply, _call_names(type(module).__call__), module,
-               unwrap=lambda m: eqx.filter(m, eqx.is_inexact_array), rebuild=rebuild)
+               unwrap=lambda m: eqx.filter(m, eqx.is_inexact_array), rebuild=rebuild,
+               forward=forward)
 
 
 def _functional(model: Functional) -> Built:

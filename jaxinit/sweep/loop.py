@@ -122,7 +122,9 @@ def initial_arrays(program: Program, models: Sequence[ModelSpec], root_seed: int
   first = {text: i for i, text in reversed(list(enumerate(identities)))}
   rules = [_cell_rules(json.dumps([models[first[t]][a] for a in _INIT_AXES], sort_keys=True))
            for t in unique]
-  drawn = params_lib.draw_population(built, rules, init_keys)
+  model_keys = keys_lib.derive_keys(root_seed, keys_lib.MODEL_TAG, [
+      keys_lib.model_identity(layout, models[first[t]].seed) for t in unique])
+  drawn = params_lib.draw_population(built, rules, init_keys, model_keys)
   position = {text: i for i, text in enumerate(unique)}
   params = drawn[[position[t] for t in identities]]
   data_keys = keys_lib.derive_keys(root_seed, keys_lib.DATA_TAG, [keys_lib.data_identity(

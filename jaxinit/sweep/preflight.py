@@ -6,7 +6,9 @@ nothing is computed): every dataset loads, every model factory accepts its
 group's values and returns a model of float32 params that runs on the
 dataset's inputs, the loss returns a scalar and the metrics scalars, the
 probes can see the model, the optimizer initializes, and every cell's rules
-can draw every parameter they serve. Each failure is one
+can draw every parameter they serve, and every rule of a rule set matches
+some parameter (as ``jaxinit.initialize(..., strict=True)``; a rule meant
+for other models of the grid says ``required = false``). Each failure is one
 :class:`~jaxinit.sweep.config.ConfigError` naming the grid value at fault.
 """
 
@@ -133,9 +135,16 @@ def _run(config: SweepConfig, spec: ModelSpec, program: Program, data: dict[str,
     if probes_lib.probed_network(built, config.probes) is None:
       needs = sorted(frozenset().union(*(probes_lib.NEEDS[p] for p in config.probes)))
       raise ConfigError(
-          f"probes = {list(config.probes)}: {where}'s call does not take "
-          f"{', '.join(needs)} (returning its pre-activations as jaxinit.models' networks "
-          f"do); set probes = [] for this model")
+          f"probes = {list(config.probes)}: {where} is a pure (init, apply) pair whose apply "
+          f"does not take {', '.join(needs)} (returning its pre-activations as "
+          f"jaxinit.models' networks do), and only Flax and Equinox models can be captured; "
+          f"set probes = [] for this model")
+    names = config.probes
+    y_probe = jax.ShapeDtypeStruct((config.probe_batch,) + y.shape[1:], y.dtype)
+    x_probe = jax.ShapeDtypeStruct((config.probe_batch,) + x.shape[1:], x.dtype)
+    _shape(f"probes = {list(names)} on {where}", lambda p, s, xb, yb: probes_lib.measure(
+        names, probes_lib.probed_network(built, names, s), p, xb,
+        lambda out: program.loss(out, yb)), built.shapes, state, x_probe, y_probe)
   size = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(built.shapes))
   _shape(f"[grid] optimizer = {label(spec['optimizer'])}",
          lambda p, lr: init_opt_state(program, p, lr),
@@ -151,6 +160,15 @@ def _init(built: Any, spec: ModelSpec) -> None:
     the_plan = plan(built, rules)
   except (TypeError, ValueError) as err:
     raise ConfigError(f"{where}: {err}") from None
+  as_given = plan(built, cell_rules(init))  # the variances' split rules are not required
+  if as_given.unused_rules:
+    # As initialize(strict=True): a rule that matches nothing is a typo until said otherwise.
+    unused = ", ".join(f"rule {i} {as_given.rules.rules[i].pattern!r}"
+                       for i in as_given.unused_rules)
+    shown = ", ".join(built.paths[:12]) + (", ..." if len(built.paths) > 12 else "")
+    raise ConfigError(f"{where}: {unused} matches no parameter of [grid] model = "
+                      f"{label(spec['model'])}, whose parameters are {shown} (fix the pattern, "
+                      f"or mark the rule required = false if it is meant for other models)")
   for factor in (np.sqrt(wv), np.sqrt(bv)):
     with np.errstate(over="ignore"):
       if not np.isfinite(np.float32(factor)):
