@@ -118,6 +118,18 @@ def accepted(model: ModelEntry, names: Iterable[str]) -> list[str]:
   return [n for n in names if var or n in taken]
 
 
+def ignored_axes(name: str, paths: Sequence[str] = ()) -> tuple[str, ...]:
+  """The :data:`OFFERED_AXES` model ``name``'s factory does not take: the grid's values
+  of these axes say nothing about the model (its result rows leave them empty).
+
+  Examples:
+    >>> ignored_axes("cnn1d"), ignored_axes("mlp")
+    ((), ())
+  """
+  model = entry(name, paths)
+  return tuple(a for a in OFFERED_AXES if not accepted(model, [a]))
+
+
 def check_kwarg(model: ModelEntry, where: str, key: str, value: Any) -> Any:
   """A keyword argument's value, canonical: its entry's check, else plain data."""
   if key in model.checks:
@@ -164,4 +176,4 @@ def check_model(where: str, value: Any, paths: Sequence[str] = ()) -> Any:
 
 
 __all__ = ["DATA_KWARGS", "MODELS", "ModelEntry", "OFFERED_AXES", "accepted", "check_kwarg",
-           "check_model", "entry"]
+           "check_model", "entry", "ignored_axes"]

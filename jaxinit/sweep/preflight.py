@@ -115,11 +115,12 @@ def _run(config: SweepConfig, spec: ModelSpec, program: Program, data: dict[str,
          lambda p, s, x: built.run(p, s, x)[0], built.shapes, state, x)
   if not isinstance(out, jax.ShapeDtypeStruct):
     raise ConfigError(f"{where} returns {type(out).__name__}, not one array of outputs")
-  if config.loss == "auto":
+  # A classifier needs one output per class whatever its loss: accuracy is its argmax.
+  if config.loss == "auto" or program.task == "classification":
     expected = ((program.batch_size, program.num_outputs) if program.task == "classification"
                 else y.shape)
     if out.shape != expected:
-      raise ConfigError(f"{where} returns outputs of shape {out.shape} but "
+      raise ConfigError(f"{where} returns outputs of shape {out.shape} but [grid] dataset = "
                         f"{label(spec['dataset'])} needs {expected} ({program.task}, "
                         f"{program.num_outputs} {'classes' if program.task == 'classification' else 'targets'})")
   for name, fn in (("loss", program.loss),) + tuple(
