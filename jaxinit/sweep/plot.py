@@ -143,22 +143,34 @@ def grid_values(rows: Sequence[Mapping[str, Any]], config: SweepConfig, metric: 
   return values, diverged
 
 
-LABEL_CHARS = 22
+LABEL_CHARS = 26
 """Longest tick, legend or title value label drawn (longer ones are shortened)."""
+
+
+def _compact(text: str) -> str:
+  import re  # pylint: disable=import-outside-toplevel
+  text = re.sub(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)", r"\1", text)  # a.b.C -> C
+  text = re.sub(r"\b(?:module|path|init|param)=", "", text)
+  return text.replace("rules(rules=[", "rules[").replace("])", "]")
 
 
 def short_labels(values: Sequence[Any], limit: int = LABEL_CHARS) -> list[str]:
   """Readable labels of axis values: each at most ``limit`` characters, still distinct.
 
-  A long label (a rule set's, ``rules(rules=[(module=flax.nnx.Conv,...)])``) keeps
-  its start and ends with ``...``; labels shortened alike are numbered (``#1``).
+  A long label (a rule set's, ``rules(rules=[(module=flax.nnx.Conv,init=he_normal)])``)
+  is first written compactly (import paths by their last name, no ``module=`` /
+  ``path=`` / ``init=`` keys: ``rules[(Conv,he_normal)]``), then, if still too long,
+  keeps its start and ends with ``...``; labels shortened alike are numbered (``#1``).
 
   Examples:
-    >>> short_labels(["he_normal", "rules(rules=[(path=head/kernel,init=zeros)])",
+    >>> short_labels(["he_normal", "rules(rules=[(module=flax.nnx.Conv,init=he_normal)])"])
+    ['he_normal', 'rules[(Conv,he_normal)]']
+    >>> short_labels(["rules(rules=[(path=head/kernel,init=zeros)])",
     ...               "rules(rules=[(path=head/kernel,init=ones)])"], limit=16)
-    ['he_normal', 'rules(rules=...#1', 'rules(rules=...#2']
+    ['rules[(head...#1', 'rules[(head...#2']
   """
-  texts = ["" if v is None else str(v) for v in values]
+  texts = [_compact(str(v)) if v is not None and len(str(v)) > limit else
+           ("" if v is None else str(v)) for v in values]
   cut = [t if len(t) <= limit else t[:limit - 3] + "..." for t in texts]
   clashes = {c for c in cut if cut.count(c) > 1}
   seen: dict[str, int] = {}
