@@ -38,13 +38,12 @@ def test_a_deep_plain_mlp_sweeps_tat_leaky_relu_against_relu():
 
 
 def test_transformed_activations_are_the_deep_plain_nets_study_s():
+  """The study builds its TAT network through the sweep's path (one path, no copy)."""
   from jaxinit_experiments import deep_plain_nets as study  # pylint: disable=C0415
-  for name, method in (("tat", theory.tat), ("dks", theory.dks)):
-    targets = {k: v for k, v in study.TRANSFORMED[name].items() if k not in ("name", "family")}
-    arm = study._arm(name, "mlp", 30, 4, 3, 2)  # pylint: disable=protected-access
-    assert arm.activation == method(study.TRANSFORMED[name]["family"], theory.mlp(30),
-                                    **targets)
-    assert arm.activation == activations.resolve(study.TRANSFORMED[name], 30)
+  arm = study._arm("tat", "mlp", 20, 4, 3, 2)  # pylint: disable=protected-access
+  assert arm.activation == theory.tat("leaky_relu", theory.mlp(20), c_val_0=study.TAT_C_VAL_0)
+  assert arm.activation == activations.resolve(study.TRANSFORMED["tat"], 20)
+  assert study.TRANSFORMED["dks"] == activations.check_activation("dks", study.TRANSFORMED["dks"])
 
 
 @pytest.mark.parametrize("value, words", [

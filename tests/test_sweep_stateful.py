@@ -154,3 +154,29 @@ def test_user_models_are_probed_through_capture(swept):
   layers = [k for k in captured if "norm" not in k.lower() and "drop" not in k.lower()]
   expected = [probes.layer_moments(captured[k][None])["second_moment"][0] for k in layers]
   np.testing.assert_allclose(result.curves["probe_second_moment"][0, 0], expected, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_devices_train_the_same(swept):
+  """Batch statistics and dropout keys are per model: sharding models over 2 devices
+  changes no bit."""
+  import json  # pylint: disable=import-outside-toplevel
+  import os  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  from pathlib import Path  # pylint: disable=import-outside-toplevel
+  kind, result, _, _ = swept
+  here = Path(__file__).parent
+  code = ("import jax, json; jax.config.update('jax_num_cpu_devices', 2); "
+          "from jaxinit import sweep; import test_sweep_stateful as t; "
+          f"m = t.NormDropMLP if {kind!r} == 'nnx' else t.LinenNormMLP; "
+          "c = t._config(m); c['lanes'] = 1; "  # 4 models: 2 calls of one per device
+          "r = sweep.run_sweep(c, progress=False); "
+          "print(json.dumps([jax.device_count()] + [x['final_fingerprint'] for x in r.rows]))")
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parent), str(here)])}
+  out = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True,
+                       text=True).stdout
+  devices, *prints = json.loads(out.strip().splitlines()[-1])
+  one = sweep.run_sweep({**_config(NormDropMLP if kind == "nnx" else LinenNormMLP),
+                         "lanes": 1}, progress=False)
+  assert devices == 2 and prints == [r["final_fingerprint"] for r in one.rows]
