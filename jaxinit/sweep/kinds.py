@@ -39,7 +39,10 @@ Train and eval mode are
   / ``eval`` / ``inference`` (``False``), the first of these the call takes;
   the state's collections are ``mutable`` in train mode and the ``"dropout"``
   RNG is ``key``;
-* Equinox and pure pairs: no state; the model is called as it is.
+* Equinox: ``eqx.nn.inference_mode(model, not train)``; in train mode a call
+  that takes ``key`` gets one per example (``jax.random.split(key, batch)``),
+  for its ``eqx.nn.Dropout`` s; no state (``eqx.nn.State`` is not carried);
+* pure pairs: no state; the model is called as it is.
 
 RNG counts and non-array fields stay as built.
 """
@@ -359,17 +362,29 @@ def _equinox(module: Any, rebuild: Callable[[jax.Array], Any]) -> Built:
   params, static = eqx.partition(module, eqx.is_inexact_array)
 
   def apply(params, x, **kwargs):
-    model = eqx.combine(params, static)
+    model = eqx.nn.inference_mode(eqx.combine(params, static), True)
     return jax.vmap(lambda example: model(example, **kwargs))(x)
+
+  takes_key = "key" in parameters(type(module).__call__)[0]
+
+  def runner(params, state, x, key, train, **kwargs):
+    if not train or key is None or not takes_key:
+      model = eqx.nn.inference_mode(eqx.combine(params, static), not train)
+      return jax.vmap(lambda example: model(example, **kwargs))(x), state
+    # Train mode: dropout on, each example its own key from the step's key.
+    model = eqx.nn.inference_mode(eqx.combine(params, static), False)
+    keys = jax.random.split(key, len(x))
+    return jax.vmap(lambda example, k: model(example, key=k, **kwargs))(x, keys), state
 
   def forward(params, state):
     del state
     from jaxinit import capture  # pylint: disable=import-outside-toplevel
-    return capture.forward(eqx.combine(params, static), batched=False) + ({},)
+    model = eqx.nn.inference_mode(eqx.combine(params, static), True)
+    return capture.forward(model, batched=False) + ({},)
 
   return Built("equinox", _host(params), apply, _call_names(type(module).__call__), module,
                unwrap=lambda m: eqx.filter(m, eqx.is_inexact_array), rebuild=rebuild,
-               forward=forward)
+               runner=runner, forward=forward)
 
 
 def _functional(model: Functional) -> Built:
