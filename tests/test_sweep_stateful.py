@@ -182,47 +182,51 @@ def test_two_devices_train_the_same(swept):
   assert devices == 2 and prints == [r["final_fingerprint"] for r in one.rows]
 
 
-def _equinox_dropout_mlp(*, in_features, out_features, key):
+def _equinox_norm_drop_mlp(*, in_features, out_features, key):
+  """Equinox: Linear -> BatchNorm -> relu -> Dropout -> Linear, made with its state."""
   import equinox as eqx  # pylint: disable=import-outside-toplevel
 
-  class DropMLP(eqx.Module):
+  class NormDropMLP(eqx.Module):  # pylint: disable=redefined-outer-name
     hidden: eqx.nn.Linear
+    norm: eqx.nn.BatchNorm
     drop: eqx.nn.Dropout
     head: eqx.nn.Linear
 
     def __init__(self, key):
       k1, k2 = jax.random.split(key)
       self.hidden = eqx.nn.Linear(in_features, 16, key=k1)
+      self.norm = eqx.nn.BatchNorm(16, axis_name="examples", momentum=0.9)
       self.drop = eqx.nn.Dropout(0.25)
       self.head = eqx.nn.Linear(16, out_features, key=k2)
 
-    def __call__(self, x, *, key=None):
-      return self.head(self.drop(jax.nn.relu(self.hidden(x)), key=key))
+    def __call__(self, x, state, *, key=None):
+      h, state = self.norm(self.hidden(x), state)
+      return self.head(self.drop(jax.nn.relu(h), key=key)), state
 
-  return DropMLP(key)
+  return eqx.nn.make_with_state(NormDropMLP)(key)
 
 
-def test_equinox_dropout_trains_with_per_example_keys_and_is_off_in_eval():
+def test_equinox_state_and_dropout_train_and_evaluate_in_inference_mode():
   pytest.importorskip("equinox")
-  built = kinds.build(_equinox_dropout_mlp, {"in_features": 6, "out_features": 3},
+  built = kinds.build(_equinox_norm_drop_mlp, {"in_features": 6, "out_features": 3},
                       DATA["x_train"][:4])
   params = jax.tree.map(jnp.asarray, built.params)
   x = jnp.asarray(DATA["x_train"][:8])
   raw = jax.random.key_data(jax.random.key(0))
-  train = jax.jit(lambda t: built.run(params, {}, x, step_lib.noise_key(raw, t), True)[0])
-  evaluate = jax.jit(lambda: built.run(params, {}, x)[0])
-  a, b, c = train(0), train(1), evaluate()
-  assert not np.allclose(a, b) and np.array_equal(a, train(0))
-  # Eval mode: no dropout (the layer is the identity), deterministic.
-  hidden = jax.nn.relu(x @ params.hidden.weight.T + params.hidden.bias)
-  np.testing.assert_allclose(c, hidden @ params.head.weight.T + params.head.bias, rtol=1e-5,
-                             atol=1e-6)
+  train = jax.jit(lambda t: built.run(params, built.state, x, step_lib.noise_key(raw, t), True))
+  evaluate = jax.jit(lambda s: built.run(params, s, x)[0])
+  (a, state), (b, _) = train(0), train(1)
+  assert not np.allclose(a, b) and np.array_equal(a, train(0)[0])  # dropout, per key
+  before, after = jax.tree.leaves(built.state), jax.tree.leaves(state)
+  assert any(not np.allclose(u, v) for u, v in zip(before, after))  # statistics updated
+  assert not np.allclose(evaluate(state), evaluate(built.state))  # eval uses them
+  np.testing.assert_array_equal(evaluate(state), evaluate(state))  # no dropout in eval
 
 
 @pytest.mark.slow
-def test_an_equinox_model_with_dropout_sweeps_reproducibly():
+def test_an_equinox_model_with_state_and_dropout_sweeps_reproducibly():
   pytest.importorskip("equinox")
-  config = {**_config(_equinox_dropout_mlp), "seeds": 1, "probes": []}
+  config = {**_config(_equinox_norm_drop_mlp), "seeds": 1, "probes": []}
   first = sweep.run_sweep(config, progress=False)
   losses = np.asarray(first.curves["test_loss"])
   assert np.isfinite(losses).all() and (losses[:, -1] < losses[:, 0]).all(), losses

@@ -41,7 +41,10 @@ Train and eval mode are
   RNG is ``key``;
 * Equinox: ``eqx.nn.inference_mode(model, not train)``; in train mode a call
   that takes ``key`` gets one per example (``jax.random.split(key, batch)``),
-  for its ``eqx.nn.Dropout`` s; no state (``eqx.nn.State`` is not carried);
+  for its ``eqx.nn.Dropout`` s. A factory that returns
+  ``eqx.nn.make_with_state(Model)(...)`` (the model and its ``eqx.nn.State``)
+  is called ``model(x, state)``, the batch ``vmap``-ed over the axis name its
+  ``BatchNorm`` s average over (probes cannot capture it);
 * pure pairs: no state; the model is called as it is.
 
 RNG counts and non-array fields stay as built.
@@ -227,6 +230,10 @@ def build(factory: Callable[..., Any], kwargs: Mapping[str, Any], x: np.ndarray)
   """
   model = construct(factory, kwargs)
   rebuild = functools.partial(_rebuild, factory, dict(kwargs))
+  if (isinstance(model, tuple) and len(model) == 2 and target_kind(model[0]) == "equinox"
+      and _is_kind(model[1], "equinox.nn._stateful.State")):
+    # eqx.nn.make_with_state(Model)(...): the model and its state (BatchNorm statistics)
+    return _equinox(model[0], lambda key: rebuild(key)[0], model[1])
   kind = target_kind(model)
   if kind == "nnx":
     return _nnx(model, rebuild)
@@ -357,34 +364,51 @@ def _linen(module: Any, x: np.ndarray) -> Built:
                state=_host(state), runner=runner, rebuild=rebuild, forward=forward)
 
 
-def _equinox(module: Any, rebuild: Callable[[jax.Array], Any]) -> Built:
+def _equinox(module: Any, rebuild: Callable[[jax.Array], Any], state: Any = None) -> Built:
   import equinox as eqx  # pylint: disable=import-outside-toplevel
   params, static = eqx.partition(module, eqx.is_inexact_array)
+  takes_key = "key" in parameters(type(module).__call__)[0]
+  axis = _batch_axis(module) if state is not None else None
+
+  def runner(params, s, x, key, train, **kwargs):
+    model = eqx.nn.inference_mode(eqx.combine(params, static), not train)
+    keys = jax.random.split(key, len(x)) if train and key is not None and takes_key else None
+    # Train mode: dropout on, each example its own key from the step's key.
+    def one(example, k):
+      extra = {} if k is None else {"key": k}
+      return model(example, **extra, **kwargs) if state is None else model(
+          example, s, **extra, **kwargs)
+    if state is None:
+      return jax.vmap(one)(x, keys), s
+    leaves, tree = jax.tree.flatten(s)
+    s = jax.tree.unflatten(tree, leaves)  # a fresh State: Equinox refuses one used before
+    # eqx.nn.State: one state for the batch (its BatchNorm averages over the axis).
+    out, new = jax.vmap(one, axis_name=axis, out_axes=(0, None))(x, keys)
+    return out, (new if train else jax.tree.unflatten(tree, leaves))
 
   def apply(params, x, **kwargs):
-    model = eqx.nn.inference_mode(eqx.combine(params, static), True)
-    return jax.vmap(lambda example: model(example, **kwargs))(x)
+    return runner(params, built_state, x, None, False, **kwargs)[0]
 
-  takes_key = "key" in parameters(type(module).__call__)[0]
-
-  def runner(params, state, x, key, train, **kwargs):
-    if not train or key is None or not takes_key:
-      model = eqx.nn.inference_mode(eqx.combine(params, static), not train)
-      return jax.vmap(lambda example: model(example, **kwargs))(x), state
-    # Train mode: dropout on, each example its own key from the step's key.
-    model = eqx.nn.inference_mode(eqx.combine(params, static), False)
-    keys = jax.random.split(key, len(x))
-    return jax.vmap(lambda example, k: model(example, key=k, **kwargs))(x, keys), state
-
-  def forward(params, state):
-    del state
+  def forward(params, s):
+    del s
     from jaxinit import capture  # pylint: disable=import-outside-toplevel
     model = eqx.nn.inference_mode(eqx.combine(params, static), True)
     return capture.forward(model, batched=False) + ({},)
 
+  built_state = {} if state is None else _host(state)
   return Built("equinox", _host(params), apply, _call_names(type(module).__call__), module,
                unwrap=lambda m: eqx.filter(m, eqx.is_inexact_array), rebuild=rebuild,
-               runner=runner, forward=forward)
+               state=built_state, runner=runner, forward=forward if state is None else None)
+
+
+def _batch_axis(module: Any) -> Any:
+  """The vmap axis name a stateful Equinox model's layers (``BatchNorm``) average over."""
+  names = {m.axis_name for m in jax.tree.leaves(module, is_leaf=lambda m: hasattr(m, "axis_name"))
+           if hasattr(m, "axis_name")}
+  if len(names) > 1:
+    raise ValueError(f"the model's layers average over different axis names {sorted(names)}; "
+                     f"the sweep vmaps the batch over one")
+  return names.pop() if names else "batch"
 
 
 def _functional(model: Functional) -> Built:
