@@ -193,3 +193,18 @@ def test_a_classifier_of_the_wrong_width_is_refused_whatever_the_loss():
                                                    "batch_size": 4, "steps": 1}}
     with pytest.raises(sweep.ConfigError, match=r"dataset .* needs \(4, 4\)"):
       sweep.run_sweep(config, progress=False)
+
+
+def _pure_pair(*, in_features, out_features):
+  import jax  # pylint: disable=import-outside-toplevel
+  return (lambda key: {"w": jax.random.normal(key, (in_features, out_features))},
+          lambda params, x: x @ params["w"])
+
+
+def test_probes_of_a_pure_pair_that_cannot_be_captured_are_refused_at_load_time():
+  data = {"x_train": np.ones((16, 3), np.float32), "y_train": np.arange(16) % 2,
+          "x_test": np.ones((4, 3), np.float32), "y_test": np.arange(4) % 2}
+  config = {"probes": ["mean"], "eval_every": 1,
+            "grid": {"model": _pure_pair, "dataset": data, "batch_size": 4, "steps": 1}}
+  with pytest.raises(sweep.ConfigError, match="probes = \\['mean'\\].*cannot be captured"):
+    sweep.run_sweep(config, progress=False)

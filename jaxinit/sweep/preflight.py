@@ -136,10 +136,10 @@ def _run(config: SweepConfig, spec: ModelSpec, program: Program, data: dict[str,
     if probes_lib.probed_network(built, config.probes) is None:
       needs = sorted(frozenset().union(*(probes_lib.NEEDS[p] for p in config.probes)))
       raise ConfigError(
-          f"probes = {list(config.probes)}: {where} is a pure (init, apply) pair whose apply "
-          f"does not take {', '.join(needs)} (returning its pre-activations as "
-          f"jaxinit.models' networks do), and only Flax and Equinox models can be captured; "
-          f"set probes = [] for this model")
+          f"probes = {list(config.probes)}: {where}'s call does not take "
+          f"{', '.join(needs)} (returning its pre-activations as jaxinit.models' networks "
+          f"do), and it cannot be captured (jaxinit.capture takes Flax models and stateless "
+          f"Equinox models, not pure (init, apply) pairs); set probes = [] for this model")
     names = config.probes
     y_probe = jax.ShapeDtypeStruct((config.probe_batch,) + y.shape[1:], y.dtype)
     x_probe = jax.ShapeDtypeStruct((config.probe_batch,) + x.shape[1:], x.dtype)
