@@ -134,8 +134,8 @@ def test_builtin_sweep_model_is_the_jaxinit_models_network():
                                   _flat(nnx.to_pure_dict(nnx.state(mine, nnx.Param))))
 
 
-@pytest.mark.parametrize("kind", ["nnx_cnn", "linen", "pure",
-                                  pytest.param("equinox", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("kind", ["nnx_cnn", "pure"] + [
+    pytest.param(k, marks=pytest.mark.slow) for k in ("linen", "equinox")])
 def test_a_partial_rule_set_leaves_other_params_at_each_models_own_draw(kind):
   """Parameters no rule serves get the model's own initializers with each model's own
   key (so seeds differ everywhere), as ``jaxinit.initialize`` of the model built with

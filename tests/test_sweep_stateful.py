@@ -64,7 +64,8 @@ def _config(model):
                    "learning_rate": [0.01, 0.03], "batch_size": 32, "steps": 40}}
 
 
-@pytest.fixture(scope="module", params=["nnx", "linen"])
+# The linen sweep runs with the slow tests (its parts are checked below by default).
+@pytest.fixture(scope="module", params=["nnx", pytest.param("linen", marks=pytest.mark.slow)])
 def swept(request, tmp_path_factory):
   model = NormDropMLP if request.param == "nnx" else LinenNormMLP
   out = tmp_path_factory.mktemp(f"stateful_{request.param}")
@@ -94,8 +95,8 @@ def test_resume_and_a_rerun_are_bit_identical(swept):
     assert [r["final_test_loss"] for r in rows] == [r["final_test_loss"] for r in result.rows]
 
 
-def test_batch_statistics_are_carried_per_model_and_used_in_eval_mode(swept):
-  kind, _, _, _ = swept
+@pytest.mark.parametrize("kind", ["nnx", "linen"])
+def test_batch_statistics_are_carried_per_model_and_used_in_eval_mode(kind):
   model = NormDropMLP if kind == "nnx" else LinenNormMLP
   kwargs = {"in_features": 6, "out_features": 3} if kind == "nnx" else {"out_features": 3}
   built = kinds.build(model, kwargs, DATA["x_train"][:4])
@@ -233,3 +234,21 @@ def test_an_equinox_model_with_state_and_dropout_sweeps_reproducibly():
   again = sweep.run_sweep(config, progress=False)
   assert [r["final_fingerprint"] for r in again.rows] == [
       r["final_fingerprint"] for r in first.rows]
+
+
+def test_a_linen_model_is_probed_through_capture_in_eval_mode():
+  from jaxinit import capture, probes  # pylint: disable=import-outside-toplevel
+  from jaxinit.sweep import probes as sweep_probes  # pylint: disable=import-outside-toplevel
+  built = kinds.build(LinenNormMLP, {"out_features": 3}, DATA["x_train"][:4])
+  params = jax.tree.map(jnp.asarray, built.params)
+  x, y = jnp.asarray(DATA["x_train"][:16]), jnp.asarray(DATA["y_train"][:16])
+  net = sweep_probes.probed_network(built, PROBES, built.state)
+  assert isinstance(net, sweep_probes.CapturedNetwork)
+  loss = lambda out: jnp.mean((out - jax.nn.one_hot(y, 3)) ** 2)  # noqa: E731
+  got = jax.jit(lambda p: sweep_probes.measure(PROBES, net, p, x, loss))(params)
+  assert all(got[n].shape == (2,) and np.isfinite(got[n]).all() for n in PROBES), got
+  _, captured = capture.capture(LinenNormMLP(3), x, variables={"params": params,
+                                                               **built.state})
+  dense = [k for k in captured if k.startswith("Dense")]
+  np.testing.assert_allclose(got["second_moment"], [
+      probes.layer_moments(captured[k][None])["second_moment"][0] for k in dense], rtol=1e-5)
