@@ -283,11 +283,6 @@ def _nnx(module: Any, rebuild: Callable[[jax.Array], Any]) -> Built:
         jax.tree.structure(template), [jnp.asarray(v) for v in jax.tree.leaves(pure)])
     return nnx.merge(graphdef, fill(params, p), stream, fill(state, s), _copy(rest))
 
-  def apply(p, x, **kwargs):
-    model = merge(p, nnx.to_pure_dict(state), None)
-    model.eval()
-    return model(x, **kwargs)
-
   def runner(p, s, x, key, train, **kwargs):
     model = merge(p, s, key)
     if train:
@@ -296,6 +291,9 @@ def _nnx(module: Any, rebuild: Callable[[jax.Array], Any]) -> Built:
       model.eval()
     out = model(x, **kwargs)
     return out, nnx.to_pure_dict(nnx.state(model, carried))
+
+  def apply(p, x, **kwargs):
+    return runner(p, nnx.to_pure_dict(state), x, None, False, **kwargs)[0]
 
   def forward(p, s):
     from jaxinit import capture  # pylint: disable=import-outside-toplevel
