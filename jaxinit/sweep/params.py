@@ -72,7 +72,8 @@ def cell_rules(init: Any, weight_variance: float = 1.0, bias_variance: float = 0
   weights are ``I``'s draws times ``sqrt(weight_variance)``, fans from their
   modules) and ``B = Scaled(N(0, 1), sqrt(bias_variance))`` (zeros when it
   is 0). Parameters neither rule matches (norm scales, ...) keep the values
-  the model was built with.
+  the model was built with: in a sweep, each model built with its own model
+  key (see the module docstring).
 
   A rule set (a ``RuleSet``, or its config ``{name = "rules", rules = [...]}``)
   is used as it is, except that with ``weight_variance != 1`` every weight it
