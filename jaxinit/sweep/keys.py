@@ -157,5 +157,5 @@ def derive_keys(root_seed: int, tag: int, identities: Sequence[str]) -> np.ndarr
   return np.asarray(_derive_batch(root, jnp.uint32(tag), padded))[:len(words)]
 
 
-__all__ = ["DATA_TAG", "INIT_TAG", "MODEL_TAG", "model_identity", "canonical_init", "data_identity", "derive_keys",
-           "digest_words", "init_identity", "param_layout"]
+__all__ = ["DATA_TAG", "INIT_TAG", "MODEL_TAG", "canonical_init", "data_identity", "derive_keys",
+           "digest_words", "init_identity", "model_identity", "param_layout"]
