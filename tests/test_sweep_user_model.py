@@ -189,8 +189,8 @@ def test_a_classifier_of_the_wrong_width_is_refused_whatever_the_loss():
   data = {"x_train": np.ones((16, 3), np.float32), "y_train": np.arange(16) % 4,
           "x_test": np.ones((4, 3), np.float32), "y_test": np.arange(4)}
   for loss in ("auto", "cross_entropy"):
-    config = {"loss": loss, "probes": [], "eval_every": 1, "grid": {"model": _ten_way, "dataset": data,
-                                                   "batch_size": 4, "steps": 1}}
+    config = {"loss": loss, "probes": [], "eval_every": 1,
+              "grid": {"model": _ten_way, "dataset": data, "batch_size": 4, "steps": 1}}
     with pytest.raises(sweep.ConfigError, match=r"dataset .* needs \(4, 4\)"):
       sweep.run_sweep(config, progress=False)
 
