@@ -114,7 +114,8 @@ def params_per_model(program: program_lib.Program) -> int:
 def _single_states(program, params: np.ndarray, learning_rate: np.ndarray) -> list[dict]:
   """Single-model states (no model axis) for the baselines."""
   opt_states = step.init_opt_state(program, jnp.asarray(params), jnp.asarray(learning_rate))
-  return [{"params": jnp.asarray(params[j]),
+  net_state = jax.tree.map(jnp.asarray, program_lib.network(program).state)
+  return [{"params": jnp.asarray(params[j]), "net_state": net_state,
            "opt_state": jax.tree.map(lambda x, j=j: x[j], opt_states),
            "alive": jnp.bool_(True), "diverged_step": jnp.int32(-1)}
           for j in range(len(learning_rate))]

@@ -53,7 +53,7 @@ import optax
 import jaxinit
 from jaxinit import probes, samplers, theory
 from jaxinit.models import CNN1D, MLP, ResMLP, functional
-from jaxinit.sweep import load_dataset
+from jaxinit.sweep import activations, load_dataset
 from jaxinit_experiments.study import (Report, Study, pick, pyplot, save_figure,
                                        train_population, verdict_of, write_csv)
 
@@ -65,6 +65,9 @@ LABELS = {"tat": "TAT leaky ReLU", "dks": "DKS softplus", "eoc_relu": "EOC ReLU"
 COLORS = {"tat": "tab:blue", "dks": "tab:green", "eoc_relu": "tab:red",
           "eoc_tanh": "tab:purple", "resmlp": "black"}
 TAT_C_VAL_0, DKS_C_SLOPE_1, TANH_BIAS_VARIANCE = 0.9, 1.5, 0.05
+TRANSFORMED = {"tat": {"name": "tat", "family": "leaky_relu", "c_val_0": TAT_C_VAL_0},
+               "dks": {"name": "dks", "family": "softplus", "c_slope_1": DKS_C_SLOPE_1}}
+"""The transformed activations, as a sweep's ``activation`` axis writes them."""
 LEARNING_RATES = (1e-4, 3e-4, 1e-3)
 BATCH = 64
 MARGIN = 0.02   # "within 2 points", "measurably below": 2 points of test accuracy
@@ -112,12 +115,9 @@ def _arm(name: str, family: str, depth: int, width: int, in_features: int, class
     net = functional(ResMLP.abstract(in_features, classes, width, blocks, activation="relu",
                                      branch_scale=1 / math.sqrt(blocks)))[0]
     return Arm(name, family, depth, net, "relu", 2.0, 0.0)
-  shape = theory.mlp(depth)
   sw, sb = 1.0, 0.0
-  if name == "tat":
-    phi: Any = theory.tat("leaky_relu", shape, c_val_0=TAT_C_VAL_0)
-  elif name == "dks":
-    phi = theory.dks("softplus", shape, c_slope_1=DKS_C_SLOPE_1)
+  if name in TRANSFORMED:  # the sweep's path: solved for theory.mlp(depth)
+    phi: Any = activations.resolve(TRANSFORMED[name], depth)
   elif name == "eoc_relu":
     phi, sw = "relu", 2.0
   else:

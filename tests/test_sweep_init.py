@@ -132,3 +132,31 @@ def test_builtin_sweep_model_is_the_jaxinit_models_network():
     built = kinds.build(MODELS[name].factory, {**kw, **extra}, np.zeros((1, 4), np.float32))
     np.testing.assert_array_equal(_flat(built.initialize(rules, jax.random.key(5))),
                                   _flat(nnx.to_pure_dict(nnx.state(mine, nnx.Param))))
+
+
+@pytest.mark.parametrize("kind", ["nnx_cnn", "pure"] + [
+    pytest.param(k, marks=pytest.mark.slow) for k in ("linen", "equinox")])
+def test_a_partial_rule_set_leaves_other_params_at_each_models_own_draw(kind):
+  """Parameters no rule serves get the model's own initializers with each model's own
+  key (so seeds differ everywhere), as ``jaxinit.initialize`` of the model built with
+  that key gives them, bit for bit."""
+  if kind == "equinox":
+    pytest.importorskip("equinox")
+  factory, kwargs, shape = BUILDS[kind]
+  built = kinds.build(factory, kwargs, np.zeros((1,) + shape, np.float32))
+  partial = jaxinit.rules.RuleSet.of([(p, jaxinit.zeros) for p in built.paths[-1:]])
+  rule_sets = [partial, partial]
+  keys = np.asarray(jax.random.key_data(jax.random.split(jax.random.key(1), 4)))
+  init_keys, model_keys = keys[:2], keys[2:]
+  drawn = params_lib.draw_population(built, rule_sets, init_keys, model_keys)
+  for j, rules in enumerate(rule_sets):
+    alone = built.initialize(rules, jax.random.wrap_key_data(init_keys[j]),
+                             jax.random.wrap_key_data(model_keys[j]))
+    np.testing.assert_array_equal(drawn[j], _flat(alone), err_msg=f"model {j}")
+  kept = params_lib.plan(built, partial).kept
+  lo = 0
+  for path, leaf in zip(built.paths, jax.tree.leaves(built.params)):
+    if path in kept and np.size(leaf) > 1 and np.std(leaf) > 0:
+      part = slice(lo, lo + np.size(leaf))
+      assert not np.array_equal(drawn[0, part], drawn[1, part]), path  # seeds differ
+    lo += np.size(leaf)

@@ -39,9 +39,13 @@ def test_python_sweep_of_a_user_cnn_trains_every_cell(from_python):
   assert losses[:, -1].mean() < losses[:, 0].mean()
   rows, curves, _ = sweep.read_results(out)
   assert [r["final_test_loss"] for r in rows] == [r["final_test_loss"] for r in result.rows]
+  # The CNN takes no width and no activation: its rows leave them empty, not the defaults.
+  for r in rows + result.rows:
+    assert r["width"] is None and r["activation"] is None and r["use_bias"] is None, r
+    assert r["depth"] == 2
 
 
-def test_resume_reads_back_every_model_and_plots_draw(from_python):
+def test_resume_reads_back_every_model_and_plots_draw(from_python, recwarn):
   result, out, config = from_python
   again = sweep.run_sweep(config, out_dir=out, progress=False, resume=True)
   assert again.resumed_models == len(result.rows)
@@ -50,6 +54,9 @@ def test_resume_reads_back_every_model_and_plots_draw(from_python):
   pytest.importorskip("matplotlib")
   assert cli.main(["plot", str(out)]) == 0
   assert any(p.stat().st_size > 1000 for p in out.glob("*.png"))
+  # The rule set's long label is shortened: every panel keeps its layout.
+  assert not [w for w in recwarn if "tight" in str(w.message).lower()], [
+      str(w.message) for w in recwarn]
 
 
 def _toml(tmp_path: Path, text: str, name: str = "sweep.toml") -> Path:
@@ -94,11 +101,15 @@ def test_the_shipped_toml_loads(tmp_path):
 BAD = """
 import numpy as np
 
-def data(n=32, nan=False, short=False):
+def data(n=32, nan=False, short=False, unseen=False):
   x = np.random.default_rng(0).normal(size=(n, 16, 1)).astype(np.float32)
   y = np.arange(n) % 4
+  if unseen:
+    y[0] = 5  # the first 8 examples are also the test set: its label 5 is not in train
   if nan:
     x[3, 2, 0] = np.nan
+  if unseen:
+    return {"x_train": x[8:], "y_train": y[8:], "x_test": x[:8], "y_test": y[:8]}
   return {"x_train": x, "y_train": y[:-1] if short else y, "x_test": x[:8], "y_test": y[:8]}
 
 def per_example_loss(outputs, targets):
@@ -115,13 +126,19 @@ def count_loss(outputs, targets):
     ('activation = ["relu", "tanh"]', "activation", "change nothing"),
     ('dataset = { name = "bad:data", short = true }', "dataset", "y_train"),
     ('dataset = { name = "bad:data", nan = true }', "dataset", "nan"),
+    ('dataset = { name = "bad:data", unseen = true }', "dataset", "label(s) [5]"),
     ('loss = "bad:per_example_loss"', "loss", "scalar"),
     ('loss = "bad:count_loss"', "loss", "not a float"),
+    ('init = { name = "rules", rules = [{ path = "head/kernl", init = "zeros" }] }', "init",
+     "head/kernl') matches no parameter"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, change, key, words):
   (tmp_path / "bad.py").write_text(BAD)
-  lines = [line for line in SMALL_TOML.splitlines()
-           if not line.startswith(change.split(" ")[0] + " ")]
+  lines, dropping = [], False
+  for line in SMALL_TOML.splitlines():  # the changed key's line and its continuations
+    dropping = line.startswith(change.split(" ")[0] + " ") or (dropping and line[:1] == " ")
+    if not dropping:
+      lines.append(line)
   where = lines.index("[grid]") if not change.startswith("loss") else lines.index("[grid]") - 1
   lines.insert(where + 1, change)
   text = "\n".join(lines).replace(f"paths = [{str(CONFIGS)!r}]",
@@ -161,3 +178,33 @@ def test_an_equinox_factory_sweeps_end_to_end(tmp_path):
   he = {r["init_fingerprint"] for r in result.rows if r["init"] == "he_normal"}
   zeros = {r["init_fingerprint"] for r in result.rows if r["init"] == "zeros"}
   assert len(he) == 2 and len(zeros) == 1  # each seed its own He draw; zeros are zeros
+
+
+def _ten_way(*, in_features, rngs):
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  return nnx.Linear(in_features, 10, rngs=rngs)
+
+
+def test_a_classifier_of_the_wrong_width_is_refused_whatever_the_loss():
+  data = {"x_train": np.ones((16, 3), np.float32), "y_train": np.arange(16) % 4,
+          "x_test": np.ones((4, 3), np.float32), "y_test": np.arange(4)}
+  for loss in ("auto", "cross_entropy"):
+    config = {"loss": loss, "probes": [], "eval_every": 1,
+              "grid": {"model": _ten_way, "dataset": data, "batch_size": 4, "steps": 1}}
+    with pytest.raises(sweep.ConfigError, match=r"dataset .* needs \(4, 4\)"):
+      sweep.run_sweep(config, progress=False)
+
+
+def _pure_pair(*, in_features, out_features):
+  import jax  # pylint: disable=import-outside-toplevel
+  return (lambda key: {"w": jax.random.normal(key, (in_features, out_features))},
+          lambda params, x: x @ params["w"])
+
+
+def test_probes_of_a_pure_pair_that_cannot_be_captured_are_refused_at_load_time():
+  data = {"x_train": np.ones((16, 3), np.float32), "y_train": np.arange(16) % 2,
+          "x_test": np.ones((4, 3), np.float32), "y_test": np.arange(4) % 2}
+  config = {"probes": ["mean"], "eval_every": 1,
+            "grid": {"model": _pure_pair, "dataset": data, "batch_size": 4, "steps": 1}}
+  with pytest.raises(sweep.ConfigError, match="probes = \\['mean'\\].*cannot be captured"):
+    sweep.run_sweep(config, progress=False)

@@ -16,6 +16,7 @@ rules (:mod:`jaxinit.sweep.params`); results land in a folder
 The engine's modules, one job each: :mod:`~jaxinit.sweep.config` and
 :mod:`~jaxinit.sweep.axes` (the schema), :mod:`~jaxinit.sweep.refs` (names
 and import paths), the registries :mod:`~jaxinit.sweep.networks`,
+:mod:`~jaxinit.sweep.activations` (names and DKS/TAT transforms),
 :mod:`~jaxinit.sweep.datasets`, :mod:`~jaxinit.sweep.optimizers`,
 :mod:`~jaxinit.sweep.losses` and :mod:`~jaxinit.sweep.probes` (what a grid
 can name), :mod:`~jaxinit.sweep.kinds` (any model as the engine sees it),

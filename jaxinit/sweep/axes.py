@@ -25,7 +25,7 @@ import numpy as np
 import jaxinit
 from jaxinit import checks, gains
 from jaxinit.sweep import data as data_lib
-from jaxinit.sweep import datasets, keys, networks, optimizers, probes
+from jaxinit.sweep import activations, datasets, keys, networks, optimizers, probes
 from jaxinit.sweep.data import Spec
 
 
@@ -108,14 +108,6 @@ def _init_spec(where: str, value: Any) -> Spec:
   return value
 
 
-def _activation(where: str, value: Any) -> str:
-  if not isinstance(value, str) or value not in gains.ACTIVATIONS:
-    raise ValueError(f"{where}: unknown activation {value!r}; accepted: "
-                     f"{', '.join(sorted(gains.ACTIVATIONS))}"
-                     f"{checks.did_you_mean(value, gains.ACTIVATIONS)}")
-  return value
-
-
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -132,7 +124,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "model": networks.check_model,
     "dataset": data_lib.check_dataset,
     "init": _init_spec,
-    "activation": _activation,
+    "activation": activations.check_activation,
     "depth": checks.positive_int,
     "width": checks.positive_int,
     "weight_variance": _variance,

@@ -38,7 +38,7 @@ import numpy as np
 from jaxinit.sweep import losses, networks, optimizers, registry
 from jaxinit.sweep.config import AXES, ModelSpec, SweepConfig
 from jaxinit.sweep.data import Dataset
-from jaxinit.sweep.program import Program, frozen, param_count
+from jaxinit.sweep.program import Program, frozen, network, param_count
 from jaxinit.sweep.step import init_opt_state, train_block
 
 VMAP_FLOPS = 16e6
@@ -269,7 +269,10 @@ def _state_struct(program: Program, num: int, size: int,
   opt_state = jax.eval_shape(functools.partial(init_opt_state, program), params, lr)
   if split is not None:
     opt_state = jax.tree.map(lambda x: struct(x.shape, x.dtype), opt_state)
-  return {"params": params, "opt_state": opt_state, "alive": struct((num,), jnp.bool_),
+  net_state = jax.tree.map(lambda x: struct((num,) + x.shape, x.dtype),
+                           network(program).state)
+  return {"params": params, "net_state": net_state, "opt_state": opt_state,
+          "alive": struct((num,), jnp.bool_),
           "diverged_step": struct((num,), jnp.int32)}
 
 

@@ -41,7 +41,8 @@ Every key is optional; :data:`AXES` and :data:`TOP_LEVEL` hold the defaults.
 :func:`jaxinit.sweep.params.cell_rules` (every weight, every bias), or a rule
 set ``{name = "rules", rules = [{path = "*head*", init = "zeros"}, {module =
 "flax.nnx.Conv", init = "he_normal"}]}``; ``activation`` a name of
-:data:`jaxinit.gains.ACTIVATIONS`; the others are documented beside their
+:data:`jaxinit.gains.ACTIVATIONS` or a DKS/TAT transformed activation
+(``"tat:leaky_relu"``, :mod:`~jaxinit.sweep.activations`); the others are documented beside their
 registries: :mod:`~jaxinit.sweep.networks` and :mod:`~jaxinit.sweep.kinds`
 (models), :mod:`~jaxinit.sweep.data` and :mod:`~jaxinit.sweep.datasets`,
 :mod:`~jaxinit.sweep.optimizers`, :mod:`~jaxinit.sweep.probes`,

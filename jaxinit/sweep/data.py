@@ -117,7 +117,7 @@ def from_arrays(data: Any, *, task: str = "auto", name: str = "arrays") -> Datas
   Raises:
     TypeError, ValueError: naming the array at fault: missing, not numbers,
       empty, of mismatched lengths or shapes, not finite, labels that are not
-      ``0..C-1``.
+      integers >= 0, test labels that no training example has.
   """
   if isinstance(data, Dataset):
     data = {**{k: getattr(data, k) for k in _ARRAYS}, "name": data.name, "task": data.task}
@@ -156,7 +156,13 @@ def from_arrays(data: Any, *, task: str = "auto", name: str = "arrays") -> Datas
       if y.ndim != 1 or np.any(y != np.round(y)) or np.any(y < 0):
         raise ValueError(f"{key}: class labels must be integers >= 0 of shape (n,), got "
                          f"dtype {y.dtype}, shape {y.shape}")
-    classes = int(max(y_train.max(), y_test.max())) + 1
+    unseen = np.setdiff1d(y_test, y_train)
+    if unseen.size:
+      raise ValueError(f"y_test holds label(s) {unseen[:10].tolist()} that y_train never has "
+                       f"(train labels: {np.unique(y_train)[:20].tolist()}): a model cannot "
+                       f"learn a class it never sees; split the data so that train holds "
+                       f"every class")
+    classes = int(y_train.max()) + 1
     y_train, y_test = y_train.astype(np.int32), y_test.astype(np.int32)
   else:
     y_train, y_test = (y.astype(np.float32).reshape(len(y), -1) for y in (y_train, y_test))

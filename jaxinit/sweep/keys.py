@@ -12,6 +12,11 @@ has two keys, each derived from exactly what determines what it draws:
   model, depth, width, use_bias, the dataset's input and output sizes), the
   initializer (canonical: ``"he_normal"`` and ``{name = "kaiming_normal"}``
   are one), the weight and bias variances and the seed;
+* its **model key** ``fold_in(fold_in(fold_in(key(root_seed), 3), e), f)`` from
+  :func:`model_identity`: the parameter shapes and the seed. The model is
+  built with it, so parameters no init rule serves get the model's own
+  initializers, drawn anew for every seed (:mod:`jaxinit.sweep.params`);
+  cells that differ only in their rules share them;
 * its **data key** ``fold_in(fold_in(fold_in(key(root_seed), 2), c), d)`` from
   :func:`data_identity`: the dataset (canonical spec), the batch size and the
   seed. Its step-``t`` minibatch (drawn with replacement) is
@@ -44,6 +49,9 @@ INIT_TAG = 1
 
 DATA_TAG = 2
 """Folded into the root key before a data identity."""
+
+MODEL_TAG = 3
+"""Folded into the root key before a model identity."""
 
 
 def _canonical(value: Any) -> str:
@@ -105,6 +113,11 @@ def init_identity(layout: Any, init: Any, weight_variance: float, bias_variance:
                      "bias_variance": float(bias_variance), "seed": int(seed)})
 
 
+def model_identity(layout: Any, seed: int) -> str:
+  """What determines the key a model is built with (its own initializers' draws)."""
+  return _canonical({"params": layout, "seed": int(seed)})
+
+
 def data_identity(dataset: Any, batch_size: int, seed: int) -> str:
   """What determines a model's minibatches, as canonical text."""
   return _canonical({"dataset": dataset, "batch_size": int(batch_size), "seed": int(seed)})
@@ -144,5 +157,5 @@ def derive_keys(root_seed: int, tag: int, identities: Sequence[str]) -> np.ndarr
   return np.asarray(_derive_batch(root, jnp.uint32(tag), padded))[:len(words)]
 
 
-__all__ = ["DATA_TAG", "INIT_TAG", "canonical_init", "data_identity", "derive_keys",
-           "digest_words", "init_identity", "param_layout"]
+__all__ = ["DATA_TAG", "INIT_TAG", "MODEL_TAG", "canonical_init", "data_identity", "derive_keys",
+           "digest_words", "init_identity", "model_identity", "param_layout"]

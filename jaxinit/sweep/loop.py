@@ -122,7 +122,9 @@ def initial_arrays(program: Program, models: Sequence[ModelSpec], root_seed: int
   first = {text: i for i, text in reversed(list(enumerate(identities)))}
   rules = [_cell_rules(json.dumps([models[first[t]][a] for a in _INIT_AXES], sort_keys=True))
            for t in unique]
-  drawn = params_lib.draw_population(built, rules, init_keys)
+  model_keys = keys_lib.derive_keys(root_seed, keys_lib.MODEL_TAG, [
+      keys_lib.model_identity(layout, models[first[t]].seed) for t in unique])
+  drawn = params_lib.draw_population(built, rules, init_keys, model_keys)
   position = {text: i for i, text in enumerate(unique)}
   params = drawn[[position[t] for t in identities]]
   data_keys = keys_lib.derive_keys(root_seed, keys_lib.DATA_TAG, [keys_lib.data_identity(
@@ -150,11 +152,15 @@ def start_state(programs: GroupPrograms, params: np.ndarray, learning_rate: np.n
     rows: :meth:`~jaxinit.sweep.compile.GroupPrograms.local_rows`.
 
   Returns:
-    ``{"params", "opt_state", "alive", "diverged_step"}``, each split over models.
+    ``{"params", "net_state", "opt_state", "alive", "diverged_step"}``, each split
+    over models (``net_state``: the model's non-param state as built, for every model).
   """
   n = len(rows)
   params_, lr = programs.put(params, rows), programs.put(learning_rate, rows)
-  return {"params": params_, "opt_state": programs.opt_init(params_, lr),
+  net_state = jax.tree.map(lambda x: np.broadcast_to(x, (n,) + x.shape).copy(),
+                           network(programs.program).state)
+  return {"params": params_, "net_state": programs.put(net_state, rows),
+          "opt_state": programs.opt_init(params_, lr),
           "alive": programs.put(np.ones(n, bool), rows),
           "diverged_step": programs.put(np.full(n, -1, np.int32), rows)}
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from jaxinit import checks
-from jaxinit.sweep import refs
+from jaxinit.sweep import activations, refs
 from jaxinit.sweep.kinds import parameters
 
 Check = Callable[[str, Any], Any]
@@ -57,26 +57,34 @@ def _one_channel(x: np.ndarray) -> np.ndarray:
 
 # The built-in networks (jaxinit.models), as NNX factories.
 
-def _mlp(*, in_features: int, out_features: int, width: int, depth: int, activation: str,
+# A transformed activation ("tat:leaky_relu") is solved for the plain network of the
+# model's depth (jaxinit.sweep.activations).
+
+def _mlp(*, in_features: int, out_features: int, width: int, depth: int, activation: Any,
          use_bias: bool, rngs: Any) -> Any:
   import jaxinit.models as models  # pylint: disable=import-outside-toplevel
-  return models.MLP(in_features, out_features, width, depth, activation=activation,
-                    use_bias=use_bias, rngs=rngs)
+  return models.MLP(in_features, out_features, width, depth,
+                    activation=activations.resolve(activation, depth), use_bias=use_bias,
+                    rngs=rngs)
 
 
 def _resmlp(*, in_features: int, out_features: int, width: int, depth: int, activation: str,
             use_bias: bool, branch_scale: float = 1.0, rngs: Any) -> Any:
   import jaxinit.models as models  # pylint: disable=import-outside-toplevel
+  if activations.is_transformed(activation):
+    raise ValueError(f"activation {activation!r}: transformed activations are solved for plain "
+                     f"networks (mlp, cnn1d); a residual network has another C-map")
   return models.ResMLP(in_features, out_features, width, depth, activation=activation,
                        use_bias=use_bias, branch_scale=branch_scale, rngs=rngs)
 
 
-def _cnn1d(*, out_features: int, width: int, depth: int, activation: str, use_bias: bool,
+def _cnn1d(*, out_features: int, width: int, depth: int, activation: Any, use_bias: bool,
            kernel_size: int = 5, rngs: Any) -> Any:
   # A signal of any length: the convolutions slide, the readout pools.
   import jaxinit.models as models  # pylint: disable=import-outside-toplevel
   return models.CNN1D(1, out_features, width, depth, kernel_size=kernel_size,
-                      activation=activation, use_bias=use_bias, rngs=rngs)
+                      activation=activations.resolve(activation, depth), use_bias=use_bias,
+                      rngs=rngs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +124,18 @@ def accepted(model: ModelEntry, names: Iterable[str]) -> list[str]:
   """Those of ``names`` that the entry's factory takes as keyword arguments."""
   taken, var = parameters(model.factory)
   return [n for n in names if var or n in taken]
+
+
+def ignored_axes(name: str, paths: Sequence[str] = ()) -> tuple[str, ...]:
+  """The :data:`OFFERED_AXES` model ``name``'s factory does not take: the grid's values
+  of these axes say nothing about the model (its result rows leave them empty).
+
+  Examples:
+    >>> ignored_axes("cnn1d"), ignored_axes("mlp")
+    ((), ())
+  """
+  model = entry(name, paths)
+  return tuple(a for a in OFFERED_AXES if not accepted(model, [a]))
 
 
 def check_kwarg(model: ModelEntry, where: str, key: str, value: Any) -> Any:
@@ -164,4 +184,4 @@ def check_model(where: str, value: Any, paths: Sequence[str] = ()) -> Any:
 
 
 __all__ = ["DATA_KWARGS", "MODELS", "ModelEntry", "OFFERED_AXES", "accepted", "check_kwarg",
-           "check_model", "entry"]
+           "check_model", "entry", "ignored_axes"]

@@ -6,7 +6,14 @@ A cell's ``init``, ``weight_variance`` and ``bias_variance`` make one rule set
 model alone (:meth:`jaxinit.sweep.kinds.Built.initialize`; ``init_key`` from
 :mod:`jaxinit.sweep.keys`): every parameter a rule serves is
 :func:`jaxinit.rules.draw` at its path, with fans from its module; the others
-keep the values the model was built with.
+keep the values the model was built with, and each model is built with its
+own *model key* (``rngs=nnx.Rngs(model_key)``, ``key=model_key``,
+``module.init(model_key, x)``, ``init(model_key)``; the key from the
+model's architecture and seed, :mod:`jaxinit.sweep.keys`): a partial rule
+set (one for the head only, say) leaves every other parameter at the model's
+own initializer, drawn anew for every seed, never one draw shared by all
+seeds. ``jaxinit.initialize(model built with model_key, rules, init_key)``
+is the reference, bit for bit.
 
 :func:`draw_population` draws them for a whole chunk of models from the
 rules' own plan (:func:`jaxinit.rules.plan`: one walk of the model, the rules
@@ -65,7 +72,8 @@ def cell_rules(init: Any, weight_variance: float = 1.0, bias_variance: float = 0
   weights are ``I``'s draws times ``sqrt(weight_variance)``, fans from their
   modules) and ``B = Scaled(N(0, 1), sqrt(bias_variance))`` (zeros when it
   is 0). Parameters neither rule matches (norm scales, ...) keep the values
-  the model was built with.
+  the model was built with: in a sweep, each model built with its own model
+  key (see the module docstring).
 
   A rule set (a ``RuleSet``, or its config ``{name = "rules", rules = [...]}``)
   is used as it is, except that with ``weight_variance != 1`` every weight it
@@ -186,8 +194,20 @@ def _rows_per_call(size: int) -> int:
   return max(1, min(256, 1 << max(0, (2**22 // max(size, 1)).bit_length() - 1)))
 
 
-def draw_population(built: Built, rule_sets: Sequence[RuleSet], init_keys: np.ndarray
-                    ) -> np.ndarray:
+@functools.lru_cache(maxsize=64)
+def _own_draw(built: Built) -> Any:
+  """Compiled: the params of the model built with each row's model key, flat."""
+  from jaxinit.sweep.step import ravel  # pylint: disable=import-outside-toplevel
+  one = lambda k: ravel(built.own_params(jax.random.wrap_key_data(k))).astype(  # noqa: E731
+      jnp.float32)
+  return jax.jit(jax.vmap(one))
+
+
+_OWN_ROWS = 8  # models per call of a model-built draw: one compile per shape group
+
+
+def draw_population(built: Built, rule_sets: Sequence[RuleSet], init_keys: np.ndarray,
+                    model_keys: np.ndarray | None = None) -> np.ndarray:
   """Every model's initial params, flat: ``(models, size)`` float32 (host numpy).
 
   Model ``j`` gets ``jaxinit.initialize(model, rule_sets[j], init_keys[j])``
@@ -198,6 +218,9 @@ def draw_population(built: Built, rule_sets: Sequence[RuleSet], init_keys: np.nd
     built: the shape group's model.
     rule_sets: per model, its rules (:func:`cell_rules`).
     init_keys: per model, its raw init key ``(models, 2)`` uint32.
+    model_keys: per model, the raw key it is built with (see the module
+      docstring); None: the parameters no rule serves keep the values of the
+      model as built once (``key(0)``).
 
   Returns:
     float32 ``(models, size)``.
@@ -211,6 +234,11 @@ def draw_population(built: Built, rule_sets: Sequence[RuleSet], init_keys: np.nd
     out[:, lo:hi] = np.asarray(leaf, np.float32).reshape(-1)
   where = {path: (lo, hi) for path, lo, hi in zip(built.paths, offsets[:-1], offsets[1:])}
   plans = {rules: plan(built, rules) for rules in set(rule_sets)}
+  own = [j for j, rules in enumerate(rule_sets) if plans[rules].kept]
+  if own and model_keys is not None:
+    # Parameters no rule serves: the model's own initializers, each model its own key.
+    own_keys = np.asarray(model_keys, np.uint32).reshape(num, 2)[own]
+    out[own] = _in_rows(_own_draw(built), _OWN_ROWS, own_keys)
   rows: dict[tuple[Any, ...], list[tuple[int, Any, float | None]]] = {}
   others: dict[tuple[Any, ...], list[tuple[int, Any, float | None]]] = {}
   for j, rules in enumerate(rule_sets):

@@ -143,8 +143,48 @@ def grid_values(rows: Sequence[Mapping[str, Any]], config: SweepConfig, metric: 
   return values, diverged
 
 
+LABEL_CHARS = 26
+"""Longest tick, legend or title value label drawn (longer ones are shortened)."""
+
+
+def _compact(text: str) -> str:
+  import re  # pylint: disable=import-outside-toplevel
+  text = re.sub(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)", r"\1", text)  # a.b.C -> C
+  text = re.sub(r"\b(?:module|path|init|param)=", "", text)
+  return text.replace("rules(rules=[", "rules[").replace("])", "]")
+
+
+def short_labels(values: Sequence[Any], limit: int = LABEL_CHARS) -> list[str]:
+  """Readable labels of axis values: each at most ``limit`` characters, still distinct.
+
+  A long label (a rule set's, ``rules(rules=[(module=flax.nnx.Conv,init=he_normal)])``)
+  is first written compactly (import paths by their last name, no ``module=`` /
+  ``path=`` / ``init=`` keys: ``rules[(Conv,he_normal)]``), then, if still too long,
+  keeps its start and ends with ``...``; labels shortened alike are numbered (``#1``).
+
+  Examples:
+    >>> short_labels(["he_normal", "rules(rules=[(module=flax.nnx.Conv,init=he_normal)])"])
+    ['he_normal', 'rules[(Conv,he_normal)]']
+    >>> short_labels(["rules(rules=[(path=head/kernel,init=zeros)])",
+    ...               "rules(rules=[(path=head/kernel,init=ones)])"], limit=16)
+    ['rules[(head...#1', 'rules[(head...#2']
+  """
+  texts = [_compact(str(v)) if v is not None and len(str(v)) > limit else
+           ("" if v is None else str(v)) for v in values]
+  cut = [t if len(t) <= limit else t[:limit - 3] + "..." for t in texts]
+  clashes = {c for c in cut if cut.count(c) > 1}
+  seen: dict[str, int] = {}
+  out = []
+  for text, short in zip(texts, cut):
+    if short in clashes and short != text:
+      seen[short] = seen.get(short, 0) + 1
+      short = f"{short[:limit - 4 - len(str(seen[short]))]}...#{seen[short]}"
+    out.append(short)
+  return out
+
+
 def _title(fixed: Mapping[str, Any]) -> str:
-  return ", ".join(f"{a} = {v}" for a, v in fixed.items())
+  return ", ".join(f"{a} = {short_labels([v])[0]}" for a, v in fixed.items())
 
 
 def _panels(n: int, columns: int = 4) -> tuple[Any, np.ndarray]:
@@ -166,8 +206,8 @@ def heatmap_figure(rows: Sequence[Mapping[str, Any]], config: SweepConfig, metri
     values, diverged = grid_values(rows, config, metric, x, y, fixed)
     image = ax.imshow(values, aspect="auto", cmap="viridis_r" if "loss" in metric else "viridis")
     fig.colorbar(image, ax=ax)
-    ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=30, ha="right")
-    ax.set_yticks(range(len(ys)), [str(v) for v in ys])
+    ax.set_xticks(range(len(xs)), short_labels(xs), rotation=30, ha="right")
+    ax.set_yticks(range(len(ys)), short_labels(ys))
     ax.set_xlabel(x or "")
     ax.set_ylabel(y or "")
     ax.set_title(_title(fixed), fontsize=8)
@@ -216,14 +256,16 @@ def line_figure(rows: Sequence[Mapping[str, Any]], curves: Mapping[str, np.ndarr
   ys = axis_labels(config, y)
   cells = [({y: yv} if y else {}) | dict(fixed) for yv in ys for fixed in panels]
   fig, axes = _panels(len(cells))
-  colors = {xv: f"C{i % 10}" for i, xv in enumerate(axis_labels(config, x))}
+  xs = axis_labels(config, x)
+  colors = {xv: f"C{i % 10}" for i, xv in enumerate(xs)}
+  names = dict(zip(xs, short_labels(xs)))
   for ax, fixed in zip(axes, cells):
     drawn = []
     for xv, color in colors.items():
       index = select(rows, {**fixed, **({x: xv} if x else {})})
       if not index:
         continue
-      label = str(xv) if x else None
+      label = names[xv] if x else None
       if kind == "loss":
         steps = curves["eval_step"][index[0]]
         keep = steps >= 0
@@ -244,8 +286,10 @@ def line_figure(rows: Sequence[Mapping[str, Any]], curves: Mapping[str, np.ndarr
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("step" if kind == "loss" else "layer")
     ax.set_title(_title(fixed), fontsize=8)
-    if x:
-      ax.legend(title=x, fontsize=6, title_fontsize=7)
+  if x:  # one legend for every panel, outside them: it hides no curve
+    handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(list(handles.values()), list(handles), title=x, fontsize=7, title_fontsize=8,
+               loc="upper left", bbox_to_anchor=(1.0, 0.95), frameon=False)
   what = ("loss (solid: test, dashed: train)" if kind == "loss" else
           f"{kind[len('probe_'):]} per layer (solid: step 0, dashed: end)")
   fig.suptitle(f"{config.name}: {what}; {SEEDS_NOTE}", fontsize=9)
@@ -307,7 +351,7 @@ def plot_results(out_dir: str | Path, *, x: str | None = None, y: str | None = N
   written = []
   for name, fig in figures:
     written.append(out / name)
-    fig.savefig(written[-1], dpi=110)
+    fig.savefig(written[-1], dpi=110, bbox_inches="tight")  # legends outside the panels
     plt.close(fig)
   return written
 

@@ -6,7 +6,9 @@ nothing is computed): every dataset loads, every model factory accepts its
 group's values and returns a model of float32 params that runs on the
 dataset's inputs, the loss returns a scalar and the metrics scalars, the
 probes can see the model, the optimizer initializes, and every cell's rules
-can draw every parameter they serve. Each failure is one
+can draw every parameter they serve, and every rule of a rule set matches
+some parameter (as ``jaxinit.initialize(..., strict=True)``; a rule meant
+for other models of the grid says ``required = false``). Each failure is one
 :class:`~jaxinit.sweep.config.ConfigError` naming the grid value at fault.
 """
 
@@ -27,7 +29,7 @@ from jaxinit.sweep.data import load_dataset
 from jaxinit.sweep.loop import group_models
 from jaxinit.sweep.params import cell_rules, plan
 from jaxinit.sweep.program import Program, device_data, network, thawed
-from jaxinit.sweep.step import init_opt_state
+from jaxinit.sweep.step import init_opt_state, noise_key
 
 
 def _refused(where: str, err: BaseException) -> ConfigError:
@@ -98,15 +100,27 @@ def _run(config: SweepConfig, spec: ModelSpec, program: Program, data: dict[str,
   x = jax.ShapeDtypeStruct((program.batch_size,) + data["x_train"].shape[1:], jnp.float32)
   y = jax.ShapeDtypeStruct((program.batch_size,) + data["y_train"].shape[1:],
                            data["y_train"].dtype)
-  out = _shape(f"{where} on {label(spec['dataset'])}'s inputs {x.shape}", built.apply,
-               built.shapes, x)
+  state = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype), built.state)
+  key = jax.random.key_data(jax.random.key(0))
+  train = lambda p, s, x: built.run(p, s, x, noise_key(key, 0), train=True)  # noqa: E731
+  out, new_state = _shape(f"{where} on {label(spec['dataset'])}'s inputs {x.shape} (train "
+                          f"mode)", train, built.shapes, state, x)
+  if jax.tree.structure(new_state) != jax.tree.structure(state) or any(
+      (a.shape, a.dtype) != (b.shape, b.dtype)
+      for a, b in zip(jax.tree.leaves(new_state), jax.tree.leaves(state))):
+    raise ConfigError(f"{where}: a training step changes the shapes of the model's state "
+                      f"(not params): {jax.tree.map(lambda v: v.shape, state)} -> "
+                      f"{jax.tree.map(lambda v: v.shape, new_state)}")
+  _shape(f"{where} on {label(spec['dataset'])}'s inputs {x.shape} (eval mode)",
+         lambda p, s, x: built.run(p, s, x)[0], built.shapes, state, x)
   if not isinstance(out, jax.ShapeDtypeStruct):
     raise ConfigError(f"{where} returns {type(out).__name__}, not one array of outputs")
-  if config.loss == "auto":
+  # A classifier needs one output per class whatever its loss: accuracy is its argmax.
+  if config.loss == "auto" or program.task == "classification":
     expected = ((program.batch_size, program.num_outputs) if program.task == "classification"
                 else y.shape)
     if out.shape != expected:
-      raise ConfigError(f"{where} returns outputs of shape {out.shape} but "
+      raise ConfigError(f"{where} returns outputs of shape {out.shape} but [grid] dataset = "
                         f"{label(spec['dataset'])} needs {expected} ({program.task}, "
                         f"{program.num_outputs} {'classes' if program.task == 'classification' else 'targets'})")
   for name, fn in (("loss", program.loss),) + tuple(
@@ -124,7 +138,14 @@ def _run(config: SweepConfig, spec: ModelSpec, program: Program, data: dict[str,
       raise ConfigError(
           f"probes = {list(config.probes)}: {where}'s call does not take "
           f"{', '.join(needs)} (returning its pre-activations as jaxinit.models' networks "
-          f"do); set probes = [] for this model")
+          f"do), and it cannot be captured (jaxinit.capture takes Flax models and stateless "
+          f"Equinox models, not pure (init, apply) pairs); set probes = [] for this model")
+    names = config.probes
+    y_probe = jax.ShapeDtypeStruct((config.probe_batch,) + y.shape[1:], y.dtype)
+    x_probe = jax.ShapeDtypeStruct((config.probe_batch,) + x.shape[1:], x.dtype)
+    _shape(f"probes = {list(names)} on {where}", lambda p, s, xb, yb: probes_lib.measure(
+        names, probes_lib.probed_network(built, names, s), p, xb,
+        lambda out: program.loss(out, yb)), built.shapes, state, x_probe, y_probe)
   size = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(built.shapes))
   _shape(f"[grid] optimizer = {label(spec['optimizer'])}",
          lambda p, lr: init_opt_state(program, p, lr),
@@ -140,6 +161,15 @@ def _init(built: Any, spec: ModelSpec) -> None:
     the_plan = plan(built, rules)
   except (TypeError, ValueError) as err:
     raise ConfigError(f"{where}: {err}") from None
+  as_given = plan(built, cell_rules(init))  # the variances' split rules are not required
+  if as_given.unused_rules:
+    # As initialize(strict=True): a rule that matches nothing is a typo until said otherwise.
+    unused = ", ".join(f"rule {i} {as_given.rules.rules[i].pattern!r}"
+                       for i in as_given.unused_rules)
+    shown = ", ".join(built.paths[:12]) + (", ..." if len(built.paths) > 12 else "")
+    raise ConfigError(f"{where}: {unused} matches no parameter of [grid] model = "
+                      f"{label(spec['model'])}, whose parameters are {shown} (fix the pattern, "
+                      f"or mark the rule required = false if it is meant for other models)")
   for factor in (np.sqrt(wv), np.sqrt(bv)):
     with np.errstate(over="ignore"):
       if not np.isfinite(np.float32(factor)):

@@ -9,11 +9,16 @@ the compiled evaluation, ``vmap``-ed over models. Adding a probe touches
 :data:`PROBES` only.
 
 Which models can be probed is decided in one place, :func:`probed_network`:
-today, models whose call takes ``capture=True`` and returns
+models whose call takes ``capture=True`` and returns
 ``(outputs, {"preactivations": (depth, ...)})`` (and, for ``grad_norm``,
 ``perturbations=`` added to that signal), as :mod:`jaxinit.models`' networks
-do, any kind of model (NNX, linen, Equinox, pure). A generic capture of
-any Flax or Equinox model's layer outputs plugs in there.
+do, serve the probes themselves (any kind of model); every other Flax NNX,
+linen or Equinox model is probed through :mod:`jaxinit.capture`
+(:class:`CapturedNetwork`): its layers are the outputs of its
+:data:`LAYER_CLASSES` module calls (dense, convolution and einsum layers:
+the pre-activations, the readout included), in forward order, each probe
+value per layer (layers of any widths). Pure ``(init, apply)`` pairs without
+``capture`` cannot be probed.
 
 * ``second_moment``, ``mean``, ``variance``: of each layer's pre-activations
   (:func:`jaxinit.probes.layer_moments`);
@@ -26,10 +31,12 @@ any Flax or Equinox model's layer outputs plugs in there.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 
 def _moment(name: str) -> Callable[[Any], Any]:
@@ -49,6 +56,20 @@ def _grad_norm(net: Any, params: Any, x: Any, loss_fn: Callable[[Any], Any]) -> 
   return probes.gradient_norms(net, params, x, loss_fn)["activations"]
 
 
+def _captured_grad_norm(fwd: Any, params: Any, x: Any, loss_fn: Callable[[Any], Any],
+                        layers: Sequence[str], kwargs: dict[str, Any]) -> Any:
+  # The gradient with respect to zero perturbations of the layers' outputs only (the
+  # params of a captured NNX model hold integer RNG state: not differentiated).
+  from jaxinit import probes  # pylint: disable=import-outside-toplevel
+  shapes = jax.eval_shape(lambda p: fwd.capture(p, x, **kwargs)[1], params)
+  zeros = {k: jnp.zeros(shapes[k].shape, shapes[k].dtype) for k in layers}
+  grads = jax.grad(lambda eps: loss_fn(fwd.capture(params, x, perturbations=eps,
+                                                   **kwargs)[0]))(zeros)
+  stack = lambda k: grads[k].reshape((-1,) + shapes[k].shape[shapes.stack_ndim(k):])  # noqa
+  # pylint: disable-next=protected-access
+  return jnp.concatenate([probes._frobenius(stack(k)) for k in layers])
+
+
 @dataclasses.dataclass(frozen=True)
 class ProbeEntry:
   """One probe.
@@ -57,9 +78,13 @@ class ProbeEntry:
     forward: ``forward(h) -> (depth,)`` of the stacked per-layer signal, or None.
     network: ``network(net, params, x, loss_fn) -> (depth,)``, for probes that
       need more than one forward pass (``loss_fn`` maps outputs to the loss).
+    captured: the same for a :class:`CapturedNetwork`: ``captured(fwd, params, x,
+      loss_fn, layers, kwargs) -> (layers,)`` (:mod:`jaxinit.capture`'s ``Forward``,
+      the captured keys of its layers, the call's keyword arguments).
   """
   forward: Callable[[Any], Any] | None = None
   network: Callable[..., Any] | None = None
+  captured: Callable[..., Any] | None = None
 
 
 PROBES: dict[str, ProbeEntry] = {
@@ -67,7 +92,7 @@ PROBES: dict[str, ProbeEntry] = {
     "mean": ProbeEntry(forward=_moment("mean")),
     "variance": ProbeEntry(forward=_moment("variance")),
     "dead_fraction": ProbeEntry(forward=_dead_fraction),
-    "grad_norm": ProbeEntry(network=_grad_norm),
+    "grad_norm": ProbeEntry(network=_grad_norm, captured=_captured_grad_norm),
 }
 """Probe names and how each is measured."""
 
@@ -87,29 +112,80 @@ class ProbedNetwork:
 
   Attributes:
     built: the model (:class:`jaxinit.sweep.kinds.Built`).
+    state: its non-param state (eval mode).
   """
   built: Any
+  state: Any = None
 
   def apply(self, params: Any, x: Any, *, capture: bool = False,
             perturbations: Any = None) -> Any:
     kwargs: dict[str, Any] = {"capture": True} if capture else {}
     if perturbations is not None:
       kwargs["perturbations"] = perturbations
-    return self.built.apply(params, x, **kwargs)
+    state = self.built.state if self.state is None else self.state
+    return self.built.run(params, state, x, **kwargs)[0]
 
   def layers(self, params: Any) -> tuple[Any, ...]:
     """Every weight (rank >= 2) as a stack of one layer, in params order."""
     return tuple((w[None], None) for w in jax.tree.leaves(params) if w.ndim >= 2)
 
 
-def probed_network(built: Any, names: Sequence[str]) -> ProbedNetwork | None:
+LAYER_CLASSES: tuple[str, ...] = (
+    "flax.nnx.Linear", "flax.nnx.LinearGeneral", "flax.nnx.Conv", "flax.nnx.ConvTranspose",
+    "flax.nnx.Einsum", "flax.linen.Dense", "flax.linen.DenseGeneral", "flax.linen.Conv",
+    "flax.linen.ConvTranspose", "flax.linen.Einsum", "equinox.nn.Linear", "equinox.nn.Conv")
+"""Module classes whose outputs are a captured model's probed layers (subclasses too)."""
+
+
+@functools.lru_cache(maxsize=1)
+def _layer_classes() -> frozenset[str]:
+  from jaxinit.rules.patterns import OfModule  # pylint: disable=import-outside-toplevel
+  found = set()
+  for path in LAYER_CLASSES:
+    try:
+      found.add(OfModule(path).cls)
+    except (ImportError, ValueError, TypeError, AttributeError):
+      continue  # an extra that is not installed (equinox)
+  return frozenset(found)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CapturedNetwork:
+  """A Flax or Equinox model probed through :mod:`jaxinit.capture`.
+
+  Attributes:
+    built: the model (:class:`jaxinit.sweep.kinds.Built`, with ``forward``).
+    state: its non-param state (eval mode).
+  """
+  built: Any
+  state: Any = None
+
+  def capture(self, params: Any, x: Any) -> tuple[Any, Any, dict[str, Any], Any, list[str]]:
+    """``(fwd, fwd_params, kwargs, captured, layers)``: the eval-mode forward pass of
+    ``x`` captured, and the keys of its :data:`LAYER_CLASSES` outputs."""
+    state = self.built.state if self.state is None else self.state
+    fwd, fwd_params, kwargs = self.built.forward(params, state)
+    _, captured = fwd.capture(fwd_params, x, **kwargs)
+    classes = _layer_classes()
+    layers = [k for k in captured if classes & set(captured.info(k).classes)]
+    if not layers:
+      raise ValueError(f"the model calls no layer of {', '.join(LAYER_CLASSES)}; captured: "
+                       f"{list(captured)}")
+    return fwd, fwd_params, kwargs, captured, layers
+
+
+def probed_network(built: Any, names: Sequence[str], state: Any = None
+                   ) -> ProbedNetwork | CapturedNetwork | None:
   """The model as the probes ``names`` see it, or None if it cannot serve them.
 
-  The hook for capture: a model's call that takes ``capture`` (and
-  ``perturbations`` for the backward probes) serves them itself.
+  A model's call that takes ``capture`` (and ``perturbations`` for the
+  backward probes) serves them itself; any other Flax or Equinox model is
+  captured (:class:`CapturedNetwork`).
   """
   needs = frozenset().union(*(NEEDS[n] for n in names)) if names else frozenset()
-  return ProbedNetwork(built) if needs <= built.takes else None
+  if needs <= built.takes:
+    return ProbedNetwork(built, state)
+  return CapturedNetwork(built, state) if built.forward is not None else None
 
 
 def measure(names: Sequence[str], net: Any, params: Any, x: Any,
@@ -128,6 +204,15 @@ def measure(names: Sequence[str], net: Any, params: Any, x: Any,
   """
   out: dict[str, Any] = {}
   forward = [n for n in names if PROBES[n].forward is not None]
+  if isinstance(net, CapturedNetwork):
+    fwd, fwd_params, kwargs, captured, layers = net.capture(params, x)
+    for name in names:
+      entry = PROBES[name]
+      if entry.forward is not None:
+        out[name] = jnp.concatenate([entry.forward(captured.per_layer(k)) for k in layers])
+      else:
+        out[name] = entry.captured(fwd, fwd_params, x, loss_fn, layers, kwargs)
+    return out
   if forward:
     _, captured = net.apply(params, x, capture=True)
     h = captured["preactivations"]
@@ -139,5 +224,6 @@ def measure(names: Sequence[str], net: Any, params: Any, x: Any,
   return out
 
 
-__all__ = ["NAMES", "NEEDS", "PROBES", "ProbeEntry", "ProbedNetwork", "measure",
+__all__ = ["CapturedNetwork", "LAYER_CLASSES", "NAMES", "NEEDS", "PROBES", "ProbeEntry",
+           "ProbedNetwork", "measure",
            "probed_network"]

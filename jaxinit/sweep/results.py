@@ -138,7 +138,8 @@ def _nan_best(values: np.ndarray, fn: Any) -> float:
 
 
 def summarize(models: Sequence[ModelSpec], records: Sequence[Any], group_of: Sequence[int],
-              probes: Sequence[str]) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+              probes: Sequence[str], ignored: Sequence[Sequence[str]] | None = None
+              ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
   """Rows and padded curve arrays from the engine's per-model records.
 
   Args:
@@ -146,6 +147,8 @@ def summarize(models: Sequence[ModelSpec], records: Sequence[Any], group_of: Seq
     records: their :class:`jaxinit.sweep.loop.ModelRecord`.
     group_of: each model's shape-group index.
     probes: the probe names.
+    ignored: per model, the axes its model does not take
+      (:func:`jaxinit.sweep.networks.ignored_axes`): left empty (None) in its row.
 
   Returns:
     ``(rows, curves)`` as described in the module docstring.
@@ -177,6 +180,8 @@ def summarize(models: Sequence[ModelSpec], records: Sequence[Any], group_of: Seq
     row: dict[str, Any] = {"model_id": model.model_id, "group": group, "seed": model.seed}
     for axis, value in model.cell.items():
       row[axis] = config_lib.label(value) if isinstance(value, (dict, list)) else value
+    for axis in (() if ignored is None else ignored[i]):
+      row[axis] = None
     m = record.metrics
     nan = np.full(e, np.nan)
     for split in ("train", "test"):

@@ -57,7 +57,7 @@ def run_sweep(config: SweepConfig | Mapping[str, Any] | str | Path, *,
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
 
-  from jaxinit.sweep import distributed, loop  # pylint: disable=import-outside-toplevel
+  from jaxinit.sweep import distributed, loop, networks, registry  # pylint: disable=C0415
   from jaxinit.sweep.preflight import preflight  # pylint: disable=import-outside-toplevel
   from jaxinit.sweep.store import RunStore  # pylint: disable=import-outside-toplevel
   start = time.perf_counter()
@@ -91,8 +91,11 @@ def run_sweep(config: SweepConfig | Mapping[str, Any] | str | Path, *,
     for g, members in enumerate(loop.group_models(models).values()):
       for i in members:
         group_index[i] = g
+    ignored = {name: networks.ignored_axes(name, config.paths)
+               for name in {registry.split(m["model"])[0] for m in models}}
     rows, curves = summarize(models, records, [group_index[i] for i in range(len(models))],
-                             config.probes)
+                             config.probes,
+                             [ignored[registry.split(m["model"])[0]] for m in models])
     result = SweepResult(
         config=config, models=models, rows=rows, curves=curves,
         groups=[vars(r) for r in reports], wall_s=time.perf_counter() - start,

@@ -5,6 +5,13 @@ loops over models). A model's params are one flat float32 vector
 (:func:`ravel`); the functions of one model are ``vmap``-ed (or ``lax.map``-ed)
 over the models of a device by :func:`train_block` and :func:`init_opt_state`.
 
+A model's non-param state (batch statistics: :attr:`jaxinit.sweep.kinds.Built.state`)
+is carried next to its params as ``state["net_state"]``: the training step
+runs the model in train mode and keeps the state it returns, evaluation runs
+it in eval mode on the state as it is. Randomness inside the model (dropout)
+draws from :func:`noise_key`: per model and step, so a model trains the same
+alone or in any company, resumed or not.
+
 Divergence: a step whose loss or new params are not finite marks its model
 diverged at that step; from then on its params and optimizer state stay as
 they were (``jnp.where``) and its step losses are NaN; the sweep goes on.
@@ -102,18 +109,36 @@ def batch_indices(batch_size: int, num_train: int, data_key: jax.Array,
   return jax.vmap(draw)(steps)
 
 
+NOISE_TAG = 1
+"""Folded into a step's data key to give the model's own randomness (:func:`noise_key`)."""
+
+
+def noise_key(data_key: jax.Array, step: jax.Array) -> jax.Array:
+  """The key of a model's randomness (dropout) at step ``t``: ``fold_in(fold_in(data_key, t),
+  NOISE_TAG)`` (its minibatch draws from ``fold_in(data_key, t)`` itself).
+
+  Args:
+    data_key: the model's raw data key (:mod:`jaxinit.sweep.keys`).
+    step: the global step index.
+  """
+  key = jax.random.fold_in(jax.random.wrap_key_data(data_key), step)
+  return jax.random.fold_in(key, NOISE_TAG)
+
+
 def train_step(program: Program, data: Mapping[str, jax.Array], state: Mapping[str, Any],
-               index: jax.Array, step: jax.Array) -> tuple[dict[str, Any], jax.Array]:
+               index: jax.Array, step: jax.Array, data_key: jax.Array | None = None
+               ) -> tuple[dict[str, Any], jax.Array]:
   """One optimizer step of one model, skipped once the model has diverged.
 
   Args:
     program: the shape group.
     data: device arrays ``x_train``, ``y_train`` (and others, unused here).
-    state: the model's ``params`` (flat, see :func:`ravel`), ``opt_state``,
-      ``alive`` and ``diverged_step``.
+    state: the model's ``params`` (flat, see :func:`ravel`), ``net_state``
+      (its non-param state), ``opt_state``, ``alive`` and ``diverged_step``.
     index: this step's minibatch, ``(batch_size,)`` rows of the training set
       (see :func:`batch_indices`).
     step: the global step index ``t`` (traced int32), recorded on divergence.
+    data_key: the model's raw data key, for its randomness (:func:`noise_key`).
 
   Returns:
     The new state and the minibatch loss (NaN if the model had diverged before).
@@ -121,13 +146,16 @@ def train_step(program: Program, data: Mapping[str, jax.Array], state: Mapping[s
   net, opt, shapes = network(program), optimizer(program), param_shapes(program)
   x, y = data["x_train"][index], data["y_train"][index]
 
+  key = None if data_key is None else noise_key(data_key, step)
+
   def loss_fn(params):
-    return program.loss(net.apply(params, x), y)
+    outputs, net_state = net.run(params, state["net_state"], x, key, train=True)
+    return program.loss(outputs, y), net_state
 
   flat = state["params"]
   # Differentiate the tree, not the flat vector: the transpose of slicing is
   # padding every leaf's gradient to the full length (slow on CPU).
-  loss, grads = jax.value_and_grad(loss_fn)(unravel(shapes, flat))
+  (loss, net_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(unravel(shapes, flat))
   layerwise = program.layerwise
   updates, opt_state = opt.update(grads if layerwise else ravel(grads), state["opt_state"],
                                   _optimizer_params(program, flat))
@@ -138,6 +166,7 @@ def train_step(program: Program, data: Mapping[str, jax.Array], state: Mapping[s
   # costs the same as the others, so the group stays one program.
   keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(ok, new, old))
   new_state = {"params": keep(new_flat, flat),
+               "net_state": keep(net_state, state["net_state"]),
                "opt_state": keep(opt_state, state["opt_state"]),
                "alive": ok,
                "diverged_step": jnp.where(alive & ~ok, step, state["diverged_step"])}
@@ -174,7 +203,7 @@ def params_fingerprint(flat: jax.Array) -> jax.Array:
 
 
 def evaluate(program: Program, data: Mapping[str, jax.Array],
-             params: PyTree) -> dict[str, jax.Array]:
+             params: PyTree, net_state: PyTree) -> dict[str, jax.Array]:
   """Train and test loss and accuracy and the probes of one model.
 
   Args:
@@ -183,6 +212,7 @@ def evaluate(program: Program, data: Mapping[str, jax.Array],
       training examples), ``x_test_eval``, ``y_test_eval``, ``x_probe``,
       ``y_probe``.
     params: the model's params, flat (see :func:`ravel`).
+    net_state: its non-param state (eval mode uses it as it is).
 
   Returns:
     Scalars ``{split}_loss`` and ``{split}_{metric}`` for ``split`` in train
@@ -195,12 +225,12 @@ def evaluate(program: Program, data: Mapping[str, jax.Array],
   params = unravel(param_shapes(program), params)
   for split in ("train", "test"):
     y = data[f"y_{split}_eval"]
-    outputs = net.apply(params, data[f"x_{split}_eval"])
+    outputs, _ = net.run(params, net_state, data[f"x_{split}_eval"])
     out[f"{split}_loss"] = program.loss(outputs, y)
     for name, metric in program.metrics:
       out[f"{split}_{name}"] = jnp.asarray(metric(outputs, y), jnp.float32)
   if program.probes:
-    probed = probes_lib.probed_network(net, program.probes)
+    probed = probes_lib.probed_network(net, program.probes, net_state)
     loss_fn = lambda y_hat: program.loss(y_hat, data["y_probe"])  # noqa: E731
     out.update(probes_lib.measure(program.probes, probed, params, data["x_probe"], loss_fn))
   return out
@@ -242,7 +272,8 @@ def train_block(program: Program, data: Mapping[str, jax.Array], data_keys: jax.
     program: the shape group.
     data: the group's device arrays.
     data_keys: ``(models, 2)`` raw data keys.
-    state: per-model ``params`` (flat), ``opt_state``, ``alive``, ``diverged_step``.
+    state: per-model ``params`` (flat), ``net_state``, ``opt_state``, ``alive``,
+      ``diverged_step``.
     start: the first step's index (traced, so every block runs one program).
     train: False to only evaluate (step 0), so one program serves both.
 
@@ -256,7 +287,7 @@ def train_block(program: Program, data: Mapping[str, jax.Array], data_keys: jax.
   def train_one(args):  # one model's block; lax.map vmaps it over a chunk of models
     state, data_key = args
     index = batch_indices(program.batch_size, num_train, data_key, steps)
-    return jax.lax.scan(lambda s, xs: train_step(program, data, s, *xs), state,
+    return jax.lax.scan(lambda s, xs: train_step(program, data, s, *xs, data_key), state,
                         (index, steps))
 
   def run(state):
@@ -269,12 +300,13 @@ def train_block(program: Program, data: Mapping[str, jax.Array], data_keys: jax.
   state, losses = jax.lax.cond(train, run, skip, dict(state))
   # In chunks of models: a whole group's activations on the test set at once
   # could need gigabytes.
-  metrics = _map_models(functools.partial(evaluate, program, data), state["params"],
-                        program.lanes)
+  metrics = _map_models(lambda args: evaluate(program, data, *args),
+                        (state["params"], state["net_state"]), program.lanes)
   metrics.update(step_loss=losses, alive=state["alive"],
                  diverged_step=state["diverged_step"])
   return state, metrics
 
 
-__all__ = ["batch_indices", "evaluate", "init_opt_state", "params_fingerprint", "ravel",
+__all__ = ["NOISE_TAG", "batch_indices", "evaluate", "init_opt_state", "noise_key",
+           "params_fingerprint", "ravel",
            "train_block", "train_step", "unravel"]
