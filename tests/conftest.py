@@ -1,6 +1,19 @@
+import hashlib
+import os
+import tempfile
+
 import hypothesis
 
 # XLA compiles each new shape on first use: wall-clock deadlines would be noise.
 hypothesis.settings.register_profile("jaxinit", deadline=None, max_examples=40,
                                      derandomize=True, print_blob=True)
 hypothesis.settings.load_profile("jaxinit")
+
+# One persistent compilation cache for the test run's processes (xdist workers and the
+# subprocesses of the multi-process, resume and sharding tests compile many of the same
+# programs): JAX keys each entry by the program, its compile options, devices and jax
+# version, so a hit is the program it would have compiled.
+_CACHE = os.path.join(tempfile.gettempdir(), "jaxinit-tests-xla-" + hashlib.sha1(
+    os.path.dirname(os.path.abspath(__file__)).encode()).hexdigest()[:12])
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
