@@ -17,3 +17,9 @@ _CACHE = os.path.join(tempfile.gettempdir(), "jaxinit-tests-xla-" + hashlib.sha1
     os.path.dirname(os.path.abspath(__file__)).encode()).hexdigest()[:12])
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
+
+import jax  # noqa: E402  (after the environment: also when a plugin imported jax first)
+
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
