@@ -35,8 +35,9 @@ def test_metainit_lowers_the_gradient_quotient_of_a_deep_relu_mlp():
   x = jax.random.normal(jax.random.key(0), (64, 16))
   y = jax.random.randint(jax.random.key(1), (64,), 0, 16)
   direction = np.asarray(model.layers[0].kernel[...])
-  mse = lambda out, y: jnp.mean((out - jax.nn.one_hot(y, 16)) ** 2)  # noqa: E731
-  model, report = jaxinit.metainit(model, x, y, steps=60, loss_fn=mse)
+  # Cross entropy (the default loss) at a step of 0.01: GQ 25.7 -> 0.54 over 60 steps. At the
+  # paper's 0.1 the norms (~5.5 here) oscillate and GQ rises (measured 25.7 -> 2400).
+  model, report = jaxinit.metainit(model, x, y, steps=60, learning_rate=0.01)
   assert len(report.weights) == 10
   q = np.asarray(report.quotient)
   assert q[-10:].mean() < 0.5 * q[0], q
