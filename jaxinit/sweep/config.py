@@ -82,7 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxinit import checks
-from jaxinit.sweep import axes, keys, losses, networks
+from jaxinit.sweep import axes, inits, losses, networks
 from jaxinit.sweep.axes import (AXES, DATASETS, MODELS, OPTIMIZERS, PROBES, STATIC_AXES,
                                 VMAPPED_AXES, ConfigError)
 from jaxinit.sweep.optimizers import optimizer_factory
@@ -149,8 +149,8 @@ class ModelSpec:
 
 
 def _identity(cell: Mapping[str, Any]) -> dict[str, Any]:
-  """The cell with the initializer canonicalized ("he_normal" == {"name": "kaiming_normal"})."""
-  return {**cell, "init": keys.canonical_init(cell["init"])}
+  """The cell with its init axes canonical ("he_normal" == {"name": "kaiming_normal"})."""
+  return inits.identity_cell(cell)
 
 
 def label(value: Any) -> str:
@@ -280,11 +280,7 @@ def parse_config(data: Mapping[str, Any], *, base: str | Path | None = None) -> 
     if steps % top["eval_every"]:
       raise ConfigError(f"[grid] steps = {steps} is not a multiple of eval_every = "
                         f"{top['eval_every']}; every steps value must be one")
-  rule_sets = [v for v in grid["init"] if isinstance(v, Mapping) and v.get("name") == "rules"]
-  biased = [v for v in grid["bias_variance"] if v != 0.0]
-  if rule_sets and biased:
-    raise ConfigError(f"[grid] bias_variance = {biased[0]!r} with a rule set as init: a rule "
-                      f"set decides how biases are drawn; leave bias_variance at 0")
+  axes.checked(lambda _, g: inits.check_grid(g), "[grid]", grid)
   if top["probes"] == "auto":  # the built-in networks return their pre-activations
     top["probes"] = ("second_moment",) if all(m in MODELS for m in axes.names(grid["model"])) else ()
   config = SweepConfig(grid=grid, **top)

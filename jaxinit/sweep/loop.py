@@ -4,7 +4,7 @@ Each shape group compiles its programs once (:mod:`jaxinit.sweep.compile`):
 a call trains ``lanes`` models on every device. The group's models go in
 chunks of about ``chunk_size`` models (whole calls; a chunk is what
 :mod:`jaxinit.sweep.store` saves and ``--resume`` keeps). A chunk's params are
-drawn on the host (:mod:`jaxinit.sweep.params`) from the models' keys
+made by :mod:`jaxinit.sweep.inits` from the models' keys
 (:mod:`jaxinit.sweep.keys`); then call after call is placed on the model mesh
 and trained block by block: every block runs the same program (its first
 step is an argument), and the host fetches each block's metrics while the
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,8 +23,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxinit.sweep import inits
 from jaxinit.sweep import keys as keys_lib
-from jaxinit.sweep import params as params_lib
 from jaxinit.sweep.compile import (SHARED_CACHE, GroupPrograms, ProgramCache,
                                    default_memory_budget, make_program, parse_bytes,
                                    plan_group)
@@ -95,7 +94,8 @@ def fetch(tree: PyTree) -> PyTree:
   return jax.device_get(tree)
 
 
-def initial_arrays(program: Program, models: Sequence[ModelSpec], root_seed: int
+def initial_arrays(program: Program, models: Sequence[ModelSpec], root_seed: int,
+                   data: Mapping[str, np.ndarray] | None = None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """What a group's programs start from: flat params, learning rates, data keys.
 
@@ -103,40 +103,22 @@ def initial_arrays(program: Program, models: Sequence[ModelSpec], root_seed: int
     program: the models' shape group.
     models: the models.
     root_seed: the sweep's root seed.
+    data: the group's host data (:func:`~jaxinit.sweep.program.device_data`);
+      needed by a post-init (:mod:`jaxinit.sweep.inits`).
 
   Returns:
-    ``params`` ``(models, size)`` (each model's
-    ``jaxinit.initialize(model, cell_rules, init_key)``, see
-    :mod:`jaxinit.sweep.params`, raveled by :func:`~jaxinit.sweep.step.ravel`),
-    ``learning_rate`` ``(models,)`` and raw ``data_keys`` ``(models, 2)``, as
-    numpy arrays; the keys as :mod:`jaxinit.sweep.keys` derives them.
+    ``params`` ``(models, size)`` (each model's initial params,
+    :func:`jaxinit.sweep.inits.initial_params`, raveled by
+    :func:`~jaxinit.sweep.step.ravel`), ``learning_rate`` ``(models,)`` and raw
+    ``data_keys`` ``(models, 2)``, as numpy arrays; the keys as
+    :mod:`jaxinit.sweep.keys` derives them.
   """
-  built = network(program)
-  layout = keys_lib.param_layout(built.shapes)
-  identities = [keys_lib.init_identity(layout, m["init"], m["weight_variance"],
-                                       m["bias_variance"], m.seed) for m in models]
-  # Common random numbers: models that differ only in what their init does not depend on
-  # (learning rate, optimizer, ...) share their initial params: drawn once.
-  unique = list(dict.fromkeys(identities))
-  init_keys = keys_lib.derive_keys(root_seed, keys_lib.INIT_TAG, unique)
-  first = {text: i for i, text in reversed(list(enumerate(identities)))}
-  rules = [_cell_rules(json.dumps([models[first[t]][a] for a in _INIT_AXES], sort_keys=True))
-           for t in unique]
-  drawn = params_lib.draw_population(built, rules, init_keys)
-  position = {text: i for i, text in enumerate(unique)}
-  params = drawn[[position[t] for t in identities]]
+  params = inits.initial_params(program, [m.cell for m in models], [m.seed for m in models],
+                                root_seed, data)
   data_keys = keys_lib.derive_keys(root_seed, keys_lib.DATA_TAG, [keys_lib.data_identity(
       m["dataset"], m["batch_size"], m.seed) for m in models])
   learning_rate = np.asarray([m["learning_rate"] for m in models], np.float32)
   return params, learning_rate, data_keys
-
-
-_INIT_AXES = ("init", "weight_variance", "bias_variance")
-
-
-@functools.lru_cache(maxsize=1024)  # a grid has few (init, variances) and many models
-def _cell_rules(text: str) -> Any:
-  return params_lib.cell_rules(*json.loads(text))
 
 
 def start_state(programs: GroupPrograms, params: np.ndarray, learning_rate: np.ndarray,
@@ -261,7 +243,7 @@ def train_models(config: SweepConfig, models: Sequence[ModelSpec] | None = None,
       # Each process draws only the models on its own devices.
       arrays = initial_arrays(program, [models[padded[c * call + r]]
                                         for c in range(len(sizes)) for r in rows],
-                              config.root_seed)
+                              config.root_seed, host_data)
       report.init_s += time.perf_counter() - tick
       chunk_records = _run_chunk(programs, data, rows, arrays, first["steps"], sizes,
                                  reporter, report, keep_params)

@@ -1,0 +1,522 @@
+"""What a model's initial state is made from: the grid's init axes and the steps, in one place.
+
+A model's initial params are made in three steps, all declared here:
+
+1. **rules**: its cell's values of the init axes (:data:`INIT_AXES`) make one
+   rule set (:func:`jaxinit.sweep.params.cell_rules`);
+2. **draw**: ``jaxinit.initialize(model, rules, init_key)``, drawn for many
+   models at once by :func:`jaxinit.sweep.params.draw_population`; the init
+   key comes from :func:`identity` (:mod:`jaxinit.sweep.keys`);
+3. **post-init** (optional): a data-dependent step of :data:`POST_INITS`
+   (:func:`jaxinit.lsuv`, :func:`jaxinit.metainit`), run per model inside one
+   compiled program ``vmap``-ed over ``lanes`` models (as training is), on a
+   batch of training data drawn by the model's init key.
+
+An init value with a post-init is a table naming the method, its pre-init
+(any init value without a post-init; a rule set too) and its options::
+
+  init = ["he_normal",
+          {lsuv = "orthogonal"},                 # LSUV after an orthogonal draw
+          {lsuv = "normal", tol = 0.05},         # with options
+          {metainit = "he_normal", steps = 50},
+          "lsuv"]                                # the method's default pre-init
+
+canonical in a grid (and in results, labels, resumed folders) as
+``{name = "lsuv", init = "orthogonal", tol = 0.05}``, labelled
+``lsuv(init=orthogonal,tol=0.05)``. Every option has a documented default
+(:data:`POST_INITS`); spellings that mean the same method, pre-init and
+options are one cell and one init key.
+
+Adding an init axis is one entry of :data:`INIT_AXES` (its default, check and
+canonical form) and its meaning in :func:`rules_of`; adding a post-init is
+one entry of :data:`POST_INITS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxinit
+from jaxinit import checks
+from jaxinit.sweep import keys as keys_lib
+from jaxinit.sweep import params as params_lib
+
+PyTree = Any
+
+# ---------------------------------------------------------------------------
+# Init values: plain initializers and rule sets
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_initializer(where: str, value: Any) -> Any:
+  """An initializer value (anything :func:`jaxinit.get` takes, a rule set included), plain."""
+  if isinstance(value, (list, tuple)) and value and all(
+      isinstance(r, (tuple, dict)) or hasattr(r, "pattern") for r in value):
+    from jaxinit.rules import as_rule_set  # pylint: disable=import-outside-toplevel
+    value = as_rule_set(value)  # a list of (pattern, initializer) pairs from Python
+  if not isinstance(value, (str, Mapping)) and hasattr(value, "to_config"):
+    try:
+      value = value.to_config()  # an initializer or rule set object from Python
+    except TypeError as err:
+      raise TypeError(f"{where}: {err}") from None
+  if not isinstance(value, (str, Mapping)):
+    raise TypeError(f"{where} must be an initializer name or a table with a 'name' key "
+                    f"(anything jaxinit.get accepts, a rule set included), got {value!r}")
+  from jaxinit.sweep.axes import plain  # pylint: disable=import-outside-toplevel
+  value = plain(value, where)
+  try:
+    jaxinit.get(dict(value) if isinstance(value, Mapping) else value)
+  except (TypeError, ValueError) as err:
+    raise ValueError(f"{where}: {err}") from None
+  except ArithmeticError as err:  # e.g. a scale that overflows, bounds with no mass
+    raise ValueError(f"{where}: {value!r} cannot be built: its numbers are out of range "
+                     f"({type(err).__name__}: {err})") from None
+  return value
+
+
+# ---------------------------------------------------------------------------
+# Post-inits: data-dependent steps after the draw
+
+
+@dataclasses.dataclass(frozen=True)
+class PostInit:
+  """A data-dependent step after the rules' draw (an entry of :data:`POST_INITS`).
+
+  Attributes:
+    init: the pre-init when the value names none.
+    options: ``{option: (default, check)}``; ``batch_size`` (training
+      examples the step sees, drawn with replacement) is every method's.
+    run: ``run(fwd, params, x, y, loss, **options) -> (params, converged)``,
+      traceable: one model (``jaxinit.capture.Forward`` and its params), its
+      batch, the sweep's loss; ``converged`` a bool scalar.
+    doc: one line for messages.
+  """
+  init: str
+  options: Mapping[str, tuple[Any, Callable[[str, Any], Any]]]
+  run: Callable[..., tuple[PyTree, jax.Array]]
+  doc: str
+
+
+def _positive(where: str, value: Any) -> float:
+  return checks.real(where, value, minimum=0.0, exclusive_minimum=True, maximum=_FLOAT32_MAX)
+
+
+def _non_negative(where: str, value: Any) -> float:
+  return checks.real(where, value, minimum=0.0, maximum=_FLOAT32_MAX)
+
+
+def _run_lsuv(fwd: Any, params: PyTree, x: jax.Array, y: jax.Array, loss: Any, *,
+              batch_size: int, target: float, tol: float, max_iters: int, centre: bool
+              ) -> tuple[PyTree, jax.Array]:
+  del y, loss, batch_size
+  new, report = jaxinit.lsuv(fwd, x, params=params, target=target, tol=tol,
+                             max_iters=max_iters, centre=centre, check=False)
+  return new, jnp.all(report.converged)
+
+
+def _run_metainit(fwd: Any, params: PyTree, x: jax.Array, y: jax.Array, loss: Any, *,
+                  batch_size: int, steps: int, learning_rate: float, momentum: float,
+                  eps: float) -> tuple[PyTree, jax.Array]:
+  del batch_size
+  new, report = jaxinit.metainit(fwd, x, y, params=params, loss_fn=loss, steps=steps,
+                                 learning_rate=learning_rate, momentum=momentum, eps=eps)
+  return new, report.quotient[-1] <= report.quotient[0]
+
+
+_BATCH = (256, checks.positive_int)
+
+POST_INITS: dict[str, PostInit] = {
+    "lsuv": PostInit(
+        init="orthogonal",
+        options={"batch_size": _BATCH, "target": (1.0, _positive), "tol": (0.1, _positive),
+                 "max_iters": (10, checks.positive_int), "centre": (False, checks.boolean)},
+        run=_run_lsuv,
+        doc="jaxinit.lsuv (Mishkin & Matas 2016): every Linear/Conv-like layer rescaled to "
+            "output variance target +- tol, at most max_iters times each"),
+    "metainit": PostInit(
+        init="lecun_normal",
+        options={"batch_size": _BATCH, "steps": (100, checks.positive_int),
+                 "learning_rate": (0.1, _positive), "momentum": (0.9, _non_negative),
+                 "eps": (1e-5, _positive)},
+        run=_run_metainit,
+        doc="jaxinit.metainit (Dauphin & Schoenholz 2019): every Linear/Conv-like weight's "
+            "norm learned by sign-SGD on the gradient quotient, with the sweep's loss"),
+}
+"""The post-init methods an init value can name, their default pre-init and options.
+
+``lsuv``: ``batch_size = 256``, ``target = 1.0``, ``tol = 0.1``,
+``max_iters = 10``, ``centre = false`` (as :func:`jaxinit.lsuv`; no pre-init
+of its own: the rules' draw is the pre-init, orthogonal unless named).
+``metainit``: ``batch_size = 256``, ``steps = 100``, ``learning_rate = 0.1``,
+``momentum = 0.9``, ``eps = 1e-5`` (as :func:`jaxinit.metainit`; the targets
+are the batch's labels, the loss the sweep's)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PostSpec:
+  """An init value's post-init: the method, its pre-init and its options (defaults filled)."""
+  name: str
+  init: Any
+  options: tuple[tuple[str, Any], ...]
+
+  @property
+  def batch_size(self) -> int:
+    return dict(self.options)["batch_size"]
+
+
+def _post_parts(value: Any) -> tuple[str, Any, dict[str, Any]] | None:
+  """``(method, pre-init or None, options)`` of an init value naming a post-init, else None."""
+  if isinstance(value, str):
+    return (value, None, {}) if value in POST_INITS else None
+  if not isinstance(value, Mapping):
+    return None
+  named = [k for k in value if k in POST_INITS]
+  if named:
+    if "name" in value or "init" in value or len(named) > 1:
+      raise ValueError(f"{{{named[0]} = ...}} names its method by its key: drop "
+                       f"{'name' if 'name' in value else 'init' if 'init' in value else named[1]!r}")
+    options = {k: v for k, v in value.items() if k != named[0]}
+    return named[0], value[named[0]], options
+  if value.get("name") in POST_INITS:
+    options = {k: v for k, v in value.items() if k not in ("name", "init")}
+    return value["name"], value.get("init"), options
+  return None
+
+
+def check_init(where: str, value: Any) -> Any:
+  """An ``init`` value, canonical (see the module docstring); its checks' errors name ``where``.
+
+  Raises:
+    TypeError, ValueError: an initializer :func:`jaxinit.get` refuses, an
+      unknown post-init option (with "did you mean"), a bad option value, a
+      post-init of a post-init.
+
+  Examples:
+    >>> check_init("[grid] init", {"lsuv": "orthogonal", "tol": 0.05})
+    {'name': 'lsuv', 'init': 'orthogonal', 'tol': 0.05}
+    >>> check_init("[grid] init", {"lsuv": "orthogonal", "max_iter": 5})
+    Traceback (most recent call last):
+    ...
+    ValueError: [grid] init: lsuv has no option 'max_iter' (did you mean 'max_iters'?); accepted: batch_size, centre, max_iters, target, tol
+  """
+  try:
+    parts = _post_parts(value)
+  except ValueError as err:
+    raise ValueError(f"{where}: {err}") from None
+  if parts is None:
+    return check_initializer(where, value)
+  name, inner, options = parts
+  method = POST_INITS[name]
+  out: dict[str, Any] = {"name": name}
+  if inner is not None:
+    if _post_parts(inner) is not None:
+      raise ValueError(f"{where}: {name}'s pre-init {inner!r} is itself a post-init; name an "
+                       f"initializer or a rule set")
+    out["init"] = check_initializer(f"{where}: {name}'s init", inner)
+  for key, option in options.items():
+    if key not in method.options:
+      raise ValueError(f"{where}: {name} has no option {key!r}"
+                       f"{checks.did_you_mean(key, method.options)}; accepted: "
+                       f"{', '.join(sorted(method.options))}")
+    out[key] = method.options[key][1](f"{where}: {name} option {key!r}", option)
+  return out
+
+
+def post_init_of(value: Any) -> PostSpec | None:
+  """The :class:`PostSpec` of a canonical init value (defaults filled), or None."""
+  parts = _post_parts(value)
+  if parts is None:
+    return None
+  name, inner, options = parts
+  method = POST_INITS[name]
+  filled = {k: options.get(k, default) for k, (default, _) in sorted(method.options.items())}
+  return PostSpec(name, method.init if inner is None else inner, tuple(filled.items()))
+
+
+def pre_init(value: Any) -> Any:
+  """The initializer the rules draw: the value itself, or a post-init's pre-init."""
+  post = post_init_of(value)
+  return value if post is None else post.init
+
+
+def canonical_init(value: Any) -> Any:
+  """An init value in one spelling per meaning: the initializer's ``to_config()``; a
+  post-init as ``{name, init, options...}`` with every option filled in."""
+  post = post_init_of(value)
+  if post is None:
+    return keys_lib.canonical_initializer(value)
+  return {"name": post.name, "init": keys_lib.canonical_initializer(post.init),
+          **dict(post.options)}
+
+
+# ---------------------------------------------------------------------------
+# The init axes
+
+
+def _variance(where: str, value: Any) -> float:
+  # Arrays inside the compiled programs: float32, where 1e39 would be inf.
+  return checks.real(where, value, minimum=0.0, maximum=_FLOAT32_MAX)
+
+
+@dataclasses.dataclass(frozen=True)
+class InitAxis:
+  """One axis of what a model's initial state is made from.
+
+  Attributes:
+    default: the value when the grid does not set it.
+    check: ``check(where, value) -> canonical value`` (TypeError/ValueError).
+    canonical: the value in model ids and init keys (one per meaning).
+    keyed_at_default: whether the value enters ids and keys at its default
+      (False for axes added later, so that existing ids and keys stay).
+  """
+  default: Any
+  check: Callable[[str, Any], Any]
+  canonical: Callable[[Any], Any]
+  keyed_at_default: bool = True
+
+
+INIT_AXES: dict[str, InitAxis] = {
+    "init": InitAxis("lecun_normal", check_init, canonical_init),
+    "weight_variance": InitAxis(1.0, _variance, float),
+    "bias_variance": InitAxis(0.0, _variance, float),
+}
+"""The grid's init axes: vmapped (arrays inside one compiled program), each with its default,
+check and canonical form. ``init``: an initializer, a rule set, or a post-init
+(module docstring); ``weight_variance`` multiplies every weight's variance;
+``bias_variance``: biases ~ N(0, bias_variance), zeros at 0 (see
+:func:`jaxinit.sweep.params.cell_rules`)."""
+
+
+def _keyed(axis: str, value: Any) -> bool:
+  spec = INIT_AXES[axis]
+  return spec.keyed_at_default or value != spec.default
+
+
+def identity_cell(cell: Mapping[str, Any]) -> dict[str, Any]:
+  """A cell as its model id sees it: init axes canonical, later axes at their default left out."""
+  out = {}
+  for k, v in cell.items():
+    if k not in INIT_AXES:
+      out[k] = v
+    elif _keyed(k, v):
+      out[k] = INIT_AXES[k].canonical(v)
+  return out
+
+
+def identity(layout: Any, cell: Mapping[str, Any], seed: int) -> str:
+  """What determines a model's initial params (:func:`jaxinit.sweep.keys.init_identity`)."""
+  extra = {k: INIT_AXES[k].canonical(cell[k]) for k in INIT_AXES
+           if k not in ("init", "weight_variance", "bias_variance") and _keyed(k, cell[k])}
+  return keys_lib.init_identity(layout, canonical_init(cell["init"]), cell["weight_variance"],
+                                cell["bias_variance"], seed, extra)
+
+
+def check_grid(grid: Mapping[str, Sequence[Any]]) -> None:
+  """Checks across the init axes (ValueError naming the keys)."""
+  rule_sets = [v for v in grid["init"] if isinstance(pre_init(v), Mapping)
+               and pre_init(v).get("name") == "rules"]
+  biased = [v for v in grid["bias_variance"] if v != 0.0]
+  if rule_sets and biased:
+    raise ValueError(f"[grid] bias_variance = {biased[0]!r} with a rule set as init: a rule "
+                     f"set decides how biases are drawn; leave bias_variance at 0")
+
+
+def rules_of(cell: Mapping[str, Any]) -> Any:
+  """The rule set a cell's init axes make (:func:`jaxinit.sweep.params.cell_rules`)."""
+  return _rules(json.dumps([pre_init(cell["init"]), cell["weight_variance"],
+                            cell["bias_variance"]], sort_keys=True))
+
+
+@functools.lru_cache(maxsize=1024)  # a grid has few (init, variances) and many models
+def _rules(text: str) -> Any:
+  return params_lib.cell_rules(*json.loads(text))
+
+
+# ---------------------------------------------------------------------------
+# The steps: rules -> draw -> post-init
+
+
+POST_INIT_TAG = 3
+"""Folded into a model's init key to draw its post-init batch."""
+
+
+def initial_params(program: Any, cells: Sequence[Mapping[str, Any]], seeds: Sequence[int],
+                   root_seed: int, data: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+  """Every model's initial params, flat ``(models, size)`` float32 (host numpy).
+
+  Model ``j`` gets ``jaxinit.initialize(model, rules_of(cells[j]), init_key)``
+  then, if its init names one, its post-init (:data:`POST_INITS`) on
+  ``batch_size`` rows of ``data["x_train"]`` (and ``y_train``) drawn with
+  replacement by ``randint(fold_in(init_key, POST_INIT_TAG))``, inside one
+  compiled program per shape group and method that runs ``program.lanes``
+  models at once (:func:`post_init_program`); the init key is the
+  :func:`identity`'s. Models with equal identities (differing only in what
+  their init does not depend on: learning rate, optimizer, ...) share their
+  initial params, computed once.
+
+  Args:
+    program: the models' shape group (:class:`jaxinit.sweep.program.Program`).
+    cells: each model's cell (at least its init axes).
+    seeds: each model's seed.
+    root_seed: the sweep's root seed.
+    data: the group's host data (:func:`jaxinit.sweep.program.device_data`);
+      needed when a model has a post-init.
+
+  Raises:
+    ValueError: a post-init without ``data``.
+  """
+  from jaxinit.sweep.program import network  # pylint: disable=import-outside-toplevel
+  built = network(program)
+  layout = keys_lib.param_layout(built.shapes)
+  identities = [identity(layout, c, s) for c, s in zip(cells, seeds)]
+  # Common random numbers: models that differ only in what their init does not depend on
+  # share their initial params: drawn once.
+  unique = list(dict.fromkeys(identities))
+  init_keys = keys_lib.derive_keys(root_seed, keys_lib.INIT_TAG, unique)
+  first = {text: i for i, text in reversed(list(enumerate(identities)))}
+  drawn = params_lib.draw_population(built, [rules_of(cells[first[t]]) for t in unique],
+                                     init_keys)
+  posts: dict[PostSpec, list[int]] = {}
+  for u, text in enumerate(unique):
+    post = post_init_of(cells[first[text]]["init"])
+    if post is not None:
+      posts.setdefault(post, []).append(u)
+  if posts and data is None:
+    raise ValueError("initial_params: a post-init needs the group's data")
+  for post, rows in posts.items():
+    drawn[rows] = run_post_init(program, post, drawn[rows], init_keys[rows], data)
+  position = {text: i for i, text in enumerate(unique)}
+  return drawn[[position[t] for t in identities]]
+
+
+def run_post_init(program: Any, post: PostSpec, params: np.ndarray, init_keys: np.ndarray,
+                  data: Mapping[str, np.ndarray]) -> np.ndarray:
+  """``post`` on models' flat ``params`` ``(n, size)``: calls of exactly ``program.lanes``
+  models (the last one padded with copies), so that a model's bits never depend on its
+  company; warns when a model's post-init did not converge."""
+  run = post_init_program(program, post)
+  lanes = program.lanes
+  x, y = jnp.asarray(data["x_train"]), jnp.asarray(data["y_train"])
+  n = len(params)
+  pad = -n % lanes
+  params = np.concatenate([params, np.repeat(params[-1:], pad, axis=0)])
+  init_keys = np.concatenate([init_keys, np.repeat(init_keys[-1:], pad, axis=0)])
+  parts = [run(params[lo:lo + lanes], init_keys[lo:lo + lanes], x, y)
+           for lo in range(0, n + pad, lanes)]
+  out, converged = (np.concatenate(p)[:n] for p in zip(*jax.device_get(parts)))
+  if not converged.all():
+    warnings.warn(f"{post.name}: {int((~converged).sum())} of {n} model(s) of "
+                  f"{program.model} did not converge ({dict(post.options)}); their params "
+                  f"are used as they are", stacklevel=3)
+  return out.astype(np.float32)
+
+
+def _forward(built: Any) -> tuple[Any, PyTree, tuple[int, ...]]:
+  """``(fwd, template, where)``: the model as a :class:`jaxinit.capture.Forward`, its
+  params as the Forward takes them (host arrays), and where each of ``built``'s params
+  sits among the template's leaves.
+
+  Raises:
+    ValueError: a pure ``(init, apply)`` model (no modules to capture).
+  """
+  from jaxinit.capture import Forward, forward, params_by_path  # pylint: disable=import-outside-toplevel
+  if built.kind == "nnx":
+    fwd, template = forward(built.target)
+    prefix = ""
+  elif built.kind == "linen":
+    fwd, template, prefix = Forward("linen", built.plan_options["module"]), built.target, "params/"
+  elif built.kind == "equinox":
+    fwd, template = forward(built.target, batched=False)
+    prefix = ""
+  else:
+    raise ValueError("a post-init captures the model's layers: it needs a Flax NNX or linen "
+                     "module or an Equinox module, not a pure (init, apply) pair")
+  order = {p: i for i, p in enumerate(params_by_path(template))}
+  missing = [p for p in built.paths if prefix + p not in order]
+  if missing:
+    raise ValueError(f"a post-init cannot find parameter {missing[0]!r} in the model's state")
+  return fwd, jax.device_get(template), tuple(order[prefix + p] for p in built.paths)
+
+
+@functools.lru_cache(maxsize=64)
+def post_init_program(program: Any, post: PostSpec) -> Callable[..., Any]:
+  """Compiled: ``(params (lanes, size), init_keys (lanes, 2), x_train, y_train) ->
+  (params, converged)``, ``post`` of ``program.lanes`` models ``vmap``-ed (traced once per
+  shape group and post-init)."""
+  from jaxinit.sweep.program import network  # pylint: disable=import-outside-toplevel
+  from jaxinit.sweep.step import ravel, unravel  # pylint: disable=import-outside-toplevel
+  built = network(program)
+  fwd, template, where = _forward(built)
+  leaves, treedef = jax.tree_util.tree_flatten(template)
+  options = {k: v for k, v in post.options}
+  method = POST_INITS[post.name]
+
+  def one(flat, key_data, x_train, y_train):
+    key = jax.random.fold_in(jax.random.wrap_key_data(key_data), POST_INIT_TAG)
+    index = jax.random.randint(key, (post.batch_size,), 0, x_train.shape[0])
+    values = list(leaves)
+    for i, leaf in zip(where, jax.tree.leaves(unravel(built.shapes, flat))):
+      values[i] = leaf
+    new, converged = method.run(fwd, jax.tree_util.tree_unflatten(treedef, values),
+                                x_train[index], y_train[index], program.loss, **options)
+    new_leaves = jax.tree_util.tree_leaves(new)
+    return ravel([new_leaves[i] for i in where]).astype(jnp.float32), converged
+
+  if program.lanes == 1:  # one model: no vmap (it would add a unit axis to every op)
+    return jax.jit(lambda p, k, x, y: jax.tree.map(lambda a: a[None], one(p[0], k[0], x, y)))
+  return jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)))
+
+
+def check_cell(program: Any, cell: Mapping[str, Any], batch: Any = None) -> None:
+  """A cell's init axes can make the model's initial params (shapes only: nothing drawn).
+
+  Its rules plan the model and can draw every parameter they serve, its
+  variances' factors are finite float32, and its post-init (if any) traces on
+  the model (``batch``: ``(x_train, y_train)`` shapes).
+
+  Raises:
+    ValueError: the message says what cannot work (the caller names the cell).
+  """
+  from jaxinit.sweep.program import network  # pylint: disable=import-outside-toplevel
+  built = network(program)
+  the_plan = params_lib.plan(built, rules_of(cell))
+  for factor in (np.sqrt(cell["weight_variance"]), np.sqrt(cell["bias_variance"])):
+    with np.errstate(over="ignore"):
+      if not np.isfinite(np.float32(factor)):
+        raise ValueError(f"the factor {factor!r} is not a finite float32")
+  for a in the_plan.assignments:
+    try:
+      jax.eval_shape(lambda k, a=a: a.draw(k), jax.random.key(0))
+    except Exception as err:  # noqa: BLE001  (any failure of the initializer, named)
+      raise ValueError(f"cannot draw {a.path} (shape {a.shape}): {type(err).__name__}: "
+                       f"{str(err).splitlines()[0] if str(err) else ''}") from None
+  post = post_init_of(cell["init"])
+  if post is None or batch is None:
+    return
+  size = sum(math.prod(x.shape) for x in jax.tree.leaves(built.shapes))
+  try:
+    jax.eval_shape(post_init_program(program, post),
+                   jax.ShapeDtypeStruct((program.lanes, size), jnp.float32),
+                   jax.ShapeDtypeStruct((program.lanes, 2), jnp.uint32), *batch)
+  except Exception as err:  # noqa: BLE001  (lsuv/metainit's refusal, named)
+    text = str(err).splitlines()[0] if str(err) else ""
+    raise ValueError(f"{post.name} cannot run on this model: {type(err).__name__}: "
+                     f"{text}") from None
+
+
+__all__ = ["INIT_AXES", "InitAxis", "POST_INITS", "POST_INIT_TAG", "PostInit", "PostSpec",
+           "canonical_init", "check_cell", "check_grid", "check_init", "check_initializer",
+           "identity", "identity_cell", "initial_params", "post_init_of", "post_init_program",
+           "pre_init", "rules_of", "run_post_init"]
