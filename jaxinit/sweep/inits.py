@@ -231,7 +231,7 @@ def check_init(where: str, value: Any) -> Any:
                        f"{checks.did_you_mean(key, method.options)}; accepted: "
                        f"{', '.join(sorted(method.options))}")
     out[key] = method.options[key][1](f"{where}: {name} option {key!r}", option)
-  return out
+  return name if len(out) == 1 else out
 
 
 def post_init_of(value: Any) -> PostSpec | None:
