@@ -7,6 +7,7 @@ batch, bit for bit, and a resumed folder equals a fresh one. MetaInit the
 same (slow: its program compiles in ~5 s).
 """
 
+import re
 import shutil
 import tomllib
 import warnings
@@ -154,3 +155,13 @@ def test_a_post_init_of_a_pure_model_is_refused_before_anything_runs(tmp_path):
         "name": "teacher_student", "n_train": 64, "n_test": 32, "in_features": 4}}},
         out_dir=tmp_path, progress=False)
   assert not any(tmp_path.iterdir())
+
+
+def test_the_readmes_post_init_grid_is_a_valid_config():
+  text = (Path(__file__).parents[1] / "README.md").read_text()
+  section = text.split("## Data-dependent initialization", 1)[1].split("\n## ", 1)[0]
+  (block,) = re.findall(r"```toml\n(.*?)```", section, re.S)
+  config = sweep.parse_config(tomllib.loads(block))
+  assert [sweep.label(v) for v in config.grid["init"]] == [
+      "he_normal", "lsuv(init=orthogonal)", "lsuv(init=normal(stddev=0.01),tol=0.05)",
+      "metainit(init=he_normal,steps=100)"]

@@ -23,6 +23,7 @@ factory)::
   model = "mlp"              # "mlp", "resmlp", "cnn1d", "package.module:factory", or a table
   dataset = "mnist1d"        # a built-in, {name = "npz", path = "data.npz"}, "package.module:load"
   init = ["he_normal", {name = "normal", stddev = 0.01}]   # any jaxinit.get spec, or a rule set
+  # or a post-init after the draw: {lsuv = "orthogonal", tol = 0.1}, {metainit = "he_normal"}
   activation = ["relu", "tanh"]
   depth = [2, 8, 16]         # hidden layers (residual blocks for resmlp)
   width = 64
@@ -40,7 +41,8 @@ Every key is optional; :data:`AXES` and :data:`TOP_LEVEL` hold the defaults.
 ``init`` is anything :func:`jaxinit.get` takes, meaning the rules of
 :func:`jaxinit.sweep.params.cell_rules` (every weight, every bias), or a rule
 set ``{name = "rules", rules = [{path = "*head*", init = "zeros"}, {module =
-"flax.nnx.Conv", init = "he_normal"}]}``; ``activation`` a name of
+"flax.nnx.Conv", init = "he_normal"}]}``, or either followed by a post-init
+(LSUV, MetaInit: :mod:`jaxinit.sweep.inits`, where the init axes live); ``activation`` a name of
 :data:`jaxinit.gains.ACTIVATIONS`; the others are documented beside their
 registries: :mod:`~jaxinit.sweep.networks` and :mod:`~jaxinit.sweep.kinds`
 (models), :mod:`~jaxinit.sweep.data` and :mod:`~jaxinit.sweep.datasets`,
