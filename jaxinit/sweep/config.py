@@ -102,6 +102,7 @@ TOP_LEVEL: dict[str, Any] = {
     "loss": "auto",
     "metrics": [],
     "paths": [],
+    "base": {},
     "grid": {},
 }
 """Top-level keys and their defaults."""
@@ -136,7 +137,8 @@ class ModelSpec:
 
   def static_key(self) -> str:
     """What decides the compiled program: models with equal keys share one."""
-    return axes.canonical_json({k: v for k, v in self.cell.items() if k not in VMAPPED_AXES})
+    return axes.canonical_json({**{k: v for k, v in self.cell.items() if k not in VMAPPED_AXES},
+                                **inits.static_part(self.cell)})
 
   def __getitem__(self, axis: str) -> Any:
     return self.cell[axis]
@@ -201,6 +203,8 @@ class SweepConfig:
     metrics: more metrics, names or references.
     paths: absolute folders searched first for import paths (where names are
       looked up, not what the sweep is: configs that differ only here are equal).
+    base: the model's axes at the base size (``{"width": 64}``): the base
+      model a ``parametrization`` scales against (:mod:`jaxinit.sweep.inits`).
   """
   name: str
   seeds: tuple[int, ...]
@@ -214,6 +218,7 @@ class SweepConfig:
   loss: str = "auto"
   metrics: tuple[str, ...] = ()
   paths: tuple[str, ...] = dataclasses.field(default=(), compare=False)
+  base: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def cells(self) -> list[dict[str, Any]]:
     """Every combination of axis values, the last axis varying fastest."""
@@ -239,7 +244,8 @@ class SweepConfig:
             "eval_every": self.eval_every, "probes": list(self.probes),
             "probe_batch": self.probe_batch, "chunk_size": self.chunk_size,
             "lanes": self.lanes, "loss": self.loss, "metrics": list(self.metrics),
-            "paths": list(self.paths), "grid": {a: list(v) for a, v in self.grid.items()}}
+            "paths": list(self.paths), **({"base": dict(self.base)} if self.base else {}),
+            "grid": {a: list(v) for a, v in self.grid.items()}}
 
 
 def parse_config(data: Mapping[str, Any], *, base: str | Path | None = None) -> SweepConfig:
@@ -282,7 +288,8 @@ def parse_config(data: Mapping[str, Any], *, base: str | Path | None = None) -> 
     if steps % top["eval_every"]:
       raise ConfigError(f"[grid] steps = {steps} is not a multiple of eval_every = "
                         f"{top['eval_every']}; every steps value must be one")
-  axes.checked(lambda _, g: inits.check_grid(g), "[grid]", grid)
+  top["base"] = _base(get("base"), grid, paths)
+  axes.checked(lambda _, g: inits.check_grid(g, top["base"]), "[grid]", grid)
   if top["probes"] == "auto":  # the built-in networks return their pre-activations
     top["probes"] = ("second_moment",) if all(m in MODELS for m in axes.names(grid["model"])) else ()
   config = SweepConfig(grid=grid, **top)
@@ -293,6 +300,27 @@ def parse_config(data: Mapping[str, Any], *, base: str | Path | None = None) -> 
       raise ConfigError(f"two models share the id {model.model_id}: {other} and {model}; "
                         f"change one seed")
   return config
+
+
+def _base(value: Any, grid: Mapping[str, tuple[Any, ...]], paths: tuple[str, ...]
+          ) -> dict[str, Any]:
+  """The checked ``base`` table: static axes a model factory takes (width, depth, model
+  axes), each value checked as the axis's."""
+  if not isinstance(value, Mapping):
+    raise ConfigError(f"base must be a table of the model's axes at the base size, e.g. "
+                      f"base = {{width = 64}}; got {value!r}")
+  accepted = [a for a in ("width", "depth") if a in grid] + [a for a in grid if a not in AXES]
+  out = {}
+  for key, v in value.items():
+    if key not in accepted:
+      raise axes.unknown_key("base", key, accepted)
+    if key in AXES:
+      out[key] = axes.checked(checks.positive_int, f"base.{key}", v)
+    else:
+      entry = networks.entry(axes.names(grid["model"])[0], paths)
+      out[key] = axes.checked(lambda w, x, k=key: networks.check_kwarg(entry, w, k, x),
+                              f"base.{key}", v)
+  return out
 
 
 def _top_level(get: Any, base: str | Path | None) -> dict[str, Any]:

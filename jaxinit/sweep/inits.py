@@ -287,16 +287,29 @@ class InitAxis:
   keyed_at_default: bool = True
 
 
+PARAMETRIZATIONS: tuple[str, ...] = ("sp", "ntk", "mup", "depth_mup", "completep")
+"""The ``parametrization`` axis's values: :mod:`jaxinit.parametrizations`' presets."""
+
+
+def _parametrization(where: str, value: Any) -> str:
+  return checks.choice(where, value, PARAMETRIZATIONS)
+
+
 INIT_AXES: dict[str, InitAxis] = {
     "init": InitAxis("lecun_normal", check_init, canonical_init),
     "weight_variance": InitAxis(1.0, _variance, float),
     "bias_variance": InitAxis(0.0, _variance, float),
+    "parametrization": InitAxis("sp", _parametrization, str, keyed_at_default=False),
 }
 """The grid's init axes: vmapped (arrays inside one compiled program), each with its default,
 check and canonical form. ``init``: an initializer, a rule set, or a post-init
 (module docstring); ``weight_variance`` multiplies every weight's variance;
 ``bias_variance``: biases ~ N(0, bias_variance), zeros at 0 (see
-:func:`jaxinit.sweep.params.cell_rules`)."""
+:func:`jaxinit.sweep.params.cell_rules`); ``parametrization``: a preset of
+:data:`PARAMETRIZATIONS` applied against the config's ``base`` model
+(:func:`scaling_of`): its init rules replace the cell's, and its per-parameter
+learning-rate, epsilon and weight-decay factors go to the optimizer
+(:func:`optimizer_factors`)."""
 
 
 def _keyed(axis: str, value: Any) -> bool:
@@ -323,8 +336,35 @@ def identity(layout: Any, cell: Mapping[str, Any], seed: int) -> str:
                                 cell["bias_variance"], seed, extra)
 
 
-def check_grid(grid: Mapping[str, Sequence[Any]]) -> None:
-  """Checks across the init axes (ValueError naming the keys)."""
+def static_part(cell: Mapping[str, Any]) -> dict[str, Any]:
+  """What the init axes add to a model's shape group: ``{"parametrized": True}`` under a
+  parametrization other than SP, whose optimizer takes per-parameter factors, else nothing.
+
+  So SP models run the very program of a sweep without the axis (bit for bit:
+  an optimizer with factors of ones rounds the same values, but XLA may fuse
+  its last multiply-add differently), and every other parametrization of a
+  shape shares one vmapped program.
+  """
+  return {"parametrized": True} if cell.get("parametrization", "sp") != "sp" else {}
+
+
+def check_grid(grid: Mapping[str, Sequence[Any]], base: Mapping[str, Any] | None = None
+               ) -> None:
+  """Checks across the init axes and the config's ``base`` (ValueError naming the keys)."""
+  scaled = [p for p in grid["parametrization"] if p != "sp"]
+  if scaled and not base:
+    raise ValueError(f"[grid] parametrization = {scaled[0]!r} scales the model against a base "
+                     f"model: set base = {{width = ..., depth = ...}} (the grid's axes at the "
+                     f"base size, e.g. base = {{width = 64}})")
+  if scaled:
+    from jaxinit.parametrizations.optim import OPTIMIZERS  # pylint: disable=import-outside-toplevel
+    from jaxinit.sweep.optimizers import TABLE  # pylint: disable=import-outside-toplevel
+    for opt in grid["optimizer"]:
+      name = opt["name"] if isinstance(opt, Mapping) else opt
+      if TABLE.get(name, ("",))[0] not in OPTIMIZERS:
+        raise ValueError(f"[grid] optimizer = {name!r} with parametrization = {scaled[0]!r}: "
+                         f"a parametrization's factors go to sgd, momentum, nesterov, adam or "
+                         f"adamw (jaxinit.parametrizations.optimizer)")
   rule_sets = [v for v in grid["init"] if isinstance(pre_init(v), Mapping)
                and pre_init(v).get("name") == "rules"]
   biased = [v for v in grid["bias_variance"] if v != 0.0]
@@ -333,15 +373,87 @@ def check_grid(grid: Mapping[str, Sequence[Any]]) -> None:
                      f"set decides how biases are drawn; leave bias_variance at 0")
 
 
-def rules_of(cell: Mapping[str, Any]) -> Any:
-  """The rule set a cell's init axes make (:func:`jaxinit.sweep.params.cell_rules`)."""
-  return _rules(json.dumps([pre_init(cell["init"]), cell["weight_variance"],
-                            cell["bias_variance"]], sort_keys=True))
+def rules_of(cell: Mapping[str, Any], program: Any = None) -> Any:
+  """The rule set a cell's init axes make: :func:`jaxinit.sweep.params.cell_rules` of its
+  (pre-)init and variances; under a parametrization other than ``"sp"``, the rules of
+  :func:`scaling_of` (which needs the shape group's ``program``)."""
+  text = json.dumps([pre_init(cell["init"]), cell["weight_variance"], cell["bias_variance"]],
+                    sort_keys=True)
+  if cell.get("parametrization", "sp") == "sp":
+    return _rules(text)
+  return _scaling(program, cell["parametrization"], text).rules
 
 
 @functools.lru_cache(maxsize=1024)  # a grid has few (init, variances) and many models
 def _rules(text: str) -> Any:
   return params_lib.cell_rules(*json.loads(text))
+
+
+def scaling_of(program: Any, cell: Mapping[str, Any]) -> Any:
+  """The cell's parametrization applied to the group's model against its base model.
+
+  ``jaxinit.parametrizations.scale(parametrization, model, base=base_model,
+  rules=cell_rules(...))``: the base model is the group's factory called with
+  the config's ``base`` values (``program.base``) in place of the grid's.
+
+  Raises:
+    ValueError: the parametrization needs forward multipliers (the sweep's
+      models take none), or the model and the base do not match.
+  """
+  text = json.dumps([pre_init(cell["init"]), cell["weight_variance"], cell["bias_variance"]],
+                    sort_keys=True)
+  return _scaling(program, cell["parametrization"], text)
+
+
+@functools.lru_cache(maxsize=256)
+def _scaling(program: Any, name: str, text: str) -> Any:
+  from jaxinit import parametrizations  # pylint: disable=import-outside-toplevel
+  from jaxinit.sweep.program import base_network, network  # pylint: disable=import-outside-toplevel
+  built, base = network(program), base_network(program)
+  scaling = parametrizations.scale(name, built.target, *built.plan_args, base=base.target,
+                                   rules=_rules(text), **built.plan_options)
+  multiplied = [p.path for p in scaling.params if p.factors.multiplier != 1.0]
+  if multiplied:
+    raise ValueError(f"parametrization {name!r} multiplies {multiplied[0]!r}'s output by "
+                     f"{scaling[multiplied[0]].factors.multiplier:g} in the forward pass; the "
+                     f"sweep's models take no forward multipliers (use readout='absorbed')")
+  return scaling
+
+
+OPTIMIZER_FACTORS: tuple[str, ...] = ("lr_factor", "eps_factor", "wd_factor")
+"""The per-parameter optimizer factors a parametrized group's models carry (flat vectors)."""
+
+
+def optimizer_factors(program: Any, cells: Sequence[Mapping[str, Any]]
+                      ) -> dict[str, np.ndarray] | None:
+  """Each model's per-parameter learning-rate, epsilon and weight-decay factors, flat.
+
+  ``{"lr_factor", "eps_factor", "wd_factor"}``, each ``(models, size)``
+  float32 in :func:`~jaxinit.sweep.step.ravel` order: the factors of
+  :func:`scaling_of` (``lr_sgd`` for SGD, ``lr_adam`` for Adam), ones for
+  ``"sp"``; None when the group is not parametrized (its optimizer takes none).
+  """
+  if not program.parametrized:
+    return None
+  from jaxinit.sweep.optimizers import TABLE  # pylint: disable=import-outside-toplevel
+  from jaxinit.sweep.program import network  # pylint: disable=import-outside-toplevel
+  built = network(program)
+  sizes = [math.prod(x.shape) for x in jax.tree.leaves(built.shapes)]
+  lr_name = "lr_sgd" if TABLE[program.optimizer][0] == "sgd" else "lr_adam"
+  cache: dict[str, tuple[np.ndarray, ...]] = {}
+  out = {k: np.ones((len(cells), sum(sizes)), np.float32) for k in OPTIMIZER_FACTORS}
+  for j, cell in enumerate(cells):
+    if cell.get("parametrization", "sp") == "sp":
+      continue
+    key = json.dumps([cell[a] for a in INIT_AXES], sort_keys=True)
+    if key not in cache:
+      scaling = scaling_of(program, cell)
+      cache[key] = tuple(np.repeat(np.asarray(
+          [getattr(scaling[p].factors, f) for p in built.paths], np.float32), sizes)
+          for f in (lr_name, "eps", "weight_decay"))
+    for k, v in zip(OPTIMIZER_FACTORS, cache[key]):
+      out[k][j] = v
+  return out
 
 
 # ---------------------------------------------------------------------------
@@ -386,8 +498,8 @@ def initial_params(program: Any, cells: Sequence[Mapping[str, Any]], seeds: Sequ
   unique = list(dict.fromkeys(identities))
   init_keys = keys_lib.derive_keys(root_seed, keys_lib.INIT_TAG, unique)
   first = {text: i for i, text in reversed(list(enumerate(identities)))}
-  drawn = params_lib.draw_population(built, [rules_of(cells[first[t]]) for t in unique],
-                                     init_keys)
+  drawn = params_lib.draw_population(
+      built, [rules_of(cells[first[t]], program) for t in unique], init_keys)
   posts: dict[PostSpec, list[int]] = {}
   for u, text in enumerate(unique):
     post = post_init_of(cells[first[text]]["init"])
@@ -491,7 +603,7 @@ def check_cell(program: Any, cell: Mapping[str, Any], batch: Any = None) -> None
   """
   from jaxinit.sweep.program import network  # pylint: disable=import-outside-toplevel
   built = network(program)
-  the_plan = params_lib.plan(built, rules_of(cell))
+  the_plan = params_lib.plan(built, rules_of(cell, program))
   for factor in (np.sqrt(cell["weight_variance"]), np.sqrt(cell["bias_variance"])):
     with np.errstate(over="ignore"):
       if not np.isfinite(np.float32(factor)):
@@ -518,5 +630,6 @@ def check_cell(program: Any, cell: Mapping[str, Any], batch: Any = None) -> None
 
 __all__ = ["INIT_AXES", "InitAxis", "POST_INITS", "POST_INIT_TAG", "PostInit", "PostSpec",
            "canonical_init", "check_cell", "check_grid", "check_init", "check_initializer",
-           "identity", "identity_cell", "initial_params", "post_init_of", "post_init_program",
-           "pre_init", "rules_of", "run_post_init"]
+           "identity", "identity_cell", "initial_params", "static_part", "OPTIMIZER_FACTORS", "optimizer_factors",
+           "PARAMETRIZATIONS", "post_init_of", "post_init_program", "pre_init", "rules_of",
+           "run_post_init", "scaling_of"]

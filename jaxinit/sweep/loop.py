@@ -122,7 +122,8 @@ def initial_arrays(program: Program, models: Sequence[ModelSpec], root_seed: int
 
 
 def start_state(programs: GroupPrograms, params: np.ndarray, learning_rate: np.ndarray,
-                rows: Sequence[int]) -> dict[str, Any]:
+                rows: Sequence[int], factors: Mapping[str, np.ndarray] | None = None
+                ) -> dict[str, Any]:
   """The state a group's first block takes, on the model mesh.
 
   Args:
@@ -130,13 +131,19 @@ def start_state(programs: GroupPrograms, params: np.ndarray, learning_rate: np.n
     params: flat params of this process's ``rows`` of the call.
     learning_rate: their learning rates.
     rows: :meth:`~jaxinit.sweep.compile.GroupPrograms.local_rows`.
+    factors: a parametrized group's optimizer factors of these models
+      (:func:`jaxinit.sweep.inits.optimizer_factors`), set in the optimizer state.
 
   Returns:
     ``{"params", "opt_state", "alive", "diverged_step"}``, each split over models.
   """
   n = len(rows)
   params_, lr = programs.put(params, rows), programs.put(learning_rate, rows)
-  return {"params": params_, "opt_state": programs.opt_init(params_, lr),
+  opt_state = programs.opt_init(params_, lr)
+  if factors is not None:
+    opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams,
+                                                **programs.put(dict(factors), rows)})
+  return {"params": params_, "opt_state": opt_state,
           "alive": programs.put(np.ones(n, bool), rows),
           "diverged_step": programs.put(np.full(n, -1, np.int32), rows)}
 
@@ -241,12 +248,12 @@ def train_models(config: SweepConfig, models: Sequence[ModelSpec] | None = None,
       padded = part + [part[-1]] * (len(sizes) * call - len(part))
       tick = time.perf_counter()
       # Each process draws only the models on its own devices.
-      arrays = initial_arrays(program, [models[padded[c * call + r]]
-                                        for c in range(len(sizes)) for r in rows],
-                              config.root_seed, host_data)
+      local = [models[padded[c * call + r]] for c in range(len(sizes)) for r in rows]
+      arrays = initial_arrays(program, local, config.root_seed, host_data)
+      factors = inits.optimizer_factors(program, [m.cell for m in local])
       report.init_s += time.perf_counter() - tick
       chunk_records = _run_chunk(programs, data, rows, arrays, first["steps"], sizes,
-                                 reporter, report, keep_params)
+                                 reporter, report, keep_params, factors)
       for i, record in zip(part, chunk_records):
         records[i] = record
       if on_chunk is not None:
@@ -259,7 +266,8 @@ def train_models(config: SweepConfig, models: Sequence[ModelSpec] | None = None,
 def _run_chunk(programs: GroupPrograms, data: Any, rows: Sequence[int],
                arrays: tuple[np.ndarray, np.ndarray, np.ndarray], steps: int,
                sizes: Sequence[int], reporter: Progress, report: GroupReport,
-               keep_params: bool) -> list[ModelRecord]:
+               keep_params: bool, factors: Mapping[str, np.ndarray] | None = None
+               ) -> list[ModelRecord]:
   """Trains a chunk's calls (``sizes``: real models of each), each block fetched while the
   next one runs; the records of the real models, in order."""
   tick = time.perf_counter()
@@ -288,7 +296,8 @@ def _run_chunk(programs: GroupPrograms, data: Any, rows: Sequence[int],
              programs.put(np.bool_(b > 0))) for b in range(num_blocks + 1)]
   for c in range(len(sizes)):
     part = slice(c * local, (c + 1) * local)
-    state = start_state(programs, params[part], learning_rate[part], rows)
+    state = start_state(programs, params[part], learning_rate[part], rows,
+                        None if factors is None else {k: v[part] for k, v in factors.items()})
     keys = programs.put(data_keys[part], rows)
     if keep_params:
       initial[c] = fetch(state["params"])
