@@ -19,7 +19,7 @@ import pytest
 
 import jaxinit
 from jaxinit import sweep
-from jaxinit.sweep import inits, keys as keys_lib
+from jaxinit.sweep import inits, keys as keys_lib, post_inits
 
 TINY = Path(__file__).parent / "sweep_tiny.toml"
 LSUV = {"lsuv": "glorot_uniform", "batch_size": 32}
@@ -54,9 +54,9 @@ def _alone(result, index):
   mlp = jaxinit.models.MLP(16, 1, 16, 2, activation="tanh", rules=inits.rules_of(model.cell),
                            rngs=jax.random.wrap_key_data(key))
   dataset = sweep.load_dataset(model["dataset"])
-  post = inits.post_init_of(model["init"])
+  post = post_inits.post_init_of(model["init"])
   rows = jax.random.randint(jax.random.fold_in(jax.random.wrap_key_data(key),
-                                               inits.POST_INIT_TAG),
+                                               post_inits.POST_INIT_TAG),
                             (post.batch_size,), 0, len(dataset.x_train))
   return mlp, dataset.x_train[rows], dataset.y_train[rows]
 

@@ -24,7 +24,8 @@ can name), :mod:`~jaxinit.sweep.kinds` (any model as the engine sees it),
 runs), :mod:`~jaxinit.sweep.step` (the traced train step, evaluation and
 block), :mod:`~jaxinit.sweep.compile` (lanes, mesh, memory budget, cache),
 :mod:`~jaxinit.sweep.inits` (what a model's initial state is made from: the
-init axes, rules, draw and post-init), :mod:`~jaxinit.sweep.keys` and
+init axes, rules, draw and post-init; :mod:`~jaxinit.sweep.post_inits` the
+post-inits), :mod:`~jaxinit.sweep.keys` and
 :mod:`~jaxinit.sweep.params` (where a model's params and batches come from), :mod:`~jaxinit.sweep.loop` (the host loop),
 :mod:`~jaxinit.sweep.store` and :mod:`~jaxinit.sweep.lock` (the folder),
 :mod:`~jaxinit.sweep.results`, :mod:`~jaxinit.sweep.plot`,
@@ -55,12 +56,13 @@ from jaxinit.sweep.config import (AXES, STATIC_AXES, VMAPPED_AXES, ModelSpec, Sw
 from jaxinit.sweep.data import Dataset, from_arrays, load_dataset
 from jaxinit.sweep.datasets import DATASETS
 from jaxinit.sweep.identity import execution_identity
-from jaxinit.sweep.inits import INIT_AXES, POST_INITS
+from jaxinit.sweep.inits import INIT_AXES
 from jaxinit.sweep.kinds import Built, Functional
 from jaxinit.sweep.losses import LOSSES, METRICS
 from jaxinit.sweep.loop import GroupReport, ModelRecord, group_models, train_models
 from jaxinit.sweep.networks import MODELS
 from jaxinit.sweep.optimizers import OPTIMIZERS
+from jaxinit.sweep.post_inits import POST_INITS
 from jaxinit.sweep.params import cell_rules
 from jaxinit.sweep.probes import PROBES
 from jaxinit.sweep.program import Program, network

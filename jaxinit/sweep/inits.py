@@ -7,7 +7,8 @@ A model's initial params are made in three steps, all declared here:
 2. **draw**: ``jaxinit.initialize(model, rules, init_key)``, drawn for many
    models at once by :func:`jaxinit.sweep.params.draw_population`; the init
    key comes from :func:`identity` (:mod:`jaxinit.sweep.keys`);
-3. **post-init** (optional): a data-dependent step of :data:`POST_INITS`
+3. **post-init** (optional): a data-dependent step of
+   :data:`~jaxinit.sweep.post_inits.POST_INITS`
    (:func:`jaxinit.lsuv`, :func:`jaxinit.metainit`), run per model inside one
    compiled program ``vmap``-ed over ``lanes`` models (as training is), on a
    batch of training data drawn by the model's init key.
@@ -24,12 +25,12 @@ An init value with a post-init is a table naming the method, its pre-init
 canonical in a grid (and in results, labels, resumed folders) as
 ``{name = "lsuv", init = "orthogonal", tol = 0.05}``, labelled
 ``lsuv(init=orthogonal,tol=0.05)``. Every option has a documented default
-(:data:`POST_INITS`); spellings that mean the same method, pre-init and
-options are one cell and one init key.
+(:data:`~jaxinit.sweep.post_inits.POST_INITS`); spellings that mean the
+same method, pre-init and options are one cell and one init key.
 
 Adding an init axis is one entry of :data:`INIT_AXES` (its default, check and
 canonical form) and its meaning in :func:`rules_of`; adding a post-init is
-one entry of :data:`POST_INITS`.
+one entry of :data:`~jaxinit.sweep.post_inits.POST_INITS`.
 """
 
 from __future__ import annotations
@@ -38,18 +39,17 @@ import dataclasses
 import functools
 import json
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import jaxinit
 from jaxinit import checks
 from jaxinit.sweep import keys as keys_lib
 from jaxinit.sweep import params as params_lib
+from jaxinit.sweep import post_inits
 
 PyTree = Any
 
@@ -86,115 +86,6 @@ def check_initializer(where: str, value: Any) -> Any:
   return value
 
 
-# ---------------------------------------------------------------------------
-# Post-inits: data-dependent steps after the draw
-
-
-@dataclasses.dataclass(frozen=True)
-class PostInit:
-  """A data-dependent step after the rules' draw (an entry of :data:`POST_INITS`).
-
-  Attributes:
-    init: the pre-init when the value names none.
-    options: ``{option: (default, check)}``; ``batch_size`` (training
-      examples the step sees, drawn with replacement) is every method's.
-    run: ``run(fwd, params, x, y, loss, **options) -> (params, converged)``,
-      traceable: one model (``jaxinit.capture.Forward`` and its params), its
-      batch, the sweep's loss; ``converged`` a bool scalar.
-    doc: one line for messages.
-  """
-  init: str
-  options: Mapping[str, tuple[Any, Callable[[str, Any], Any]]]
-  run: Callable[..., tuple[PyTree, jax.Array]]
-  doc: str
-
-
-def _positive(where: str, value: Any) -> float:
-  return checks.real(where, value, minimum=0.0, exclusive_minimum=True, maximum=_FLOAT32_MAX)
-
-
-def _non_negative(where: str, value: Any) -> float:
-  return checks.real(where, value, minimum=0.0, maximum=_FLOAT32_MAX)
-
-
-def _run_lsuv(fwd: Any, params: PyTree, x: jax.Array, y: jax.Array, loss: Any, *,
-              batch_size: int, target: float, tol: float, max_iters: int, centre: bool
-              ) -> tuple[PyTree, jax.Array]:
-  del y, loss, batch_size
-  new, report = jaxinit.lsuv(fwd, x, params=params, target=target, tol=tol,
-                             max_iters=max_iters, centre=centre, check=False)
-  return new, jnp.all(report.converged)
-
-
-def _run_metainit(fwd: Any, params: PyTree, x: jax.Array, y: jax.Array, loss: Any, *,
-                  batch_size: int, steps: int, learning_rate: float, momentum: float,
-                  eps: float) -> tuple[PyTree, jax.Array]:
-  del batch_size
-  new, report = jaxinit.metainit(fwd, x, y, params=params, loss_fn=loss, steps=steps,
-                                 learning_rate=learning_rate, momentum=momentum, eps=eps)
-  return new, report.quotient[-1] <= report.quotient[0]
-
-
-_BATCH = (256, checks.positive_int)
-
-POST_INITS: dict[str, PostInit] = {
-    "lsuv": PostInit(
-        init="orthogonal",
-        options={"batch_size": _BATCH, "target": (1.0, _positive), "tol": (0.1, _positive),
-                 "max_iters": (10, checks.positive_int), "centre": (False, checks.boolean)},
-        run=_run_lsuv,
-        doc="jaxinit.lsuv (Mishkin & Matas 2016): every Linear/Conv-like layer rescaled to "
-            "output variance target +- tol, at most max_iters times each"),
-    "metainit": PostInit(
-        init="lecun_normal",
-        options={"batch_size": _BATCH, "steps": (100, checks.positive_int),
-                 "learning_rate": (0.1, _positive), "momentum": (0.9, _non_negative),
-                 "eps": (1e-5, _positive)},
-        run=_run_metainit,
-        doc="jaxinit.metainit (Dauphin & Schoenholz 2019): every Linear/Conv-like weight's "
-            "norm learned by sign-SGD on the gradient quotient, with the sweep's loss"),
-}
-"""The post-init methods an init value can name, their default pre-init and options.
-
-``lsuv``: ``batch_size = 256``, ``target = 1.0``, ``tol = 0.1``,
-``max_iters = 10``, ``centre = false`` (as :func:`jaxinit.lsuv`; no pre-init
-of its own: the rules' draw is the pre-init, orthogonal unless named).
-``metainit``: ``batch_size = 256``, ``steps = 100``, ``learning_rate = 0.1``,
-``momentum = 0.9``, ``eps = 1e-5`` (as :func:`jaxinit.metainit`; the targets
-are the batch's labels, the loss the sweep's)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class PostSpec:
-  """An init value's post-init: the method, its pre-init and its options (defaults filled)."""
-  name: str
-  init: Any
-  options: tuple[tuple[str, Any], ...]
-
-  @property
-  def batch_size(self) -> int:
-    return dict(self.options)["batch_size"]
-
-
-def _post_parts(value: Any) -> tuple[str, Any, dict[str, Any]] | None:
-  """``(method, pre-init or None, options)`` of an init value naming a post-init, else None."""
-  if isinstance(value, str):
-    return (value, None, {}) if value in POST_INITS else None
-  if not isinstance(value, Mapping):
-    return None
-  named = [k for k in value if k in POST_INITS]
-  if named:
-    if "name" in value or "init" in value or len(named) > 1:
-      raise ValueError(f"{{{named[0]} = ...}} names its method by its key: drop "
-                       f"{'name' if 'name' in value else 'init' if 'init' in value else named[1]!r}")
-    options = {k: v for k, v in value.items() if k != named[0]}
-    return named[0], value[named[0]], options
-  if value.get("name") in POST_INITS:
-    options = {k: v for k, v in value.items() if k not in ("name", "init")}
-    return value["name"], value.get("init"), options
-  return None
-
-
 def check_init(where: str, value: Any) -> Any:
   """An ``init`` value, canonical (see the module docstring); its checks' errors name ``where``.
 
@@ -211,50 +102,20 @@ def check_init(where: str, value: Any) -> Any:
     ...
     ValueError: [grid] init: lsuv has no option 'max_iter' (did you mean 'max_iters'?); accepted: batch_size, centre, max_iters, target, tol
   """
-  try:
-    parts = _post_parts(value)
-  except ValueError as err:
-    raise ValueError(f"{where}: {err}") from None
-  if parts is None:
-    return check_initializer(where, value)
-  name, inner, options = parts
-  method = POST_INITS[name]
-  out: dict[str, Any] = {"name": name}
-  if inner is not None:
-    if _post_parts(inner) is not None:
-      raise ValueError(f"{where}: {name}'s pre-init {inner!r} is itself a post-init; name an "
-                       f"initializer or a rule set")
-    out["init"] = check_initializer(f"{where}: {name}'s init", inner)
-  for key, option in options.items():
-    if key not in method.options:
-      raise ValueError(f"{where}: {name} has no option {key!r}"
-                       f"{checks.did_you_mean(key, method.options)}; accepted: "
-                       f"{', '.join(sorted(method.options))}")
-    out[key] = method.options[key][1](f"{where}: {name} option {key!r}", option)
-  return name if len(out) == 1 else out
-
-
-def post_init_of(value: Any) -> PostSpec | None:
-  """The :class:`PostSpec` of a canonical init value (defaults filled), or None."""
-  parts = _post_parts(value)
-  if parts is None:
-    return None
-  name, inner, options = parts
-  method = POST_INITS[name]
-  filled = {k: options.get(k, default) for k, (default, _) in sorted(method.options.items())}
-  return PostSpec(name, method.init if inner is None else inner, tuple(filled.items()))
+  post = post_inits.check(where, value, check_initializer)
+  return check_initializer(where, value) if post is None else post
 
 
 def pre_init(value: Any) -> Any:
   """The initializer the rules draw: the value itself, or a post-init's pre-init."""
-  post = post_init_of(value)
+  post = post_inits.post_init_of(value)
   return value if post is None else post.init
 
 
 def canonical_init(value: Any) -> Any:
   """An init value in one spelling per meaning: the initializer's ``to_config()``; a
   post-init as ``{name, init, options...}`` with every option filled in."""
-  post = post_init_of(value)
+  post = post_inits.post_init_of(value)
   if post is None:
     return keys_lib.canonical_initializer(value)
   return {"name": post.name, "init": keys_lib.canonical_initializer(post.init),
@@ -460,20 +321,16 @@ def optimizer_factors(program: Any, cells: Sequence[Mapping[str, Any]]
 # The steps: rules -> draw -> post-init
 
 
-POST_INIT_TAG = 3
-"""Folded into a model's init key to draw its post-init batch."""
-
-
 def initial_params(program: Any, cells: Sequence[Mapping[str, Any]], seeds: Sequence[int],
                    root_seed: int, data: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
   """Every model's initial params, flat ``(models, size)`` float32 (host numpy).
 
   Model ``j`` gets ``jaxinit.initialize(model, rules_of(cells[j]), init_key)``
-  then, if its init names one, its post-init (:data:`POST_INITS`) on
+  then, if its init names one, its post-init (:mod:`jaxinit.sweep.post_inits`) on
   ``batch_size`` rows of ``data["x_train"]`` (and ``y_train``) drawn with
-  replacement by ``randint(fold_in(init_key, POST_INIT_TAG))``, inside one
+  replacement by ``randint(fold_in(init_key, 3))``, inside one
   compiled program per shape group and method that runs ``program.lanes``
-  models at once (:func:`post_init_program`); the init key is the
+  models at once; the init key is the
   :func:`identity`'s. Models with equal identities (differing only in what
   their init does not depend on: learning rate, optimizer, ...) share their
   initial params, computed once.
@@ -500,95 +357,17 @@ def initial_params(program: Any, cells: Sequence[Mapping[str, Any]], seeds: Sequ
   first = {text: i for i, text in reversed(list(enumerate(identities)))}
   drawn = params_lib.draw_population(
       built, [rules_of(cells[first[t]], program) for t in unique], init_keys)
-  posts: dict[PostSpec, list[int]] = {}
+  posts: dict[post_inits.PostSpec, list[int]] = {}
   for u, text in enumerate(unique):
-    post = post_init_of(cells[first[text]]["init"])
+    post = post_inits.post_init_of(cells[first[text]]["init"])
     if post is not None:
       posts.setdefault(post, []).append(u)
   if posts and data is None:
     raise ValueError("initial_params: a post-init needs the group's data")
   for post, rows in posts.items():
-    drawn[rows] = run_post_init(program, post, drawn[rows], init_keys[rows], data)
+    drawn[rows] = post_inits.run_post_init(program, post, drawn[rows], init_keys[rows], data)
   position = {text: i for i, text in enumerate(unique)}
   return drawn[[position[t] for t in identities]]
-
-
-def run_post_init(program: Any, post: PostSpec, params: np.ndarray, init_keys: np.ndarray,
-                  data: Mapping[str, np.ndarray]) -> np.ndarray:
-  """``post`` on models' flat ``params`` ``(n, size)``: calls of exactly ``program.lanes``
-  models (the last one padded with copies), so that a model's bits never depend on its
-  company; warns when a model's post-init did not converge."""
-  run = post_init_program(program, post)
-  lanes = program.lanes
-  x, y = jnp.asarray(data["x_train"]), jnp.asarray(data["y_train"])
-  n = len(params)
-  pad = -n % lanes
-  params = np.concatenate([params, np.repeat(params[-1:], pad, axis=0)])
-  init_keys = np.concatenate([init_keys, np.repeat(init_keys[-1:], pad, axis=0)])
-  parts = [run(params[lo:lo + lanes], init_keys[lo:lo + lanes], x, y)
-           for lo in range(0, n + pad, lanes)]
-  out, converged = (np.concatenate(p)[:n] for p in zip(*jax.device_get(parts)))
-  if not converged.all():
-    warnings.warn(f"{post.name}: {int((~converged).sum())} of {n} model(s) of "
-                  f"{program.model} did not converge ({dict(post.options)}); their params "
-                  f"are used as they are", stacklevel=3)
-  return out.astype(np.float32)
-
-
-def _forward(built: Any) -> tuple[Any, PyTree, tuple[int, ...]]:
-  """``(fwd, template, where)``: the model as a :class:`jaxinit.capture.Forward`, its
-  params as the Forward takes them (host arrays), and where each of ``built``'s params
-  sits among the template's leaves.
-
-  Raises:
-    ValueError: a pure ``(init, apply)`` model (no modules to capture).
-  """
-  from jaxinit.capture import Forward, forward, params_by_path  # pylint: disable=import-outside-toplevel
-  if built.kind == "nnx":
-    fwd, template = forward(built.target)
-    prefix = ""
-  elif built.kind == "linen":
-    fwd, template, prefix = Forward("linen", built.plan_options["module"]), built.target, "params/"
-  elif built.kind == "equinox":
-    fwd, template = forward(built.target, batched=False)
-    prefix = ""
-  else:
-    raise ValueError("a post-init captures the model's layers: it needs a Flax NNX or linen "
-                     "module or an Equinox module, not a pure (init, apply) pair")
-  order = {p: i for i, p in enumerate(params_by_path(template))}
-  missing = [p for p in built.paths if prefix + p not in order]
-  if missing:
-    raise ValueError(f"a post-init cannot find parameter {missing[0]!r} in the model's state")
-  return fwd, jax.device_get(template), tuple(order[prefix + p] for p in built.paths)
-
-
-@functools.lru_cache(maxsize=64)
-def post_init_program(program: Any, post: PostSpec) -> Callable[..., Any]:
-  """Compiled: ``(params (lanes, size), init_keys (lanes, 2), x_train, y_train) ->
-  (params, converged)``, ``post`` of ``program.lanes`` models ``vmap``-ed (traced once per
-  shape group and post-init)."""
-  from jaxinit.sweep.program import network  # pylint: disable=import-outside-toplevel
-  from jaxinit.sweep.step import ravel, unravel  # pylint: disable=import-outside-toplevel
-  built = network(program)
-  fwd, template, where = _forward(built)
-  leaves, treedef = jax.tree_util.tree_flatten(template)
-  options = {k: v for k, v in post.options}
-  method = POST_INITS[post.name]
-
-  def one(flat, key_data, x_train, y_train):
-    key = jax.random.fold_in(jax.random.wrap_key_data(key_data), POST_INIT_TAG)
-    index = jax.random.randint(key, (post.batch_size,), 0, x_train.shape[0])
-    values = list(leaves)
-    for i, leaf in zip(where, jax.tree.leaves(unravel(built.shapes, flat))):
-      values[i] = leaf
-    new, converged = method.run(fwd, jax.tree_util.tree_unflatten(treedef, values),
-                                x_train[index], y_train[index], program.loss, **options)
-    new_leaves = jax.tree_util.tree_leaves(new)
-    return ravel([new_leaves[i] for i in where]).astype(jnp.float32), converged
-
-  if program.lanes == 1:  # one model: no vmap (it would add a unit axis to every op)
-    return jax.jit(lambda p, k, x, y: jax.tree.map(lambda a: a[None], one(p[0], k[0], x, y)))
-  return jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)))
 
 
 def check_cell(program: Any, cell: Mapping[str, Any], batch: Any = None) -> None:
@@ -614,22 +393,13 @@ def check_cell(program: Any, cell: Mapping[str, Any], batch: Any = None) -> None
     except Exception as err:  # noqa: BLE001  (any failure of the initializer, named)
       raise ValueError(f"cannot draw {a.path} (shape {a.shape}): {type(err).__name__}: "
                        f"{str(err).splitlines()[0] if str(err) else ''}") from None
-  post = post_init_of(cell["init"])
+  post = post_inits.post_init_of(cell["init"])
   if post is None or batch is None:
     return
-  size = sum(math.prod(x.shape) for x in jax.tree.leaves(built.shapes))
-  try:
-    jax.eval_shape(post_init_program(program, post),
-                   jax.ShapeDtypeStruct((program.lanes, size), jnp.float32),
-                   jax.ShapeDtypeStruct((program.lanes, 2), jnp.uint32), *batch)
-  except Exception as err:  # noqa: BLE001  (lsuv/metainit's refusal, named)
-    text = str(err).splitlines()[0] if str(err) else ""
-    raise ValueError(f"{post.name} cannot run on this model: {type(err).__name__}: "
-                     f"{text}") from None
+  post_inits.check_program(program, post, batch)
 
 
-__all__ = ["INIT_AXES", "InitAxis", "POST_INITS", "POST_INIT_TAG", "PostInit", "PostSpec",
-           "canonical_init", "check_cell", "check_grid", "check_init", "check_initializer",
-           "identity", "identity_cell", "initial_params", "static_part", "OPTIMIZER_FACTORS", "optimizer_factors",
-           "PARAMETRIZATIONS", "post_init_of", "post_init_program", "pre_init", "rules_of",
-           "run_post_init", "scaling_of"]
+__all__ = ["INIT_AXES", "InitAxis", "OPTIMIZER_FACTORS", "PARAMETRIZATIONS", "canonical_init",
+           "check_cell", "check_grid", "check_init", "check_initializer", "identity",
+           "identity_cell", "initial_params", "optimizer_factors", "pre_init", "rules_of",
+           "scaling_of", "static_part"]

@@ -30,7 +30,7 @@ from jaxinit.sweep.compile import (SHARED_CACHE, GroupPrograms, ProgramCache,
                                    plan_group)
 from jaxinit.sweep.config import ModelSpec, SweepConfig
 from jaxinit.sweep.data import load_dataset
-from jaxinit.sweep.program import Program, device_data, network, param_shapes
+from jaxinit.sweep.program import Program, device_data, param_shapes
 from jaxinit.sweep.progress import Progress
 from jaxinit.sweep.step import ravel, unravel
 

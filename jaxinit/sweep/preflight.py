@@ -133,7 +133,8 @@ def _run(config: SweepConfig, spec: ModelSpec, program: Program, data: dict[str,
 
 
 def _init(program: Program, spec: ModelSpec, batch: Any) -> None:
-  """A cell's init axes can make the model's initial params (:func:`jaxinit.sweep.inits.check_cell`)."""
+  """A cell's init axes can make the model's initial params
+  (:func:`jaxinit.sweep.inits.check_cell`)."""
   others = ", ".join(f"{a} = {label(spec[a])}" for a in INIT_AXES if a != "init")
   shown = f"init = {label(spec['init'])} ({others})"
   try:
