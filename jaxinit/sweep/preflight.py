@@ -25,7 +25,7 @@ from jaxinit.sweep.compile import make_program
 from jaxinit.sweep.config import ConfigError, ModelSpec, SweepConfig, label
 from jaxinit.sweep.data import load_dataset
 from jaxinit.sweep.loop import group_models
-from jaxinit.sweep.inits import INIT_AXES, check_cell
+from jaxinit.sweep.inits import INIT_AXES, check_cell, static_part
 from jaxinit.sweep.program import Program, device_data, network, thawed
 from jaxinit.sweep.step import init_opt_state
 
@@ -65,6 +65,10 @@ def preflight(config: SweepConfig, models: Sequence[ModelSpec]) -> None:
     _run(config, first, program, data)
     batch = tuple(jax.ShapeDtypeStruct(data[k].shape, data[k].dtype)
                   for k in ("x_train", "y_train"))
+    ignored = sorted(set(config.base) - set(dict(program.base)))
+    if ignored and static_part(first.cell):
+      raise ConfigError(f"base.{ignored[0]}: model {label(first['model'])} takes no keyword "
+                        f"argument {ignored[0]!r}, so the base model would not differ there")
     for i in members:
       m = models[i]
       text = json.dumps([[m[a] for a in INIT_AXES], first.static_key()], sort_keys=True)
