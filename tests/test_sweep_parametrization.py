@@ -19,6 +19,8 @@ import optax
 import pytest
 from flax import nnx
 
+from sweep_cases import TEACHER, pure_pair
+
 import jaxinit
 from jaxinit import parametrizations as P
 from jaxinit import sweep
@@ -123,16 +125,9 @@ def test_parametrization_values_and_base_are_checked():
   assert config.base == {"width": 16}
 
 
-def _pure_pair(*, in_features, out_features):
-  def init(key):
-    return {"kernel": jax.random.normal(key, (in_features, out_features))}
-  return init, lambda params, x: x @ params["kernel"]
-
-
 def test_a_base_value_the_model_does_not_take_is_refused_before_anything_runs(tmp_path):
   with pytest.raises(sweep.ConfigError, match=r"base.width: model .* takes no keyword argument"):
     sweep.run_sweep({"base": {"width": 8}, "grid": {
-        "model": _pure_pair, "parametrization": "mup", "steps": 100, "dataset": {
-            "name": "teacher_student", "n_train": 64, "n_test": 32, "in_features": 4}}},
+        "model": pure_pair, "parametrization": "mup", "steps": 100, "dataset": TEACHER}},
         out_dir=tmp_path, progress=False)
   assert not any(tmp_path.iterdir())

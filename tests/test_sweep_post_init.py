@@ -17,6 +17,8 @@ import jax
 import numpy as np
 import pytest
 
+from sweep_cases import TEACHER, pure_pair
+
 import jaxinit
 from jaxinit import sweep
 from jaxinit.sweep import inits, keys as keys_lib, post_inits
@@ -143,17 +145,10 @@ def test_post_init_values_are_checked_and_round_trip_through_toml():
   assert sweep.parse_config(tomllib.loads(sweep.to_toml(config))) == config
 
 
-def _pure_pair(*, in_features, out_features):
-  def init(key):
-    return {"kernel": jax.random.normal(key, (in_features, out_features))}
-  return init, lambda params, x: x @ params["kernel"]
-
-
 def test_a_post_init_of_a_pure_model_is_refused_before_anything_runs(tmp_path):
   with pytest.raises(sweep.ConfigError, match=r"init = lsuv.*pure \(init, apply\) pair"):
-    sweep.run_sweep({"grid": {"model": _pure_pair, "init": "lsuv", "steps": 100, "dataset": {
-        "name": "teacher_student", "n_train": 64, "n_test": 32, "in_features": 4}}},
-        out_dir=tmp_path, progress=False)
+    sweep.run_sweep({"grid": {"model": pure_pair, "init": "lsuv", "steps": 100,
+                              "dataset": TEACHER}}, out_dir=tmp_path, progress=False)
   assert not any(tmp_path.iterdir())
 
 
