@@ -9,6 +9,7 @@ very program of a sweep without the axis; every other parametrization of a
 shape shares one program whose optimizer takes per-model factors).
 """
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -35,8 +36,8 @@ def _config(parametrization=("sp", "mup"), **grid) -> dict:
   with open(TINY, "rb") as f:
     data = tomllib.load(f)
   data.update(seeds=1, lanes=1, eval_every=1, probes=[])
-  data["grid"].update({"width": 32, "steps": 1, "init": "he_normal", "optimizer": "adam", "learning_rate": 0.01,
-                       "parametrization": list(parametrization), **grid})
+  data["grid"].update({"width": 32, "steps": 1, "init": "he_normal", "optimizer": "adam",
+                       "learning_rate": 0.01, "parametrization": list(parametrization), **grid})
   if list(parametrization) != ["sp"]:
     data["base"] = {"width": 16}
   return data
@@ -131,3 +132,21 @@ def test_a_base_value_the_model_does_not_take_is_refused_before_anything_runs(tm
         "model": pure_pair, "parametrization": "mup", "steps": 100, "dataset": TEACHER}},
         out_dir=tmp_path, progress=False)
   assert not any(tmp_path.iterdir())
+
+
+def test_the_readmes_parametrization_grid_is_a_valid_config():
+  text = (Path(__file__).parents[1] / "README.md").read_text()
+  section = text.split("## Parametrizations: muP, NTK, depth-muP", 1)[1].split("\n## ", 1)[0]
+  (block,) = re.findall(r"```toml\n(.*?)```", section, re.S)
+  config = sweep.parse_config(tomllib.loads(block.replace("\n  ", "\n")))
+  assert config.base == {"width": 64} and config.grid["parametrization"] == ("sp", "mup")
+
+
+@pytest.mark.slow  # 3 widths x 2 parametrizations: 6 programs
+def test_a_width_by_learning_rate_grid_compares_sp_and_mup_in_one_run():
+  data = _config(width=[16, 32, 64], learning_rate=[0.003, 0.03], steps=20)
+  data.update(eval_every=10, seeds=2, lanes="auto")
+  result = sweep.run_sweep(data, progress=False)
+  assert len(result.models) == 24 and len(result.groups) == 6
+  assert all(np.isfinite(r["final_test_loss"]) for r in result.rows)
+  assert {r["width"] for r in result.rows if r["parametrization"] == "mup"} == {16, 32, 64}

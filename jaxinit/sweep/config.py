@@ -18,6 +18,7 @@ factory)::
   loss = "auto"              # by task, a name ("cross_entropy", "mse") or "package.module:loss"
   metrics = []               # more scores: "package.module:metric", ... (accuracy is always there)
   paths = []                 # folders import paths are searched in first (the config's own first)
+  base = {width = 64}        # the model's axes at the base size, for a parametrization
 
   [grid]                     # each axis: one value, or a list of values
   model = "mlp"              # "mlp", "resmlp", "cnn1d", "package.module:factory", or a table
@@ -29,6 +30,7 @@ factory)::
   width = 64
   weight_variance = 1.0      # multiplies the variance of every weight the init draws
   bias_variance = 0.0        # biases ~ N(0, bias_variance); 0 gives zeros
+  parametrization = ["sp", "mup"]   # "sp", "ntk", "mup", "depth_mup", "completep" (needs base)
   use_bias = true
   optimizer = ["sgd", {name = "momentum", momentum = 0.9}, "adam"]   # any optax optimizer
   learning_rate = [0.1, 0.01]
