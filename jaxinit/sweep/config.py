@@ -60,8 +60,9 @@ anything is written.
 Static axes (model, dataset, activation, depth, width, use_bias, optimizer,
 batch_size, steps and the model axes) split the models into shape groups,
 one compiled program each (groups that differ only in steps share it); the
-rest (init, weight_variance, bias_variance, learning_rate, seed) are arrays
-inside it.
+rest (init, weight_variance, bias_variance, parametrization, learning_rate,
+seed) are arrays inside it, except that models under a parametrization other
+than SP form their own group (their optimizer takes per-parameter factors).
 
 Examples:
   >>> config = parse_config({"seeds": 2, "grid": {"depth": [2, 4],
