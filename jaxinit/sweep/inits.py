@@ -29,8 +29,10 @@ canonical in a grid (and in results, labels, resumed folders) as
 same method, pre-init and options are one cell and one init key.
 
 Adding an init axis is one entry of :data:`INIT_AXES` (its default, check and
-canonical form) and its meaning in :func:`rules_of`; adding a post-init is
-one entry of :data:`~jaxinit.sweep.post_inits.POST_INITS`.
+canonical form) and its meaning in :func:`rules_of` (and, for an axis that
+also acts on the optimizer as ``parametrization`` does, in
+:func:`static_part` and :func:`optimizer_factors`); adding a post-init is one
+entry of :data:`~jaxinit.sweep.post_inits.POST_INITS`.
 """
 
 from __future__ import annotations
