@@ -29,10 +29,10 @@ def pairwise_sum(x: jax.Array, axes: tuple[int, ...], keepdims: bool = False) ->
 
   Examples:
     >>> import jax, jax.numpy as jnp, numpy as np
-    >>> x = jax.random.normal(jax.random.key(0), (64, 33, 9))
-    >>> one = jax.jit(lambda a: pairwise_sum(a, (0, 1)))
-    >>> batched = jax.jit(jax.vmap(lambda a: pairwise_sum(a, (0, 1))))(x[None].repeat(4, 0))
-    >>> bool((batched == one(x)).all()), bool(jnp.allclose(one(x), x.sum((0, 1)), atol=1e-4))
+    >>> x = jax.random.normal(jax.random.key(0), (33, 9))
+    >>> one = pairwise_sum(x, (0,))
+    >>> batched = jax.vmap(lambda a: pairwise_sum(a, (0,)))(x[None].repeat(4, 0))
+    >>> bool((batched == one).all()), bool(jnp.allclose(one, x.sum(0), atol=1e-5))
     (True, True)
   """
   keep = [a for a in range(x.ndim) if a not in axes]
