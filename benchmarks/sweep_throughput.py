@@ -535,6 +535,8 @@ def compare(other: str, grids: list[str], scale: float, rounds: int, dataset: st
     for key, default in (("loss", "auto"), ("metrics", []), ("paths", [])):
       if config.get(key) == default:
         config.pop(key)
+    if config["grid"].get("parametrization") == ["sp"]:
+      del config["grid"]["parametrization"]
     code = _WORKER.format(devices=devices, config=json.dumps(config), repeats=3)
     rates: dict[str, list[float]] = {"this": [], "other": []}
     for _ in range(rounds):

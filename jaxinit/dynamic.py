@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinit import checks
+from jaxinit._reduce import pairwise_sum
 from jaxinit.capture import Captured, Forward, forward, params_by_path
 from jaxinit.presets import orthogonal
 from jaxinit.rules.api import plan
@@ -383,18 +384,27 @@ def _unit_axes(out_ndim: int, bias_shape: tuple[int, ...]) -> tuple[int, ...]:
                if a < offset or bias_shape[a - offset] == 1)
 
 
+def _mean(x: jax.Array, axes: tuple[int, ...], keepdims: bool = False) -> jax.Array:
+  """``jnp.mean`` summed in a fixed order (:func:`jaxinit._reduce.pairwise_sum`): the same
+  bits alone and under ``vmap``."""
+  return pairwise_sum(x, axes, keepdims) / math.prod(x.shape[a] for a in axes)
+
+
 def _stats(layer: _Layer, out: jax.Array, bias_shape: tuple[int, ...] | None):
-  """Per-layer variance over everything, mean per-unit variance, unit means, max |unit mean|."""
+  """Per-layer variance over everything, mean per-unit variance, unit means, max |unit mean|.
+
+  Reduced by :func:`_mean`, so that a vmapped call equals the unbatched one bit for bit.
+  """
   n = layer.count
   out = out.reshape((n,) + out.shape[len(layer.stack):]).astype(
       jnp.promote_types(out.dtype, jnp.float32))
   axes = tuple(range(1, out.ndim))
-  variance = jnp.var(out, axis=axes)
+  variance = _mean(jnp.square(out - _mean(out, axes, keepdims=True)), axes)
   if bias_shape is None:
     return variance, variance, None, jnp.zeros((n,), variance.dtype)
   unit_axes = _unit_axes(out.ndim, bias_shape)
-  means = jnp.mean(out, axis=unit_axes, keepdims=True)
-  unit_var = jnp.mean(jnp.square(out - means), axis=axes)
+  means = _mean(out, unit_axes, keepdims=True)
+  unit_var = _mean(jnp.square(out - means), axes)
   means = means.reshape((n,) + bias_shape)
   return variance, unit_var, means, jnp.max(jnp.abs(means.reshape(n, -1)), axis=1)
 
@@ -439,9 +449,12 @@ def _run(fwd: Forward, the_plan: _Plan, kwargs: tuple[tuple[str, Any], ...], pre
                                   ).astype(b.dtype)
     return out
 
+  # Under vmap over params, the batch is given its own copy per model: a batch shared by
+  # every model turns the first layer's matmuls into one wide matmul that sums in another
+  # order, and the result would differ from the unbatched call in its last bits.
+  batch = batched_like(batch, values)
+
   def measure(scales, shifts):
-    # A vmapped call can differ from the unbatched one by a few ulp (batched matmuls sum
-    # in another order); benchmarks/lsuv.py measures it.
     tree = jax.tree_util.tree_unflatten(treedef, effective(scales, shifts))
     captured: Captured = fwd.capture(tree, batch, **kwargs)[1]
     var, unit_var, means, mean_err = [], [], [], []
@@ -521,6 +534,32 @@ def _run(fwd: Forward, the_plan: _Plan, kwargs: tuple[tuple[str, Any], ...], pre
   report = LSUVReport(names, before, var, iters, within(var, mean_err), var == 0,
                       ~jnp.isfinite(var), target, tol, max_iters)
   return new, report
+
+
+@jax.custom_batching.custom_vmap
+def batched_like(x: Any, ref: Any) -> Any:
+  """``x``; under ``jax.vmap``, batched (broadcast over the mapped axis) when ``ref`` is.
+
+  A model's forward pass on a batch ``x`` shared by vmapped params computes its first
+  layer as one matmul over every model's weights at once (jax's batching rule for
+  ``dot_general`` with one batched operand folds the model axis into the free one), which
+  XLA sums in another order than one model's matmul: results then differ from the
+  unbatched call in their last bits. With ``x`` batched like the params, each model's
+  matmul is one slice of a batched matmul, bit for bit the unbatched one (measured on CPU,
+  widths 8 to 100; ``tests/test_lsuv.py``).
+  """
+  del ref
+  return x
+
+
+@batched_like.def_vmap
+def _batched_like_rule(axis_size: int, in_batched: Any, x: Any, ref: Any) -> Any:
+  x_batched, ref_batched = in_batched
+  if any(jax.tree_util.tree_leaves(ref_batched)):
+    x = jax.tree_util.tree_map(
+        lambda a, b: a if b else jnp.broadcast_to(a, (axis_size,) + jnp.shape(a)), x, x_batched)
+    x_batched = jax.tree_util.tree_map(lambda _: True, x)
+  return batched_like(x, ref), x_batched
 
 
 def _pre_init(values: list[Any], index: Mapping[str, int], draws: Sequence[Any],

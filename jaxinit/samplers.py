@@ -39,6 +39,7 @@ from jax import lax, random
 from jax.typing import DTypeLike
 
 from jaxinit import checks
+from jaxinit._reduce import pairwise_sum
 from jaxinit.base import (OutSharding, Sampler, Shape, canonical_dtype, real_dtype, rng_sharding,
                           shard)
 
@@ -488,7 +489,8 @@ def haar_orthonormal(key: jax.Array, rows: int, cols: int, dtype: DTypeLike) -> 
   """
   x = _gaussian_lower_trapezoid(key, rows, cols, dtype)
   alpha = jnp.diagonal(x)
-  norm = jnp.sqrt(jnp.sum(jnp.real(x * jnp.conj(x)), axis=0))
+  # Summed in a fixed order: the same bits alone and under jax.vmap (jaxinit._reduce).
+  norm = jnp.sqrt(pairwise_sum(jnp.real(x * jnp.conj(x)), (0,)))
   # beta = -sign(Re alpha) |x_k|: reflecting x_k onto beta e_1 never cancels.
   sign = jnp.where(jnp.real(alpha) >= 0, 1.0, -1.0).astype(norm.dtype)
   beta = -sign * norm

@@ -24,8 +24,10 @@ can name), :mod:`~jaxinit.sweep.kinds` (any model as the engine sees it),
 (a shape group), :mod:`~jaxinit.sweep.preflight` (checks before anything
 runs), :mod:`~jaxinit.sweep.step` (the traced train step, evaluation and
 block), :mod:`~jaxinit.sweep.compile` (lanes, mesh, memory budget, cache),
-:mod:`~jaxinit.sweep.keys` and :mod:`~jaxinit.sweep.params` (where a model's
-params and batches come from), :mod:`~jaxinit.sweep.loop` (the host loop),
+:mod:`~jaxinit.sweep.inits` (what a model's initial state is made from: the
+init axes, rules, draw and post-init; :mod:`~jaxinit.sweep.post_inits` the
+post-inits), :mod:`~jaxinit.sweep.keys` and
+:mod:`~jaxinit.sweep.params` (where a model's params and batches come from), :mod:`~jaxinit.sweep.loop` (the host loop),
 :mod:`~jaxinit.sweep.store` and :mod:`~jaxinit.sweep.lock` (the folder),
 :mod:`~jaxinit.sweep.results`, :mod:`~jaxinit.sweep.plot`,
 :mod:`~jaxinit.sweep.cli`, :mod:`~jaxinit.sweep.distributed`. Everything
@@ -55,11 +57,13 @@ from jaxinit.sweep.config import (AXES, STATIC_AXES, VMAPPED_AXES, ModelSpec, Sw
 from jaxinit.sweep.data import Dataset, from_arrays, load_dataset
 from jaxinit.sweep.datasets import DATASETS
 from jaxinit.sweep.identity import execution_identity
+from jaxinit.sweep.inits import INIT_AXES
 from jaxinit.sweep.kinds import Built, Functional
 from jaxinit.sweep.losses import LOSSES, METRICS
 from jaxinit.sweep.loop import GroupReport, ModelRecord, group_models, train_models
 from jaxinit.sweep.networks import MODELS
 from jaxinit.sweep.optimizers import OPTIMIZERS
+from jaxinit.sweep.post_inits import POST_INITS
 from jaxinit.sweep.params import cell_rules
 from jaxinit.sweep.probes import PROBES
 from jaxinit.sweep.program import Program, network
@@ -73,7 +77,7 @@ __all__ = [
     "AXES", "STATIC_AXES", "VMAPPED_AXES", "ConfigError", "ModelSpec", "SweepConfig", "label",
     "load_config", "parse_config", "to_toml",
     # registries: what a grid can name
-    "DATASETS", "LOSSES", "METRICS", "MODELS", "OPTIMIZERS", "PROBES",
+    "DATASETS", "INIT_AXES", "LOSSES", "METRICS", "MODELS", "OPTIMIZERS", "POST_INITS", "PROBES",
     # your own models and data
     "Built", "Dataset", "Functional", "cell_rules", "from_arrays", "load_dataset", "network",
     # running

@@ -22,11 +22,9 @@ from typing import Any
 
 import numpy as np
 
-import jaxinit
-from jaxinit import checks, gains
+from jaxinit import checks
 from jaxinit.sweep import data as data_lib
-from jaxinit.sweep import activations, datasets, keys, networks, optimizers, probes
-from jaxinit.sweep.data import Spec
+from jaxinit.sweep import activations, datasets, inits, networks, optimizers, probes
 
 
 class ConfigError(ValueError):
@@ -42,12 +40,12 @@ optimizer_factory = optimizers.optimizer_factory
 AXES: dict[str, Any] = {
     "model": "mlp",
     "dataset": "mnist1d",
-    "init": "lecun_normal",
+    "init": inits.INIT_AXES["init"].default,
     "activation": "relu",
     "depth": 2,
     "width": 64,
-    "weight_variance": 1.0,
-    "bias_variance": 0.0,
+    "weight_variance": inits.INIT_AXES["weight_variance"].default,
+    "bias_variance": inits.INIT_AXES["bias_variance"].default,
     "use_bias": True,
     "optimizer": "sgd",
     "learning_rate": 0.01,
@@ -55,15 +53,18 @@ AXES: dict[str, Any] = {
     "steps": 1000,
 }
 """Grid axes and their default values, in the order of the results' columns."""
+# The init axes (what a model's initial state is made from) are declared in
+# jaxinit.sweep.inits; those not placed above follow, in their order there.
+AXES.update({k: a.default for k, a in inits.INIT_AXES.items() if k not in AXES})
 
 STATIC_AXES: tuple[str, ...] = ("model", "dataset", "activation", "depth", "width", "use_bias",
                                 "optimizer", "batch_size", "steps")
 """Axes that change the compiled program: models that differ here never share one (model
 axes, a grid's keyword arguments of its model factory, are static too)."""
 
-VMAPPED_AXES: tuple[str, ...] = ("init", "weight_variance", "bias_variance", "learning_rate")
-"""Axes (with the seed) that are arrays inside one compiled program."""
-
+VMAPPED_AXES: tuple[str, ...] = (*inits.INIT_AXES, "learning_rate")
+"""Axes (with the seed) that are arrays inside one compiled program: the init axes
+(:data:`jaxinit.sweep.inits.INIT_AXES`) and the learning rate."""
 
 
 # ---------------------------------------------------------------------------
@@ -84,36 +85,7 @@ def unknown_key(where: str, key: str, accepted: Sequence[str]) -> ConfigError:
                      f"accepted keys: {', '.join(sorted(accepted))}")
 
 
-def _init_spec(where: str, value: Any) -> Spec:
-  if isinstance(value, (list, tuple)) and value and all(
-      isinstance(r, (tuple, dict)) or hasattr(r, "pattern") for r in value):
-    from jaxinit.rules import as_rule_set  # pylint: disable=import-outside-toplevel
-    value = as_rule_set(value)  # a list of (pattern, initializer) pairs from Python
-  if not isinstance(value, (str, Mapping)) and hasattr(value, "to_config"):
-    try:
-      value = value.to_config()  # an initializer or rule set object from Python
-    except TypeError as err:
-      raise TypeError(f"{where}: {err}") from None
-  if not isinstance(value, (str, Mapping)):
-    raise TypeError(f"{where} must be an initializer name or a table with a 'name' key "
-                    f"(anything jaxinit.get accepts, a rule set included), got {value!r}")
-  value = plain(value, where)
-  try:
-    jaxinit.get(dict(value) if isinstance(value, Mapping) else value)
-  except (TypeError, ValueError) as err:
-    raise ValueError(f"{where}: {err}") from None
-  except ArithmeticError as err:  # e.g. a scale that overflows, bounds with no mass
-    raise ValueError(f"{where}: {value!r} cannot be built: its numbers are out of range "
-                     f"({type(err).__name__}: {err})") from None
-  return value
-
-
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _variance(where: str, value: Any) -> float:
-  # Arrays inside the compiled programs: float32, where 1e39 would be inf.
-  return checks.real(where, value, minimum=0.0, maximum=_FLOAT32_MAX)
 
 
 def _learning_rate(where: str, value: Any) -> float:
@@ -123,17 +95,15 @@ def _learning_rate(where: str, value: Any) -> float:
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "model": networks.check_model,
     "dataset": data_lib.check_dataset,
-    "init": _init_spec,
     "activation": activations.check_activation,
     "depth": checks.positive_int,
     "width": checks.positive_int,
-    "weight_variance": _variance,
-    "bias_variance": _variance,
     "use_bias": checks.boolean,
     "optimizer": optimizers.check_optimizer,
     "learning_rate": _learning_rate,
     "batch_size": checks.positive_int,
     "steps": checks.positive_int,
+    **{k: a.check for k, a in inits.INIT_AXES.items()},
 }
 assert set(_CHECKS) == set(AXES)
 
@@ -187,7 +157,7 @@ def axis_values(key: str, value: Any, paths: Sequence[str] = (),
               for i, v in enumerate(values))
   seen: dict[str, Any] = {}
   for v in out:
-    text = canonical_json(keys.canonical_init(v) if key == "init" else v)
+    text = canonical_json(inits.INIT_AXES[key].canonical(v) if key in inits.INIT_AXES else v)
     if text in seen:
       same = "twice" if seen[text] == v else f"and {seen[text]!r}, the same value"
       raise ConfigError(f"{where} lists {v!r} {same}; each value must appear once")

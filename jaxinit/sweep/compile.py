@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinit.sweep import losses, networks, optimizers, registry
+from jaxinit.sweep import inits, losses, networks, optimizers, registry
 from jaxinit.sweep.config import AXES, ModelSpec, SweepConfig
 from jaxinit.sweep.data import Dataset
 from jaxinit.sweep.program import Program, frozen, network, param_count
@@ -118,7 +118,9 @@ def make_program(spec: ModelSpec, dataset: Dataset, config: SweepConfig,
       num_outputs=dataset.num_outputs, task=dataset.task,
       loss=losses.resolve(loss, config.paths), metrics=metrics, optimizer=opt,
       optimizer_factory=factory, optimizer_options=frozen({**defaults, **opt_options}),
-      batch_size=spec["batch_size"], block_steps=config.eval_every, probes=config.probes)
+      batch_size=spec["batch_size"], block_steps=config.eval_every, probes=config.probes,
+      base=frozen({k: v for k, v in config.base.items() if k in kwargs}),
+      parametrized=bool(inits.static_part(spec.cell)))
   if lanes is None:
     lanes = config.lanes if isinstance(config.lanes, int) else default_lanes(
         6 * program.batch_size * param_count(program))

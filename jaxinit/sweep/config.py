@@ -18,16 +18,19 @@ factory)::
   loss = "auto"              # by task, a name ("cross_entropy", "mse") or "package.module:loss"
   metrics = []               # more scores: "package.module:metric", ... (accuracy is always there)
   paths = []                 # folders import paths are searched in first (the config's own first)
+  base = {width = 64}        # the model's axes at the base size, for a parametrization
 
   [grid]                     # each axis: one value, or a list of values
   model = "mlp"              # "mlp", "resmlp", "cnn1d", "package.module:factory", or a table
   dataset = "mnist1d"        # a built-in, {name = "npz", path = "data.npz"}, "package.module:load"
   init = ["he_normal", {name = "normal", stddev = 0.01}]   # any jaxinit.get spec, or a rule set
+  # or a post-init after the draw: {lsuv = "orthogonal", tol = 0.1}, {metainit = "he_normal"}
   activation = ["relu", "tanh"]
   depth = [2, 8, 16]         # hidden layers (residual blocks for resmlp)
   width = 64
   weight_variance = 1.0      # multiplies the variance of every weight the init draws
   bias_variance = 0.0        # biases ~ N(0, bias_variance); 0 gives zeros
+  parametrization = ["sp", "mup"]   # "sp", "ntk", "mup", "depth_mup", "completep" (needs base)
   use_bias = true
   optimizer = ["sgd", {name = "momentum", momentum = 0.9}, "adam"]   # any optax optimizer
   learning_rate = [0.1, 0.01]
@@ -40,7 +43,8 @@ Every key is optional; :data:`AXES` and :data:`TOP_LEVEL` hold the defaults.
 ``init`` is anything :func:`jaxinit.get` takes, meaning the rules of
 :func:`jaxinit.sweep.params.cell_rules` (every weight, every bias), or a rule
 set ``{name = "rules", rules = [{path = "*head*", init = "zeros"}, {module =
-"flax.nnx.Conv", init = "he_normal"}]}``; ``activation`` a name of
+"flax.nnx.Conv", init = "he_normal"}]}``, or either followed by a post-init
+(LSUV, MetaInit: :mod:`jaxinit.sweep.inits`, where the init axes live); ``activation`` a name of
 :data:`jaxinit.gains.ACTIVATIONS` or a DKS/TAT transformed activation
 (``"tat:leaky_relu"``, :mod:`~jaxinit.sweep.activations`); the others are documented beside their
 registries: :mod:`~jaxinit.sweep.networks` and :mod:`~jaxinit.sweep.kinds`
@@ -57,8 +61,9 @@ anything is written.
 Static axes (model, dataset, activation, depth, width, use_bias, optimizer,
 batch_size, steps and the model axes) split the models into shape groups,
 one compiled program each (groups that differ only in steps share it); the
-rest (init, weight_variance, bias_variance, learning_rate, seed) are arrays
-inside it.
+rest (init, weight_variance, bias_variance, parametrization, learning_rate,
+seed) are arrays inside it, except that models under a parametrization other
+than SP form their own group (their optimizer takes per-parameter factors).
 
 Examples:
   >>> config = parse_config({"seeds": 2, "grid": {"depth": [2, 4],
@@ -83,7 +88,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxinit import checks
-from jaxinit.sweep import axes, keys, losses, networks
+from jaxinit.sweep import axes, inits, losses, networks
 from jaxinit.sweep.axes import (AXES, DATASETS, MODELS, OPTIMIZERS, PROBES, STATIC_AXES,
                                 VMAPPED_AXES, ConfigError)
 from jaxinit.sweep.optimizers import optimizer_factory
@@ -101,6 +106,7 @@ TOP_LEVEL: dict[str, Any] = {
     "loss": "auto",
     "metrics": [],
     "paths": [],
+    "base": {},
     "grid": {},
 }
 """Top-level keys and their defaults."""
@@ -135,7 +141,8 @@ class ModelSpec:
 
   def static_key(self) -> str:
     """What decides the compiled program: models with equal keys share one."""
-    return axes.canonical_json({k: v for k, v in self.cell.items() if k not in VMAPPED_AXES})
+    return axes.canonical_json({**{k: v for k, v in self.cell.items() if k not in VMAPPED_AXES},
+                                **inits.static_part(self.cell)})
 
   def __getitem__(self, axis: str) -> Any:
     return self.cell[axis]
@@ -150,8 +157,8 @@ class ModelSpec:
 
 
 def _identity(cell: Mapping[str, Any]) -> dict[str, Any]:
-  """The cell with the initializer canonicalized ("he_normal" == {"name": "kaiming_normal"})."""
-  return {**cell, "init": keys.canonical_init(cell["init"])}
+  """The cell with its init axes canonical ("he_normal" == {"name": "kaiming_normal"})."""
+  return inits.identity_cell(cell)
 
 
 def label(value: Any) -> str:
@@ -200,6 +207,8 @@ class SweepConfig:
     metrics: more metrics, names or references.
     paths: absolute folders searched first for import paths (where names are
       looked up, not what the sweep is: configs that differ only here are equal).
+    base: the model's axes at the base size (``{"width": 64}``): the base
+      model a ``parametrization`` scales against (:mod:`jaxinit.sweep.inits`).
   """
   name: str
   seeds: tuple[int, ...]
@@ -213,6 +222,7 @@ class SweepConfig:
   loss: str = "auto"
   metrics: tuple[str, ...] = ()
   paths: tuple[str, ...] = dataclasses.field(default=(), compare=False)
+  base: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def cells(self) -> list[dict[str, Any]]:
     """Every combination of axis values, the last axis varying fastest."""
@@ -238,7 +248,8 @@ class SweepConfig:
             "eval_every": self.eval_every, "probes": list(self.probes),
             "probe_batch": self.probe_batch, "chunk_size": self.chunk_size,
             "lanes": self.lanes, "loss": self.loss, "metrics": list(self.metrics),
-            "paths": list(self.paths), "grid": {a: list(v) for a, v in self.grid.items()}}
+            "paths": list(self.paths), **({"base": dict(self.base)} if self.base else {}),
+            "grid": {a: list(v) for a, v in self.grid.items()}}
 
 
 def parse_config(data: Mapping[str, Any], *, base: str | Path | None = None) -> SweepConfig:
@@ -281,11 +292,8 @@ def parse_config(data: Mapping[str, Any], *, base: str | Path | None = None) -> 
     if steps % top["eval_every"]:
       raise ConfigError(f"[grid] steps = {steps} is not a multiple of eval_every = "
                         f"{top['eval_every']}; every steps value must be one")
-  rule_sets = [v for v in grid["init"] if isinstance(v, Mapping) and v.get("name") == "rules"]
-  biased = [v for v in grid["bias_variance"] if v != 0.0]
-  if rule_sets and biased:
-    raise ConfigError(f"[grid] bias_variance = {biased[0]!r} with a rule set as init: a rule "
-                      f"set decides how biases are drawn; leave bias_variance at 0")
+  top["base"] = _base(get("base"), grid, paths)
+  axes.checked(lambda _, g: inits.check_grid(g, top["base"]), "[grid]", grid)
   if top["probes"] == "auto":  # the built-in networks return their pre-activations
     top["probes"] = ("second_moment",) if all(m in MODELS for m in axes.names(grid["model"])) else ()
   config = SweepConfig(grid=grid, **top)
@@ -296,6 +304,27 @@ def parse_config(data: Mapping[str, Any], *, base: str | Path | None = None) -> 
       raise ConfigError(f"two models share the id {model.model_id}: {other} and {model}; "
                         f"change one seed")
   return config
+
+
+def _base(value: Any, grid: Mapping[str, tuple[Any, ...]], paths: tuple[str, ...]
+          ) -> dict[str, Any]:
+  """The checked ``base`` table: static axes a model factory takes (width, depth, model
+  axes), each value checked as the axis's."""
+  if not isinstance(value, Mapping):
+    raise ConfigError(f"base must be a table of the model's axes at the base size, e.g. "
+                      f"base = {{width = 64}}; got {value!r}")
+  accepted = [a for a in ("width", "depth") if a in grid] + [a for a in grid if a not in AXES]
+  out = {}
+  for key, v in value.items():
+    if key not in accepted:
+      raise axes.unknown_key("base", key, accepted)
+    if key in AXES:
+      out[key] = axes.checked(checks.positive_int, f"base.{key}", v)
+    else:
+      entry = networks.entry(axes.names(grid["model"])[0], paths)
+      out[key] = axes.checked(lambda w, x, k=key: networks.check_kwarg(entry, w, k, x),
+                              f"base.{key}", v)
+  return out
 
 
 def _top_level(get: Any, base: str | Path | None) -> dict[str, Any]:

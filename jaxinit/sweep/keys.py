@@ -37,7 +37,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -59,6 +59,13 @@ def _canonical(value: Any) -> str:
 
 
 def canonical_init(spec: Any) -> Any:
+  """An init value in one spelling per meaning (:func:`jaxinit.sweep.inits.canonical_init`:
+  post-inits too)."""
+  from jaxinit.sweep.inits import canonical_init as canonical  # pylint: disable=import-outside-toplevel
+  return canonical(spec)
+
+
+def canonical_initializer(spec: Any) -> Any:
   """An initializer spec in one spelling per initializer (its ``to_config()``, when it has one)."""
   return json.loads(_canonical_init_text(_canonical(spec)))
 
@@ -97,20 +104,23 @@ def param_layout(param_shapes: Any) -> Any:
 
 
 def init_identity(layout: Any, init: Any, weight_variance: float, bias_variance: float,
-                  seed: int) -> str:
+                  seed: int, extra: Mapping[str, Any] | None = None) -> str:
   """What determines a model's initial params, as canonical text.
 
   Args:
     layout: the params' shapes (:func:`param_layout`, or any plain data
       that tells architectures apart).
-    init: the initializer spec.
+    init: the init value (an initializer spec, or a post-init).
     weight_variance: the grid's weight variance.
     bias_variance: the grid's bias variance.
     seed: the model's seed.
+    extra: other init axes' canonical values (:func:`jaxinit.sweep.inits.identity`:
+      those away from their defaults).
   """
   return _canonical({"params": layout, "init": canonical_init(init),
                      "weight_variance": float(weight_variance),
-                     "bias_variance": float(bias_variance), "seed": int(seed)})
+                     "bias_variance": float(bias_variance), "seed": int(seed),
+                     **dict(extra or {})})
 
 
 def model_identity(layout: Any, seed: int) -> str:
@@ -157,5 +167,6 @@ def derive_keys(root_seed: int, tag: int, identities: Sequence[str]) -> np.ndarr
   return np.asarray(_derive_batch(root, jnp.uint32(tag), padded))[:len(words)]
 
 
-__all__ = ["DATA_TAG", "INIT_TAG", "MODEL_TAG", "canonical_init", "data_identity", "derive_keys",
-           "digest_words", "init_identity", "model_identity", "param_layout"]
+__all__ = ["DATA_TAG", "INIT_TAG", "MODEL_TAG", "canonical_init", "canonical_initializer",
+           "data_identity", "derive_keys", "digest_words", "init_identity", "model_identity",
+           "param_layout"]

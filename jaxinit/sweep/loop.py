@@ -4,7 +4,7 @@ Each shape group compiles its programs once (:mod:`jaxinit.sweep.compile`):
 a call trains ``lanes`` models on every device. The group's models go in
 chunks of about ``chunk_size`` models (whole calls; a chunk is what
 :mod:`jaxinit.sweep.store` saves and ``--resume`` keeps). A chunk's params are
-drawn on the host (:mod:`jaxinit.sweep.params`) from the models' keys
+made by :mod:`jaxinit.sweep.inits` from the models' keys
 (:mod:`jaxinit.sweep.keys`); then call after call is placed on the model mesh
 and trained block by block: every block runs the same program (its first
 step is an argument), and the host fetches each block's metrics while the
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,8 +23,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxinit.sweep import inits
 from jaxinit.sweep import keys as keys_lib
-from jaxinit.sweep import params as params_lib
 from jaxinit.sweep.compile import (SHARED_CACHE, GroupPrograms, ProgramCache,
                                    default_memory_budget, make_program, parse_bytes,
                                    plan_group)
@@ -95,7 +94,8 @@ def fetch(tree: PyTree) -> PyTree:
   return jax.device_get(tree)
 
 
-def initial_arrays(program: Program, models: Sequence[ModelSpec], root_seed: int
+def initial_arrays(program: Program, models: Sequence[ModelSpec], root_seed: int,
+                   data: Mapping[str, np.ndarray] | None = None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """What a group's programs start from: flat params, learning rates, data keys.
 
@@ -103,46 +103,27 @@ def initial_arrays(program: Program, models: Sequence[ModelSpec], root_seed: int
     program: the models' shape group.
     models: the models.
     root_seed: the sweep's root seed.
+    data: the group's host data (:func:`~jaxinit.sweep.program.device_data`);
+      needed by a post-init (:mod:`jaxinit.sweep.inits`).
 
   Returns:
-    ``params`` ``(models, size)`` (each model's
-    ``jaxinit.initialize(model, cell_rules, init_key)``, see
-    :mod:`jaxinit.sweep.params`, raveled by :func:`~jaxinit.sweep.step.ravel`),
-    ``learning_rate`` ``(models,)`` and raw ``data_keys`` ``(models, 2)``, as
-    numpy arrays; the keys as :mod:`jaxinit.sweep.keys` derives them.
+    ``params`` ``(models, size)`` (each model's initial params,
+    :func:`jaxinit.sweep.inits.initial_params`, raveled by
+    :func:`~jaxinit.sweep.step.ravel`), ``learning_rate`` ``(models,)`` and raw
+    ``data_keys`` ``(models, 2)``, as numpy arrays; the keys as
+    :mod:`jaxinit.sweep.keys` derives them.
   """
-  built = network(program)
-  layout = keys_lib.param_layout(built.shapes)
-  identities = [keys_lib.init_identity(layout, m["init"], m["weight_variance"],
-                                       m["bias_variance"], m.seed) for m in models]
-  # Common random numbers: models that differ only in what their init does not depend on
-  # (learning rate, optimizer, ...) share their initial params: drawn once.
-  unique = list(dict.fromkeys(identities))
-  init_keys = keys_lib.derive_keys(root_seed, keys_lib.INIT_TAG, unique)
-  first = {text: i for i, text in reversed(list(enumerate(identities)))}
-  rules = [_cell_rules(json.dumps([models[first[t]][a] for a in _INIT_AXES], sort_keys=True))
-           for t in unique]
-  model_keys = keys_lib.derive_keys(root_seed, keys_lib.MODEL_TAG, [
-      keys_lib.model_identity(layout, models[first[t]].seed) for t in unique])
-  drawn = params_lib.draw_population(built, rules, init_keys, model_keys)
-  position = {text: i for i, text in enumerate(unique)}
-  params = drawn[[position[t] for t in identities]]
+  params = inits.initial_params(program, [m.cell for m in models], [m.seed for m in models],
+                                root_seed, data)
   data_keys = keys_lib.derive_keys(root_seed, keys_lib.DATA_TAG, [keys_lib.data_identity(
       m["dataset"], m["batch_size"], m.seed) for m in models])
   learning_rate = np.asarray([m["learning_rate"] for m in models], np.float32)
   return params, learning_rate, data_keys
 
 
-_INIT_AXES = ("init", "weight_variance", "bias_variance")
-
-
-@functools.lru_cache(maxsize=1024)  # a grid has few (init, variances) and many models
-def _cell_rules(text: str) -> Any:
-  return params_lib.cell_rules(*json.loads(text))
-
-
 def start_state(programs: GroupPrograms, params: np.ndarray, learning_rate: np.ndarray,
-                rows: Sequence[int]) -> dict[str, Any]:
+                rows: Sequence[int], factors: Mapping[str, np.ndarray] | None = None
+                ) -> dict[str, Any]:
   """The state a group's first block takes, on the model mesh.
 
   Args:
@@ -150,6 +131,8 @@ def start_state(programs: GroupPrograms, params: np.ndarray, learning_rate: np.n
     params: flat params of this process's ``rows`` of the call.
     learning_rate: their learning rates.
     rows: :meth:`~jaxinit.sweep.compile.GroupPrograms.local_rows`.
+    factors: a parametrized group's optimizer factors of these models
+      (:func:`jaxinit.sweep.inits.optimizer_factors`), set in the optimizer state.
 
   Returns:
     ``{"params", "net_state", "opt_state", "alive", "diverged_step"}``, each split
@@ -159,8 +142,12 @@ def start_state(programs: GroupPrograms, params: np.ndarray, learning_rate: np.n
   params_, lr = programs.put(params, rows), programs.put(learning_rate, rows)
   net_state = jax.tree.map(lambda x: np.broadcast_to(x, (n,) + x.shape).copy(),
                            network(programs.program).state)
+  opt_state = programs.opt_init(params_, lr)
+  if factors is not None:
+    opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams,
+                                                **programs.put(dict(factors), rows)})
   return {"params": params_, "net_state": programs.put(net_state, rows),
-          "opt_state": programs.opt_init(params_, lr),
+          "opt_state": opt_state,
           "alive": programs.put(np.ones(n, bool), rows),
           "diverged_step": programs.put(np.full(n, -1, np.int32), rows)}
 
@@ -265,12 +252,12 @@ def train_models(config: SweepConfig, models: Sequence[ModelSpec] | None = None,
       padded = part + [part[-1]] * (len(sizes) * call - len(part))
       tick = time.perf_counter()
       # Each process draws only the models on its own devices.
-      arrays = initial_arrays(program, [models[padded[c * call + r]]
-                                        for c in range(len(sizes)) for r in rows],
-                              config.root_seed)
+      local = [models[padded[c * call + r]] for c in range(len(sizes)) for r in rows]
+      arrays = initial_arrays(program, local, config.root_seed, host_data)
+      factors = inits.optimizer_factors(program, [m.cell for m in local])
       report.init_s += time.perf_counter() - tick
       chunk_records = _run_chunk(programs, data, rows, arrays, first["steps"], sizes,
-                                 reporter, report, keep_params)
+                                 reporter, report, keep_params, factors)
       for i, record in zip(part, chunk_records):
         records[i] = record
       if on_chunk is not None:
@@ -283,7 +270,8 @@ def train_models(config: SweepConfig, models: Sequence[ModelSpec] | None = None,
 def _run_chunk(programs: GroupPrograms, data: Any, rows: Sequence[int],
                arrays: tuple[np.ndarray, np.ndarray, np.ndarray], steps: int,
                sizes: Sequence[int], reporter: Progress, report: GroupReport,
-               keep_params: bool) -> list[ModelRecord]:
+               keep_params: bool, factors: Mapping[str, np.ndarray] | None = None
+               ) -> list[ModelRecord]:
   """Trains a chunk's calls (``sizes``: real models of each), each block fetched while the
   next one runs; the records of the real models, in order."""
   tick = time.perf_counter()
@@ -312,7 +300,8 @@ def _run_chunk(programs: GroupPrograms, data: Any, rows: Sequence[int],
              programs.put(np.bool_(b > 0))) for b in range(num_blocks + 1)]
   for c in range(len(sizes)):
     part = slice(c * local, (c + 1) * local)
-    state = start_state(programs, params[part], learning_rate[part], rows)
+    state = start_state(programs, params[part], learning_rate[part], rows,
+                        None if factors is None else {k: v[part] for k, v in factors.items()})
     keys = programs.put(data_keys[part], rows)
     if keep_params:
       initial[c] = fetch(state["params"])

@@ -177,5 +177,36 @@ def build(factory: Callable[..., Any], defaults: Mapping[str, Any], opts: Mappin
   return optax.inject_hyperparams(factory)(learning_rate=1.0, **{**defaults, **dict(opts)})
 
 
-__all__ = ["FLAT", "OPTIMIZERS", "OPTION_CHECKS", "TABLE", "build", "check_optimizer",
-           "optimizer_factory"]
+def build_parametrized(name: str, opts: Mapping[str, Any], size: int) -> Any:
+  """``jaxinit.parametrizations.optimizer(name, ...)`` with per-parameter factors as state.
+
+  The learning rate and the flat ``(size,)`` vectors ``lr_factor``,
+  ``eps_factor`` and ``wd_factor`` are ``optax.inject_hyperparams`` entries
+  (ones at init; the engine sets each model's:
+  :func:`jaxinit.sweep.inits.optimizer_factors`), so models of different
+  parametrizations train in one vmapped program. With factors of ones the
+  update rounds the same values as optax's ``sgd`` / ``adam`` / ``adamw``,
+  but XLA may fuse the final multiply-add differently (not bit for bit), so
+  SP models never use it (:func:`jaxinit.sweep.inits.static_part`).
+
+  Args:
+    name: ``"sgd"``, ``"adam"`` or ``"adamw"``.
+    opts: the optimizer's options (``momentum``, ``b1``, ``weight_decay``, ...).
+    size: parameters of one model.
+  """
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import optax  # pylint: disable=import-outside-toplevel
+  from jaxinit.parametrizations.optim import optimizer  # pylint: disable=import-outside-toplevel
+
+  def factory(learning_rate, lr_factor, eps_factor, wd_factor):
+    trees = {"lr_sgd": lr_factor, "lr_adam": lr_factor, "eps": eps_factor,
+             "weight_decay": wd_factor}
+    return optimizer(name, learning_rate, trees, **dict(opts))
+
+  ones = jnp.ones((size,), jnp.float32)
+  return optax.inject_hyperparams(factory)(learning_rate=1.0, lr_factor=ones, eps_factor=ones,
+                                           wd_factor=ones)
+
+
+__all__ = ["FLAT", "OPTIMIZERS", "OPTION_CHECKS", "TABLE", "build", "build_parametrized",
+           "check_optimizer", "optimizer_factory"]

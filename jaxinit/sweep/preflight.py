@@ -27,7 +27,7 @@ from jaxinit.sweep.compile import make_program
 from jaxinit.sweep.config import ConfigError, ModelSpec, SweepConfig, label
 from jaxinit.sweep.data import load_dataset
 from jaxinit.sweep.loop import group_models
-from jaxinit.sweep.params import cell_rules, plan
+from jaxinit.sweep.inits import INIT_AXES, check_cell, static_part
 from jaxinit.sweep.program import Program, device_data, network, thawed
 from jaxinit.sweep.step import init_opt_state, noise_key
 
@@ -63,15 +63,20 @@ def preflight(config: SweepConfig, models: Sequence[ModelSpec]) -> None:
     first = models[members[0]]
     dataset = datasets[json.dumps(first["dataset"], sort_keys=True)]
     program = _program(config, first, dataset)
-    built = network(program)
-    _run(config, first, program, device_data(program, dataset, config.probe_batch))
+    data = device_data(program, dataset, config.probe_batch)
+    _run(config, first, program, data)
+    batch = tuple(jax.ShapeDtypeStruct(data[k].shape, data[k].dtype)
+                  for k in ("x_train", "y_train"))
+    ignored = sorted(set(config.base) - set(dict(program.base)))
+    if ignored and static_part(first.cell):
+      raise ConfigError(f"base.{ignored[0]}: model {label(first['model'])} takes no keyword "
+                        f"argument {ignored[0]!r}, so the base model would not differ there")
     for i in members:
       m = models[i]
-      text = json.dumps([m["init"], m["weight_variance"], m["bias_variance"], first.static_key()],
-                        sort_keys=True)
+      text = json.dumps([[m[a] for a in INIT_AXES], first.static_key()], sort_keys=True)
       if text not in checked:
         checked.add(text)
-        _init(built, m)
+        _init(program, m, batch)
 
 
 def _program(config: SweepConfig, spec: ModelSpec, dataset: Any) -> Program:
@@ -152,31 +157,15 @@ def _run(config: SweepConfig, spec: ModelSpec, program: Program, data: dict[str,
          jax.ShapeDtypeStruct((1, size), jnp.float32), jax.ShapeDtypeStruct((1,), jnp.float32))
 
 
-def _init(built: Any, spec: ModelSpec) -> None:
-  """A cell's rules plan the model and can draw each parameter they serve."""
-  init, wv, bv = spec["init"], spec["weight_variance"], spec["bias_variance"]
-  where = f"[grid] init = {label(init)} (weight_variance = {wv!r}, bias_variance = {bv!r})"
+def _init(program: Program, spec: ModelSpec, batch: Any) -> None:
+  """A cell's init axes can make the model's initial params
+  (:func:`jaxinit.sweep.inits.check_cell`)."""
+  others = ", ".join(f"{a} = {label(spec[a])}" for a in INIT_AXES if a != "init")
+  shown = f"init = {label(spec['init'])} ({others})"
   try:
-    rules = cell_rules(init, wv, bv)
-    the_plan = plan(built, rules)
+    check_cell(program, spec.cell, batch)
   except (TypeError, ValueError) as err:
-    raise ConfigError(f"{where}: {err}") from None
-  as_given = plan(built, cell_rules(init))  # the variances' split rules are not required
-  if as_given.unused_rules:
-    # As initialize(strict=True): a rule that matches nothing is a typo until said otherwise.
-    unused = ", ".join(f"rule {i} {as_given.rules.rules[i].pattern!r}"
-                       for i in as_given.unused_rules)
-    shown = ", ".join(built.paths[:12]) + (", ..." if len(built.paths) > 12 else "")
-    raise ConfigError(f"{where}: {unused} matches no parameter of [grid] model = "
-                      f"{label(spec['model'])}, whose parameters are {shown} (fix the pattern, "
-                      f"or mark the rule required = false if it is meant for other models)")
-  for factor in (np.sqrt(wv), np.sqrt(bv)):
-    with np.errstate(over="ignore"):
-      if not np.isfinite(np.float32(factor)):
-        raise ConfigError(f"{where}: the factor {factor!r} is not a finite float32")
-  for a in the_plan.assignments:
-    _shape(f"{where} cannot draw {a.path} (shape {a.shape})",
-           lambda k, a=a: a.draw(k), jax.random.key(0))
+    raise ConfigError(f"[grid] {shown}: {err}") from None
 
 
 __all__ = ["preflight"]

@@ -67,6 +67,11 @@ class Program:
     block_steps: training steps per compiled block.
     probes: probe names (:data:`jaxinit.sweep.probes.PROBES`).
     lanes: models one device trains at once, ``vmap``-ed together.
+    base: the factory's keyword arguments at the base size (the config's
+      ``base``), for parametrizations (:func:`base_network`).
+    parametrized: whether the grid has a parametrization other than SP: the
+      optimizer then takes per-parameter factors per model
+      (:func:`jaxinit.sweep.optimizers.build_parametrized`).
   """
   model: str
   factory: Callable[..., Any]
@@ -84,6 +89,8 @@ class Program:
   block_steps: int
   probes: tuple[str, ...]
   lanes: int = 1
+  base: tuple[tuple[str, Any], ...] = ()
+  parametrized: bool = False
 
   @property
   def layerwise(self) -> bool:
@@ -102,8 +109,18 @@ def network(program: Program) -> kinds.Built:
   return _build(program.factory, program.model_kwargs, program.input_shape)
 
 
+def base_network(program: Program) -> kinds.Built:
+  """The group's model at the base size: its factory with ``program.base`` in place."""
+  return _build(program.factory, frozen({**thawed(program.model_kwargs), **thawed(program.base)}),
+                program.input_shape)
+
+
 def optimizer(program: Program) -> Any:
-  """The optax optimizer, its learning rate a state entry (set per model by the engine)."""
+  """The optax optimizer, its learning rate (and a parametrized group's factors) state
+  entries, set per model by the engine."""
+  if program.parametrized:
+    return optimizers.build_parametrized(optimizers.TABLE[program.optimizer][0],
+                                         thawed(program.optimizer_options), param_count(program))
   return optimizers.build(program.optimizer_factory, {}, thawed(program.optimizer_options))
 
 
@@ -143,5 +160,6 @@ def device_data(program: Program, dataset: Any, probe_batch: int,
           "y_probe": np.asarray(dataset.y_train[:n_probe])}
 
 
-__all__ = ["Program", "TRAIN_EVAL_SIZE", "device_data", "frozen", "network", "optimizer",
+__all__ = ["Program", "TRAIN_EVAL_SIZE", "base_network", "device_data", "frozen", "network",
+           "optimizer",
            "param_count", "param_shapes", "thawed"]
