@@ -134,6 +134,16 @@ def test_a_base_value_the_model_does_not_take_is_refused_before_anything_runs(tm
   assert not any(tmp_path.iterdir())
 
 
+def test_a_depth_parametrization_deeper_than_its_base_is_refused_before_anything_runs(tmp_path):
+  """Depth-muP multiplies residual branches in the forward pass, which the sweep's models do
+  not take: its factors alone would train another model, silently."""
+  config = _config(("depth_mup",), model="resmlp", depth=4)
+  config["base"] = {"width": 32, "depth": 2}
+  with pytest.raises(sweep.ConfigError, match=r"depth_mup.*scales residual branches"):
+    sweep.run_sweep(config, out_dir=tmp_path, progress=False)
+  assert not any(tmp_path.iterdir())
+
+
 def test_the_readmes_parametrization_grid_is_a_valid_config():
   text = (Path(__file__).parents[1] / "README.md").read_text()
   section = text.split("## Parametrizations: muP, NTK, depth-muP", 1)[1].split("\n## ", 1)[0]

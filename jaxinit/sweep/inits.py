@@ -275,6 +275,15 @@ def _scaling(program: Any, name: str, text: str) -> Any:
   built, base = network(program), base_network(program)
   scaling = parametrizations.scale(name, built.target, *built.plan_args, base=base.target,
                                    rules=_rules(text), **built.plan_options)
+  deeper = [p.path for p in scaling.params if p.depth_mult != 1.0]
+  if scaling.parametrization.depth_alpha is not None and deeper:
+    # Depth-muP / CompleteP multiply each residual branch by (L_base / L)^alpha in the
+    # forward pass; the factors alone (init, learning rate) would train another model.
+    raise ValueError(f"parametrization {name!r} scales residual branches by (base depth / "
+                     f"depth)^{scaling.parametrization.depth_alpha:g} in the forward pass, "
+                     f"which the sweep's models do not take ({deeper[0]!r} is in a block the "
+                     f"base model has fewer of); sweep depth parametrizations at the base "
+                     f"depth, or train them with jaxinit.parametrizations directly")
   multiplied = [p.path for p in scaling.params if p.factors.multiplier != 1.0]
   if multiplied:
     raise ValueError(f"parametrization {name!r} multiplies {multiplied[0]!r}'s output by "
