@@ -501,3 +501,20 @@ def test_a_fan_scaled_default_never_reaches_parameters_without_fans():
   served = plan(model, RuleSet.of([("*bias", jaxinit.zeros), ("*scale", jaxinit.ones)],
                                   default=jaxinit.he_normal()))
   assert {a.path for a in served.assignments if a.rule is None} == {"conv/kernel", "head/kernel"}
+
+
+@pytest.mark.parametrize("bad", [lambda k, s, d=None: jnp.ones((2, 2)),
+                                 lambda k, s, d=None: jnp.full(s, 3.0, jnp.float16)],
+                         ids=["shape", "dtype"])
+def test_an_initializer_returning_the_wrong_shape_or_dtype_is_refused_naming_the_path(bad):
+  """A user's function is never written into a model unchecked (found by a user: a (2, 2)
+  head kernel in place of (4, 3), then an unrelated fans error on the next call)."""
+  model = nnx.Linear(4, 3, rngs=nnx.Rngs(0))
+  before = np.asarray(model.kernel[...])
+  for call in (lambda: jaxinit.reinit(model, [("kernel", bad)], 0),
+               lambda: jax.jit(lambda k: jaxinit.initialize(
+                   {"kernel": jnp.zeros((4, 3))}, [("kernel", bad)], k))(jax.random.key(0))):
+    with pytest.raises(ValueError, match=r"kernel .*returned shape .*needs shape \(4, 3\), "
+                                         r"dtype float32"):
+      call()
+  np.testing.assert_array_equal(model.kernel[...], before)

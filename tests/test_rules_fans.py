@@ -196,7 +196,7 @@ def test_embedding_rows_have_unit_norm_with_lecun(framework):
   _check(norms, 1.0)
 
 
-@pytest.mark.filterwarnings("ignore:rules that match no parameter.*RMSNorm', 'bias'")
+@pytest.mark.filterwarnings("ignore:rules that serve no parameter.*RMSNorm', 'bias'")
 @pytest.mark.parametrize("cls", [nnx.LayerNorm, nnx.RMSNorm])
 def test_norm_scale_is_the_module_weight_and_bias_its_other_param(cls):
   model = jaxinit.initialize(nnx.eval_shape(lambda: cls(32, rngs=nnx.Rngs(0))),

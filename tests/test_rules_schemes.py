@@ -235,10 +235,31 @@ def test_a_scheme_whose_essential_part_is_missing_names_the_nearest_paths():
       jaxinit.initialize(params, scheme, 0, strict=True)
 
 
-def test_optional_and_shadowed_scheme_rules_are_not_reported():
+def test_optional_scheme_rules_are_not_reported_and_shadowed_ones_are():
   # pytorch(): rules for the other frameworks' layers and for norms this model lacks are
-  # optional; fixup's head rules are shadowed by zero_head's, yet they match: no report.
+  # optional: no report.
   assert not jaxinit.rules.plan(_LM(nnx.Rngs(0)), schemes.pytorch()).unmatched
+  # A scheme's head after zero_head's: fixup's head group serves nothing (zero_head took the
+  # head); its branches still serve theirs. Reported as shadowed, naming the earlier rule.
   model = nnx.eval_shape(lambda: ResNet(blocks=1, rngs=nnx.Rngs(0)))
   rules = schemes.zero_head() + schemes.fixup(1, 2, branch="*/conv1/kernel", last="*/conv2/kernel")
-  assert not jaxinit.rules.plan(model, rules).unmatched
+  (u,) = jaxinit.rules.plan(model, rules).unmatched
+  assert u.group == "fixup: head" and u.shadowed_by == (0,), u
+
+
+def test_a_rule_shadowed_by_an_earlier_one_is_reported_and_strict_raises():
+  """``scheme + zero_head(...)`` in that order: the scheme's Linear rule serves the head first,
+  so zero_head would do nothing (found by a user: a non-zero head under strict=True)."""
+  model = nnx.eval_shape(lambda: _LM(nnx.Rngs(0)))
+  with pytest.raises(ValueError, match=r"strict=True.*zero_head: head.*is shadowed.*lm_head/kernel"
+                                       r".*put it first"):
+    jaxinit.initialize(model, schemes.pytorch() + schemes.zero_head("lm_head/*"), 0, strict=True)
+  plain = [(nnx.Linear, jaxinit.he_normal()), ("lm_head/kernel", jaxinit.zeros)]
+  with pytest.warns(jaxinit.rules.UnusedRuleWarning, match=r"rule 1 Glob\('lm_head/kernel'\) is "
+                                                         r"shadowed.*rule 0"):
+    jaxinit.rules.initialize(nnx.eval_shape(lambda: _LM(nnx.Rngs(0))), plain + [
+        ("*", jaxinit.zeros)], 0)
+  # First, it serves: no report, and the head is zero.
+  zeroed = jaxinit.initialize(nnx.eval_shape(lambda: _LM(nnx.Rngs(0))),
+                              schemes.zero_head("lm_head/*") + schemes.pytorch(), 0, strict=True)
+  assert not _flat(zeroed)["lm_head/kernel"].any()

@@ -69,7 +69,7 @@ def test_transfer_lists_dropped_paths_and_keeps_unmatched_new_params(tmp_path):
   assert not np.array_equal(before["head/kernel"], _flat(model)["head/kernel"])
 
 
-@pytest.mark.filterwarnings("ignore:rules that match no parameter")
+@pytest.mark.filterwarnings("ignore:rules that serve no parameter")
 def test_shape_mismatch_without_a_rule_names_the_paths(tmp_path):
   file = save_params(tmp_path / "ckpt.msgpack", Net(10, nnx.Rngs(0)))
   with pytest.raises(ValueError, match=r"head/bias: checkpoint \(10,\) vs model \(3,\); "

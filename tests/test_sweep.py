@@ -200,6 +200,7 @@ def test_results_on_disk(group):
 
   rows_back, curves, config = sweep.read_results(out)
   assert config == sweep.parse_config(_group_config())
+  assert sweep.read_results(out, check=False)[2] == config  # as written, nothing re-resolved
   assert rows_back[0]["model_id"] == result.rows[0]["model_id"]
   assert curves["test_loss"].shape == (256, 3)  # step 0, 10, 20
   assert curves["eval_step"][0].tolist() == [0, 10, 20]

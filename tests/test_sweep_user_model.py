@@ -5,6 +5,9 @@ with results, resume and plots; and bad input refused at load time, naming the k
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -57,6 +60,22 @@ def test_resume_reads_back_every_model_and_plots_draw(from_python, recwarn):
   # The rule set's long label is shortened: every panel keeps its layout.
   assert not [w for w in recwarn if "tight" in str(w.message).lower()], [
       str(w.message) for w in recwarn]
+
+
+def test_plots_of_a_sweep_of_arrays_draw_in_a_new_process(from_python, tmp_path):
+  """``jaxinit plot OUT`` reads results.csv and curves.npz only: the arrays (and a model
+  given from Python) need not exist in the plotting process (found by a user: it asked for
+  the arrays again)."""
+  pytest.importorskip("matplotlib")
+  _, out, _ = from_python
+  copy = tmp_path / "copy"
+  shutil.copytree(out, copy)
+  for png in copy.glob("*.png"):
+    png.unlink()
+  done = subprocess.run([sys.executable, "-m", "jaxinit", "plot", str(copy)], cwd=tmp_path,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert any(p.stat().st_size > 1000 for p in copy.glob("*.png"))
 
 
 def _toml(tmp_path: Path, text: str, name: str = "sweep.toml") -> Path:
@@ -130,7 +149,7 @@ def count_loss(outputs, targets):
     ('loss = "bad:per_example_loss"', "loss", "scalar"),
     ('loss = "bad:count_loss"', "loss", "not a float"),
     ('init = { name = "rules", rules = [{ path = "head/kernl", init = "zeros" }] }', "init",
-     "head/kernl') matches no parameter"),
+     "head/kernl') [nearest paths"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, change, key, words):
   (tmp_path / "bad.py").write_text(BAD)

@@ -83,11 +83,15 @@ class Unmatched:
     rules: indices of the rules (one, or every rule of a ``group``).
     group: the rules' group, or None.
     nearest: the target's paths (or, for module-class rules, its module
-      classes) nearest to what the rules name.
+      classes) nearest to what the rules name; for shadowed rules, the paths
+      they fit.
+    shadowed_by: the earlier rules that serve every parameter these rules fit
+      (empty: they fit no parameter at all).
   """
   rules: tuple[int, ...]
   group: str | None
   nearest: tuple[str, ...]
+  shadowed_by: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +121,10 @@ class Plan:
     ``jax.jit(jax.vmap(plan.draw))`` does not grow with the number of layers.
     """
     return _draw_traced(key, self.assignments)
+
+  def unmatched_text(self) -> str:
+    """What :attr:`unmatched` says, one clause per requirement ("" when every rule serves)."""
+    return _unmatched_text(self)
 
   def __str__(self) -> str:
     lines = []
@@ -150,9 +158,11 @@ _FANLESS = {False: "these parameters have none (norm scales and biases, paramete
 
 def _make_plan(target: Target, rules: RuleSet) -> Plan:
   assignments, kept, used = [], [], set()
+  winners: dict[str, int | None] = {}
   fanless: dict[int | None, list[str]] = {}
   for site in target.sites:
     index = next((i for i, r in enumerate(rules.rules) if matches(r, site)), None)
+    winners[site.path] = index
     if index is None and rules.default is None:
       kept.append(site.path)
       continue
@@ -178,21 +188,28 @@ def _make_plan(target: Target, rules: RuleSet) -> Plan:
         f"{_FANLESS[i is None]}: {paths}" for i, paths in fanless.items())
         + "; give them rules of their own before it, e.g. ('*bias', jaxinit.zeros), "
           "('*scale', jaxinit.ones)")
-  unmatched = _unmatched(target, rules, used)
+  unmatched = _unmatched(target, rules, used, winners)
   unused = tuple(i for u in unmatched for i in u.rules)
   return Plan(tuple(assignments), tuple(kept), unused, rules, unmatched)
 
 
-def _unmatched(target: Target, rules: RuleSet, won: set[int]) -> tuple[Unmatched, ...]:
-  """The required rules (and groups) whose patterns fit no parameter, in rule order."""
+def _unmatched(target: Target, rules: RuleSet, won: set[int],
+               winners: dict[str, int]) -> tuple[Unmatched, ...]:
+  """The required rules (and groups) that serve no parameter, in rule order: their patterns
+  fit none, or every parameter they fit is served by an earlier rule (shadowed)."""
   requirements: dict[Any, list[int]] = {}
   for i, rule in enumerate(rules.rules):
     if rule.required:
       requirements.setdefault(rule.group if rule.group is not None else i, []).append(i)
   out = []
   for group, indices in requirements.items():
-    if any(i in won for i in indices) or any(
-        matches(rules.rules[i], s) for i in indices for s in target.sites):
+    if any(i in won for i in indices):
+      continue
+    fitted = [s.path for s in target.sites if any(matches(rules.rules[i], s) for i in indices)]
+    if fitted:  # shadowed: `scheme + zero_head(...)` must not silently leave the head alone
+      by = tuple(sorted({winners[p] for p in fitted if winners.get(p) is not None}))
+      out.append(Unmatched(tuple(indices), group if isinstance(group, str) else None,
+                           tuple(fitted[:5]), by))
       continue
     globs = [rules.rules[i].pattern.glob for i in indices
              if isinstance(rules.rules[i].pattern, Glob)]
@@ -214,7 +231,11 @@ def _unmatched_text(plan: Plan) -> str:
       which += f" or {len(u.rules) - 4} more"
     text = f"{u.group} ({which})" if u.group else which
     globs = any(isinstance(plan.rules.rules[i].pattern, Glob) for i in u.rules)
-    if u.nearest:
+    if u.shadowed_by:
+      earlier = " and ".join(f"rule {i} {plan.rules.rules[i].pattern!r}" for i in u.shadowed_by)
+      text += (f" is shadowed: every parameter it fits ({', '.join(map(repr, u.nearest))}) is "
+               f"served by the earlier {earlier or 'rules'}; put it first")
+    elif u.nearest:
       what = "nearest paths" if globs else "the target's module classes"
       text += f" [{what}: {', '.join(map(repr, u.nearest))}]"
     parts.append(text)
@@ -226,8 +247,8 @@ def _check_unused(plan: Plan, strict: bool, stacklevel: int = 4) -> None:
     return
   text = _unmatched_text(plan)
   if strict:
-    raise ValueError(f"rules that match no parameter (strict=True): {text}")
-  warnings.warn(f"rules that match no parameter: {text}", UnusedRuleWarning,
+    raise ValueError(f"rules that serve no parameter (strict=True): {text}")
+  warnings.warn(f"rules that serve no parameter: {text}", UnusedRuleWarning,
                 stacklevel=stacklevel)
 
 

@@ -128,11 +128,21 @@ def draw_hashed(key: jax.Array, words: Any, shape: tuple[int, ...], dtype: Any,
   """
   base = _fold_hash(key, words)
   if not stack:
-    return init(base, shape, dtype)
+    return _checked(init(base, shape, dtype), shape, dtype)
   count = math.prod(stack)
   keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(count, dtype=jnp.uint32))
-  values = jax.vmap(lambda k: init(k, shape, dtype))(keys)
+  values = jax.vmap(lambda k: _checked(init(k, shape, dtype), shape, dtype))(keys)
   return values.reshape(stack + shape)
+
+
+def _checked(value: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+  """``value`` if it has the parameter's shape and dtype (a user's function may not)."""
+  got_shape, got_dtype = tuple(getattr(value, "shape", ())), getattr(value, "dtype", None)
+  if got_shape != tuple(shape) or got_dtype != np.dtype(dtype):
+    raise ValueError(f"the initializer returned shape {got_shape}, dtype "
+                     f"{getattr(got_dtype, 'name', got_dtype)}; the parameter needs shape "
+                     f"{tuple(shape)}, dtype {np.dtype(dtype).name}")
+  return value
 
 
 def elementwise(init: Any) -> bool:

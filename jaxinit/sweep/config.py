@@ -417,6 +417,36 @@ def load_config(path: str | Path) -> SweepConfig:
     raise ConfigError(f"{path}: {err}") from None
 
 
+def saved_config(path: str | Path) -> SweepConfig:
+  """A results folder's ``config.toml`` as the sweep wrote it, without checking it again.
+
+  The file is :func:`to_toml` of a validated config, so its values are already
+  canonical; nothing it names is imported or loaded (a model or a dataset given
+  from Python, or an import path relative to another working folder, need
+  not resolve). For reading results back (plots); :func:`load_config` checks
+  a config that will run.
+
+  Raises:
+    ConfigError: the file is not TOML or lacks a key the sweep writes.
+  """
+  path = Path(path)
+  try:
+    data = tomllib.loads(path.read_text("utf-8"))
+    seeds = data.get("seeds", TOP_LEVEL["seeds"])
+    return SweepConfig(
+        name=data.get("name", TOP_LEVEL["name"]),
+        seeds=tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds),
+        root_seed=data.get("root_seed", 0), eval_every=data["eval_every"],
+        probes=tuple(data.get("probes", ())), probe_batch=data.get("probe_batch", 128),
+        chunk_size=data.get("chunk_size", 256), lanes=data.get("lanes", "auto"),
+        grid={a: tuple(v) for a, v in data["grid"].items()}, loss=data.get("loss", "auto"),
+        metrics=tuple(data.get("metrics", ())), paths=tuple(data.get("paths", ())),
+        base=dict(data.get("base", {})))
+  except (tomllib.TOMLDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
+    raise ConfigError(f"{path}: not a config the sweep wrote ({type(err).__name__}: "
+                      f"{err})") from None
+
+
 def to_toml(config: SweepConfig) -> str:
   """The resolved config as TOML text that :func:`load_config` reads back.
 
@@ -450,4 +480,4 @@ def _toml_value(value: Any) -> str:
 
 __all__ = ["AXES", "ConfigError", "DATASETS", "MODELS", "ModelSpec", "OPTIMIZERS", "PROBES",
            "STATIC_AXES", "SweepConfig", "TOP_LEVEL", "VMAPPED_AXES", "label", "load_config",
-           "optimizer_factory", "parse_config", "to_toml"]
+           "optimizer_factory", "parse_config", "saved_config", "to_toml"]

@@ -403,11 +403,10 @@ def check_cell(program: Any, cell: Mapping[str, Any], batch: Any = None) -> None
     # said otherwise (the variances' split rules are not required: the init as given).
     as_given = params_lib.plan(built, params_lib.cell_rules(pre_init(cell["init"])))
     if as_given.unused_rules:
-      unused = ", ".join(f"rule {i} {as_given.rules.rules[i].pattern!r}"
-                         for i in as_given.unused_rules)
       shown = ", ".join(built.paths[:12]) + (", ..." if len(built.paths) > 12 else "")
-      raise ValueError(f"{unused} matches no parameter of the model, whose parameters are "
-                       f"{shown} (fix the pattern, or mark the rule required = false if it is "
+      raise ValueError(f"rules that serve no parameter of the model: "
+                       f"{as_given.unmatched_text()}; its parameters are {shown} (fix the "
+                       f"pattern or the order, or mark the rule required = false if it is "
                        f"meant for other models)")
   for factor in (np.sqrt(cell["weight_variance"]), np.sqrt(cell["bias_variance"])):
     with np.errstate(over="ignore"):

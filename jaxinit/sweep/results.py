@@ -264,12 +264,16 @@ def _parse_cell(text: str) -> Any:
   return {"True": True, "False": False}.get(text, text)
 
 
-def read_results(out_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, np.ndarray],
-                                               SweepConfig]:
+def read_results(out_dir: str | Path, *, check: bool = True
+                 ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], SweepConfig]:
   """Reads a results folder back.
 
   Args:
     out_dir: a folder :func:`write_results` wrote.
+    check: validate ``config.toml`` again (:func:`~jaxinit.sweep.config.load_config`:
+      its models and datasets must resolve); False reads it as written
+      (:func:`~jaxinit.sweep.config.saved_config`), as plots do, so a sweep of
+      arrays or a model given from Python reads back without them.
 
   Returns:
     ``(rows, curves, config)``: rows with numbers parsed (empty cells None,
@@ -289,7 +293,8 @@ def read_results(out_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, n
   except (zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError, csv.Error) as err:
     raise ValueError(f"{out} holds a damaged results file ({type(err).__name__}: {err}); "
                      f"rerun the sweep with --overwrite") from None
-  return rows, curves, config_lib.load_config(out / "config.toml")
+  read = config_lib.load_config if check else config_lib.saved_config
+  return rows, curves, read(out / "config.toml")
 
 
 __all__ = ["CURVE_METRICS", "SweepResult", "metric_names", "read_results", "summarize",
