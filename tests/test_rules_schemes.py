@@ -263,3 +263,25 @@ def test_a_rule_shadowed_by_an_earlier_one_is_reported_and_strict_raises():
   zeroed = jaxinit.initialize(nnx.eval_shape(lambda: _LM(nnx.Rngs(0))),
                               schemes.zero_head("lm_head/*") + schemes.pytorch(), 0, strict=True)
   assert not _flat(zeroed)["lm_head/kernel"].any()
+
+
+def test_gpt2_finds_gpt2s_own_names():
+  """``c_proj`` (both residual projections) and ``wpe`` get GPT-2's scales by default (found by a
+  user: only the attention's ``out`` was scaled, silently). Tolerances: 4 standard errors of
+  a sample std (relative 1/sqrt(2n))."""
+  class Block(nnx.Module):
+    def __init__(self, rngs):
+      self.attn = nnx.MultiHeadAttention(4, 16, rngs=rngs, decode=False)
+      self.c_fc, self.c_proj = nnx.Linear(16, 64, rngs=rngs), nnx.Linear(64, 16, rngs=rngs)
+
+  class GPT(nnx.Module):
+    def __init__(self, rngs):
+      self.wte, self.wpe = nnx.Embed(50, 16, rngs=rngs), nnx.Embed(8, 16, rngs=rngs)
+      self.h = nnx.List([Block(rngs) for _ in range(2)])
+
+  model = jaxinit.initialize(nnx.eval_shape(lambda: GPT(nnx.Rngs(0))), schemes.gpt2(2), 0,
+                             strict=True)
+  for w, std in ((model.h[0].c_proj.kernel, 0.01), (model.h[1].attn.out.kernel, 0.01),
+                 (model.wpe.embedding, 0.01), (model.h[0].c_fc.kernel, 0.02)):
+    w = np.asarray(w[...])
+    np.testing.assert_allclose(w.std(), std, rtol=4 / np.sqrt(2 * w.size))

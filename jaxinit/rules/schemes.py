@@ -127,8 +127,9 @@ def pytorch() -> RuleSet:
   return RuleSet(tuple(_require(rules, "pytorch: a layer it initializes")))
 
 
-def gpt2(num_layers: int, residual: str | Sequence[str] = ("*attn/out/kernel", "*mlp/proj/kernel"),
-         position: str | Sequence[str] = ("*pos*",), stddev: float = 0.02) -> RuleSet:
+def gpt2(num_layers: int,
+         residual: str | Sequence[str] = ("*attn/out/kernel", "*mlp/proj/kernel", "*c_proj/kernel"),
+         position: str | Sequence[str] = ("*pos*", "*wpe*"), stddev: float = 0.02) -> RuleSet:
   """GPT-2 (Radford et al. 2019): ``N(0, 0.02)`` weights, residual projections at
   ``0.02 / sqrt(2 L)``.
 
@@ -146,8 +147,11 @@ def gpt2(num_layers: int, residual: str | Sequence[str] = ("*attn/out/kernel", "
 
   Args:
     num_layers: ``L``, the number of transformer blocks.
-    residual: path globs of the residual output projections' kernels.
-    position: path globs of the position embedding.
+    residual: path globs of the residual output projections' kernels (default:
+      Flax's MultiHeadAttention ``out``, an MLP's ``proj`` and GPT-2's own
+      ``c_proj``). The group is satisfied when one glob serves: name every
+      projection your model has.
+    position: path globs of the position embedding (``pos*``, GPT-2's ``wpe``).
     stddev: the base standard deviation.
   """
   num_layers = checks.positive_int("num_layers", num_layers)
