@@ -180,3 +180,25 @@ def test_linen_batch_stats_transfer():
   new, report = transfer(target, variables, [("head/*", jaxinit.zeros)], 0)
   assert report.collections["batch_stats"].restored == ("bn/mean", "bn/var")
   np.testing.assert_array_equal(new["batch_stats"]["bn"]["mean"], np.full(16, 2.0, np.float32))
+
+
+class _ENet(eqx.Module):
+  body: eqx.nn.Linear
+  head: eqx.nn.Linear
+  activation: str = "relu"  # not an array: left out of the checkpoint
+
+  def __init__(self, key, out):
+    k1, k2 = jax.random.split(key)
+    self.body, self.head = eqx.nn.Linear(4, 8, key=k1), eqx.nn.Linear(8, out, key=k2)
+
+
+def test_an_equinox_model_saves_and_transfers_from_msgpack(tmp_path):
+  """save_params writes an Equinox module's arrays by path (found by a user: msgpack could
+  not serialize the module); the body transfers bit for bit, the new head is initialized."""
+  pretrained = _ENet(jax.random.key(0), 3)
+  path = save_params(tmp_path / "enet.msgpack", pretrained)
+  model, report = transfer(_ENet(jax.random.key(1), 5), path, [("head/*", jaxinit.zeros)], 0)
+  np.testing.assert_array_equal(model.body.weight, pretrained.body.weight)
+  np.testing.assert_array_equal(model.body.bias, pretrained.body.bias)
+  assert not np.asarray(model.head.weight).any() and model.head.weight.shape == (5, 8)
+  assert "body/weight" in report.restored

@@ -110,11 +110,14 @@ def save_params(path: str | os.PathLike, params: Any) -> Path:
   An NNX module or ``State`` is saved as a dict of collections, as linen's
   variables: ``{"params": ..., "batch_stats": ..., ...}`` (each collection
   named by Flax, ``nnx.variablelib.variable_name_from_type``), without RNG
-  streams.
+  streams. An Equinox module is saved as its arrays by path (a nested dict:
+  fields that are not arrays are left out), which :func:`transfer` reads.
   """
   path = Path(path).resolve()
   if any(class_path(c).startswith("flax.nnx.") for c in type(params).__mro__):
     params = _nnx_collections(params)
+  elif any(class_path(c).startswith("equinox.") for c in type(params).__mro__):
+    params = _nested(_flat(params))  # its arrays by path (fields that are not arrays dropped)
   if path.suffix == ".msgpack":
     from flax import serialization  # pylint: disable=import-outside-toplevel
     path.write_bytes(serialization.msgpack_serialize(jax.device_get(params)))
@@ -123,6 +126,18 @@ def save_params(path: str | os.PathLike, params: Any) -> Path:
     with ocp.StandardCheckpointer() as checkpointer:
       checkpointer.save(path, params)
   return path
+
+
+def _nested(flat: Mapping[str, Any]) -> dict[str, Any]:
+  """``{"a/b": x}`` as ``{"a": {"b": x}}`` (what :func:`_flat` reads back)."""
+  out: dict[str, Any] = {}
+  for path, leaf in flat.items():
+    *parents, name = path.split("/")
+    node = out
+    for part in parents:
+      node = node.setdefault(part, {})
+    node[name] = leaf
+  return out
 
 
 def _nnx_collections(obj: Any) -> dict[str, Any]:
