@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from jaxinit.sweep import config as config_lib
-from jaxinit.sweep.config import ConfigError, load_config, parse_config, to_toml
+from jaxinit.sweep.config import ConfigError, parse_config
+from jaxinit.sweep.config_file import load_config, to_toml
 
 TINY = Path(__file__).parent / "sweep_tiny.toml"
 

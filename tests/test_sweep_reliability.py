@@ -58,8 +58,11 @@ def _start(config, out, *extra, devices=1, limit=None):
   code = ("import resource, sys; from jaxinit import cli; "
           + (f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
              if limit else "") + f"sys.exit(cli.main({args!r}))")
+  # Killed or limited mid-run: its possibly truncated writes stay out of the tests' shared
+  # XLA compilation cache (conftest.py).
+  env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
   return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+                          stderr=subprocess.PIPE, text=True, env=env)
 
 
 def _interrupted(config, out, seconds, sig):

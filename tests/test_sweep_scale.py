@@ -106,7 +106,9 @@ def test_sigkill_then_resume_equals_uninterrupted(reference, tmp_path, capsys):
   config = tmp_path / "config.toml"
   config.write_text(CONFIG.read_text().replace("chunk_size = 8", "chunk_size = 1"))
   out = tmp_path / "run"
-  proc = _jaxinit(config, "--out", out, "--cpu-devices", 1, "--no-progress")
+  # Killed mid-run: its writes stay out of the tests' shared XLA cache (conftest.py).
+  env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+  proc = _jaxinit(config, "--out", out, "--cpu-devices", 1, "--no-progress", env=env)
   deadline = time.monotonic() + 300
   while len(list((out / "chunks").glob("chunk-*.npz"))) < 2:
     assert proc.poll() is None, "the sweep ended before it could be killed"

@@ -184,8 +184,11 @@ def _sweep_process(config, out, *extra, limit=None):
           + f"sys.exit(cli.main({args!r}))")
   # As from a terminal: SIGINT at its default (pytest-xdist workers ignore it, and a child
   # started with SIGINT ignored never turns Ctrl-C into KeyboardInterrupt).
+  # Killed or limited mid-run: its possibly truncated writes stay out of the tests' shared
+  # XLA compilation cache (conftest.py).
+  env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
   return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True,
+                          stderr=subprocess.PIPE, text=True, env=env,
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 

@@ -14,7 +14,7 @@ rules (:mod:`jaxinit.sweep.params`); results land in a folder
 (:mod:`jaxinit.sweep.results`) that ``jaxinit plot`` draws.
 
 The engine's modules, one job each: :mod:`~jaxinit.sweep.config` and
-:mod:`~jaxinit.sweep.axes` (the schema), :mod:`~jaxinit.sweep.refs` (names
+:mod:`~jaxinit.sweep.axes` (the schema; :mod:`~jaxinit.sweep.config_file` its files), :mod:`~jaxinit.sweep.refs` (names
 and import paths), the registries :mod:`~jaxinit.sweep.networks`,
 :mod:`~jaxinit.sweep.activations` (names and DKS/TAT transforms),
 :mod:`~jaxinit.sweep.datasets`, :mod:`~jaxinit.sweep.optimizers`,
@@ -53,7 +53,8 @@ from jaxinit.sweep.axes import ConfigError
 from jaxinit.sweep.compile import (MemoryBudgetError, ProgramCache, default_lanes,
                                    default_memory_budget, parse_bytes)
 from jaxinit.sweep.config import (AXES, STATIC_AXES, VMAPPED_AXES, ModelSpec, SweepConfig, label,
-                                  load_config, parse_config, to_toml)
+                                  parse_config)
+from jaxinit.sweep.config_file import load_config, saved_config, to_toml
 from jaxinit.sweep.data import Dataset, from_arrays, load_dataset
 from jaxinit.sweep.datasets import DATASETS
 from jaxinit.sweep.identity import execution_identity
@@ -75,7 +76,7 @@ from jaxinit.sweep.store import SweepDirError
 __all__ = [
     # configs
     "AXES", "STATIC_AXES", "VMAPPED_AXES", "ConfigError", "ModelSpec", "SweepConfig", "label",
-    "load_config", "parse_config", "to_toml",
+    "load_config", "parse_config", "saved_config", "to_toml",
     # registries: what a grid can name
     "DATASETS", "INIT_AXES", "LOSSES", "METRICS", "MODELS", "OPTIMIZERS", "POST_INITS", "PROBES",
     # your own models and data

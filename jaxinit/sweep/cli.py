@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jaxinit.sweep.config import ConfigError, load_config
+from jaxinit.sweep.config import ConfigError
+from jaxinit.sweep.config_file import load_config
 
 
 def summary_table(rows: Sequence[dict[str, Any]], axes: Sequence[str], limit: int = 40) -> str:

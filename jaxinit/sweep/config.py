@@ -52,7 +52,7 @@ registries: :mod:`~jaxinit.sweep.networks` and :mod:`~jaxinit.sweep.kinds`
 :mod:`~jaxinit.sweep.optimizers`, :mod:`~jaxinit.sweep.probes`,
 :mod:`~jaxinit.sweep.losses`.
 
-A bad file fails in :func:`load_config` (before anything compiles) with a
+A bad file fails in :func:`~jaxinit.sweep.config_file.load_config` (before anything compiles) with a
 :class:`ConfigError` that names the key and what it accepts; what needs the
 data and the models (a factory refusing a grid value, a loss of the wrong
 shape) fails next, in :func:`jaxinit.sweep.preflight.preflight`, still before
@@ -81,8 +81,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
-import json
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -187,7 +185,7 @@ def label(value: Any) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class SweepConfig:
-  """A validated sweep: use :func:`parse_config` or :func:`load_config` to build one.
+  """A validated sweep: use :func:`parse_config` or :func:`~jaxinit.sweep.config_file.load_config` to build one.
 
   Attributes:
     name: the sweep's name.
@@ -258,7 +256,7 @@ def parse_config(data: Mapping[str, Any], *, base: str | Path | None = None) -> 
   Args:
     data: top-level keys of :data:`TOP_LEVEL`, with the axes under ``"grid"``.
     base: the folder relative ``paths`` (and the config's own import paths)
-      start from: the config file's folder for :func:`load_config`.
+      start from: the config file's folder for :func:`~jaxinit.sweep.config_file.load_config`.
 
   Returns:
     The :class:`SweepConfig`, every value canonical and every default filled in.
@@ -381,103 +379,6 @@ def _top_level(get: Any, base: str | Path | None) -> dict[str, Any]:
                                     get("metrics")))}
 
 
-def load_config(path: str | Path) -> SweepConfig:
-  """Reads and validates a ``.toml`` (or ``.json``) sweep file.
-
-  Args:
-    path: the file.
-
-  Returns:
-    The :class:`SweepConfig`.
-
-  Raises:
-    ConfigError: a syntax error, a bad key or value (the message names the
-      file and the key), a folder or a file that is not UTF-8 text;
-      FileNotFoundError.
-  """
-  path = Path(path)
-  try:
-    text = path.read_bytes().decode("utf-8")
-  except FileNotFoundError:
-    raise
-  except IsADirectoryError:
-    raise ConfigError(f"{path} is a folder, not a config file") from None
-  except OSError as err:
-    raise ConfigError(f"{path}: cannot read it: {err.strerror or err}") from None
-  except UnicodeDecodeError as err:
-    raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
-  try:
-    data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-  except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
-    raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: "
-                      f"{err}") from None
-  try:
-    return parse_config(data, base=path.parent)
-  except ConfigError as err:
-    raise ConfigError(f"{path}: {err}") from None
-
-
-def saved_config(path: str | Path) -> SweepConfig:
-  """A results folder's ``config.toml`` as the sweep wrote it, without checking it again.
-
-  The file is :func:`to_toml` of a validated config, so its values are already
-  canonical; nothing it names is imported or loaded (a model or a dataset given
-  from Python, or an import path relative to another working folder, need
-  not resolve). For reading results back (plots); :func:`load_config` checks
-  a config that will run.
-
-  Raises:
-    ConfigError: the file is not TOML or lacks a key the sweep writes.
-  """
-  path = Path(path)
-  try:
-    data = tomllib.loads(path.read_text("utf-8"))
-    seeds = data.get("seeds", TOP_LEVEL["seeds"])
-    return SweepConfig(
-        name=data.get("name", TOP_LEVEL["name"]),
-        seeds=tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds),
-        root_seed=data.get("root_seed", 0), eval_every=data["eval_every"],
-        probes=tuple(data.get("probes", ())), probe_batch=data.get("probe_batch", 128),
-        chunk_size=data.get("chunk_size", 256), lanes=data.get("lanes", "auto"),
-        grid={a: tuple(v) for a, v in data["grid"].items()}, loss=data.get("loss", "auto"),
-        metrics=tuple(data.get("metrics", ())), paths=tuple(data.get("paths", ())),
-        base=dict(data.get("base", {})))
-  except (tomllib.TOMLDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
-    raise ConfigError(f"{path}: not a config the sweep wrote ({type(err).__name__}: "
-                      f"{err})") from None
-
-
-def to_toml(config: SweepConfig) -> str:
-  """The resolved config as TOML text that :func:`load_config` reads back.
-
-  Examples:
-    >>> import tomllib
-    >>> c = parse_config({"grid": {"init": [{"name": "normal", "stddev": 0.1}]}})
-    >>> parse_config(tomllib.loads(to_toml(c))) == c
-    True
-  """
-  data = config.to_dict()
-  grid = data.pop("grid")
-  lines = [f"{k} = {_toml_value(v)}" for k, v in data.items()
-           if k not in ("loss", "metrics", "paths") or v != TOP_LEVEL[k]]
-  lines += ["", "[grid]"] + [f"{k} = {_toml_value(v)}" for k, v in grid.items()]
-  return "\n".join(lines) + "\n"
-
-
-def _toml_value(value: Any) -> str:
-  if isinstance(value, bool):
-    return "true" if value else "false"
-  if isinstance(value, (int, float)):
-    return repr(value)
-  if isinstance(value, str):
-    return json.dumps(value)
-  if isinstance(value, list):
-    return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-  if isinstance(value, Mapping):
-    return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
-  raise TypeError(f"cannot write {value!r} as TOML")
-
-
 __all__ = ["AXES", "ConfigError", "DATASETS", "MODELS", "ModelSpec", "OPTIMIZERS", "PROBES",
-           "STATIC_AXES", "SweepConfig", "TOP_LEVEL", "VMAPPED_AXES", "label", "load_config",
-           "optimizer_factory", "parse_config", "saved_config", "to_toml"]
+           "STATIC_AXES", "SweepConfig", "TOP_LEVEL", "VMAPPED_AXES", "label",
+           "optimizer_factory", "parse_config"]

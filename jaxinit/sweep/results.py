@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from jaxinit.sweep import config as config_lib
+from jaxinit.sweep import config_file
 from jaxinit.sweep.config import ModelSpec, SweepConfig
 
 CURVE_METRICS: tuple[str, ...] = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
@@ -240,7 +241,7 @@ def write_results(result: SweepResult, out_dir: str | Path) -> Path:
   # Each file whole or not at all: a sweep killed while writing leaves no torn table.
   atomic_write(out / "results.csv", text.getvalue())
   atomic_write(out / "curves.npz", npz_bytes(result.curves))
-  atomic_write(out / "config.toml", config_lib.to_toml(result.config))
+  atomic_write(out / "config.toml", config_file.to_toml(result.config))
   import jax  # pylint: disable=import-outside-toplevel
   meta = {"name": result.config.name, "num_models": len(result.models), "complete": True,
           "wall_s": result.wall_s, "resumed_models": result.resumed_models,
@@ -270,9 +271,9 @@ def read_results(out_dir: str | Path, *, check: bool = True
 
   Args:
     out_dir: a folder :func:`write_results` wrote.
-    check: validate ``config.toml`` again (:func:`~jaxinit.sweep.config.load_config`:
+    check: validate ``config.toml`` again (:func:`~jaxinit.sweep.config_file.load_config`:
       its models and datasets must resolve); False reads it as written
-      (:func:`~jaxinit.sweep.config.saved_config`), as plots do, so a sweep of
+      (:func:`~jaxinit.sweep.config_file.saved_config`), as plots do, so a sweep of
       arrays or a model given from Python reads back without them.
 
   Returns:
@@ -293,7 +294,7 @@ def read_results(out_dir: str | Path, *, check: bool = True
   except (zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError, csv.Error) as err:
     raise ValueError(f"{out} holds a damaged results file ({type(err).__name__}: {err}); "
                      f"rerun the sweep with --overwrite") from None
-  read = config_lib.load_config if check else config_lib.saved_config
+  read = config_file.load_config if check else config_file.saved_config
   return rows, curves, read(out / "config.toml")
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from jaxinit.sweep.compile import ProgramCache
-from jaxinit.sweep.config import ConfigError, ModelSpec, SweepConfig, load_config, parse_config
+from jaxinit.sweep.config import ConfigError, ModelSpec, SweepConfig, parse_config
+from jaxinit.sweep.config_file import load_config
 from jaxinit.sweep.results import SweepResult, summarize, write_results
 
 

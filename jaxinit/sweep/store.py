@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxinit.sweep import config as config_lib
+from jaxinit.sweep import config_file
 from jaxinit.sweep.config import ConfigError, ModelSpec, SweepConfig
 from jaxinit.sweep.identity import execution_identity
 from jaxinit.sweep.lock import FolderInUseError, FolderLock
@@ -107,7 +107,7 @@ def npz_bytes(arrays: Mapping[str, np.ndarray], compress: bool = True) -> bytes:
 
 def identity(config: SweepConfig) -> str:
   """What must match to resume: the config's TOML less :data:`EXECUTION_KEYS`."""
-  lines = config_lib.to_toml(config).splitlines()
+  lines = config_file.to_toml(config).splitlines()
   return "\n".join(line for line in lines
                    if line.split(" = ", 1)[0] not in EXECUTION_KEYS) + "\n"
 
@@ -208,7 +208,7 @@ class RunStore:
     for folder in (self.out, self.chunks):  # temporary files of a process killed mid-write
       for leftover in folder.glob(".*.tmp"):
         leftover.unlink()
-    atomic_write(self.out / "config.toml", config_lib.to_toml(self.config))
+    atomic_write(self.out / "config.toml", config_file.to_toml(self.config))
     with contextlib.suppress(FileNotFoundError):
       (self.out / "run.json").unlink()  # written again when the sweep completes
 
@@ -222,7 +222,7 @@ class RunStore:
     old: str | None = None
     if old_path.exists():
       try:
-        old = identity(config_lib.load_config(old_path))
+        old = identity(config_file.load_config(old_path))
       except (ConfigError, OSError):
         self.report(f"{old_path} is unreadable; the chunks' own config digests decide")
     if resume:
