@@ -9,6 +9,7 @@ match bit for bit.
 """
 
 import csv
+import os
 import signal
 import socket
 import subprocess
