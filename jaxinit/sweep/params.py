@@ -22,7 +22,10 @@ layer's), without one compiled program per model:
 * a variance-scaling initializer over an elementwise sampler (normal,
   truncated normal, uniform, Rademacher: every fan-based preset) draws every
   layer of every model that uses it at once, ``vmap``-ed over the layers'
-  keys (counter-based random bits: the values of each layer drawn alone);
+  keys (counter-based random bits: the values of each layer drawn alone),
+  flat: one compiled program per sampler and power-of-two length shared by
+  every layer shape, fan and preset (:func:`_flat_parts`), so a grid's draws
+  compile a few small programs, not one per (initializer, shape);
 * constants are drawn once;
 * any other initializer (orthogonal, delta, identity, sparse, your own) is
   called model by model, by the very program ``jaxinit.initialize`` compiles;
