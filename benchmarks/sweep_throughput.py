@@ -197,12 +197,16 @@ def measure(width: int, batch: int, models: int, steps: int, baseline_models: in
   wall = time.perf_counter() - tick
   programs, _ = cache.get(program, host_data)
   call = programs.num_models  # one call: lanes models on every device
-  block, (params, lr, data_keys) = _block_call(programs, program, specs, host_data, config)
+  block, _ = _block_call(programs, program, specs, host_data, config)
 
+  # The baselines' own models: the grid's first n, drawn for them (one engine call can
+  # hold fewer models than n: 2 at width 64 on 2 devices).
   n = baseline_models
-  states = _single_states(program, params[:n], lr[:n])
-  run_a, compile_a = step_loop(program, data, states, data_keys[:n], steps)
-  run_b, compile_b = scan_loop(program, data, states, data_keys[:n], steps)
+  params, lr, data_keys = loop.initial_arrays(program, specs[:n], config.root_seed)
+  states = _single_states(program, params, lr)
+  assert len(states) == len(data_keys) == n, (len(states), n)
+  run_a, compile_a = step_loop(program, data, states, data_keys, steps)
+  run_b, compile_b = scan_loop(program, data, states, data_keys, steps)
   per_round = []
   for _ in range(rounds):
     # Side by side: every contender once per round, so load from other

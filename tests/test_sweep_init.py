@@ -119,6 +119,45 @@ def test_batched_draw_equals_initialize_for_rule_sets_and_own_functions():
         drawn[j], _flat(built.initialize(r, jax.random.wrap_key_data(keys[j]))))
 
 
+def test_presets_shapes_and_fans_over_one_sampler_share_one_compiled_draw():
+  """He, LeCun and Glorot (truncated normal), at every layer shape and fan and every weight
+  variance, are one compiled draw; the rows are still ``jaxinit.initialize``'s bit for bit."""
+  factory, kwargs, shape = BUILDS["builtin_mlp"]
+  built = kinds.build(factory, kwargs, np.zeros((1,) + shape, np.float32))
+  rule_sets = [params_lib.cell_rules(i, v) for i in ("he_normal", "lecun_normal",
+                                                     "glorot_normal") for v in (1.0, 2.0)]
+  keys = np.asarray(jax.random.key_data(jax.random.split(jax.random.key(4), len(rule_sets))))
+  params_lib._flat_draw.cache_clear()
+  drawn = params_lib.draw_population(built, rule_sets, keys)
+  assert params_lib._flat_draw.cache_info().currsize == 1
+  # (He and LeCun rows: test_batched_draw_equals_initialize_of_each_model_alone.)
+  np.testing.assert_array_equal(
+      drawn[-1], _flat(built.initialize(rule_sets[-1], jax.random.wrap_key_data(keys[-1]))))
+
+
+@pytest.mark.parametrize("init", [{"name": "normal", "stddev": 0.05}, "he_uniform",
+                                  {"name": "variance_scaling", "scale": 2.0,
+                                   "mode": "fan_out", "sampler": "rademacher"},
+                                  {"name": "variance_scaling", "scale": 1.0, "mode": "fan_in",
+                                   "sampler": {"name": "truncated_normal",
+                                                    "lower": 1.5, "upper": 3.0}}])
+def test_a_flat_draw_is_the_initializers_draw_of_each_shape(init):
+  """A row of a flat draw (one length for every shape) equals the initializer's compiled
+  draw, scaled or not, at shapes whose sizes are not powers of two, bit for bit."""
+  init = jaxinit.get(init)
+  key = jax.random.key(2)
+  for shape in [(5, 7), (3, 2, 6)]:
+    program, multiplier = params_lib._flat_parts(init, shape, np.dtype(np.float32))
+    for factor in (1.0, 0.5**0.5):
+      row = params_lib._flat_draw(*program)(
+          jax.random.key_data(key)[None], np.asarray([multiplier], np.float32),
+          np.asarray([factor], np.float32))[0]
+      expected = jax.jit(  # compiled, as jaxinit.initialize draws
+          lambda k, f=factor: jaxinit.initializers.Scaled(init, f)(k, shape, jnp.float32))(key)
+      np.testing.assert_array_equal(row[:expected.size].reshape(shape), expected,
+                                    err_msg=f"{shape}, factor {factor}")
+
+
 def test_builtin_sweep_model_is_the_jaxinit_models_network():
   """The sweep's ``mlp`` and ``resmlp`` are jaxinit.models' MLP/ResMLP: same params
   under the same rules and key."""

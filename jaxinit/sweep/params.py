@@ -22,7 +22,10 @@ layer's), without one compiled program per model:
 * a variance-scaling initializer over an elementwise sampler (normal,
   truncated normal, uniform, Rademacher: every fan-based preset) draws every
   layer of every model that uses it at once, ``vmap``-ed over the layers'
-  keys (counter-based random bits: the values of each layer drawn alone);
+  keys (counter-based random bits: the values of each layer drawn alone),
+  flat: one compiled program per sampler and power-of-two length shared by
+  every layer shape, fan and preset (:func:`_flat_parts`), so a grid's draws
+  compile a few small programs, not one per (initializer, shape);
 * constants are drawn once;
 * any other initializer (orthogonal, delta, identity, sparse, your own) is
   called model by model, by the very program ``jaxinit.initialize`` compiles;
@@ -47,6 +50,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxinit
+from jaxinit import samplers
+from jaxinit.base import canonical_dtype, sampling_dtype
 from jaxinit.initializers import Constant, Scaled, VarianceScaling
 from jaxinit.rules import Rule, RuleSet, plan as rules_plan
 from jaxinit.rules.keys import draw_hashed, path_hash
@@ -189,6 +194,68 @@ def _times(dtype: Any) -> Any:
   return jax.jit(lambda x, f: x * jnp.asarray(f, dtype).reshape((-1,) + (1,) * (x.ndim - 1)))
 
 
+FLAT_MIN = 4096
+"""Elements of the shortest flat draw: every smaller layer of a sampler shares its program."""
+
+_LAST_OP_NOT_A_PRODUCT = (samplers.TruncatedNormal, samplers.Uniform, samplers.Rademacher)
+"""Samplers whose raw draw ends in a clamp, a sum or a cast, never a product by a constant."""
+
+
+def _flat_parts(init: Any, shape: tuple[int, ...], dtype: Any
+                ) -> tuple[tuple[Any, int, Any, Any], Any] | None:
+  """``((sampler, length, dtype, constant), multiplier)`` when ``init(key, shape, dtype)`` is
+  the first ``prod(shape)`` values of a flat draw of ``length``; else None.
+
+  A built-in elementwise sampler in a ``VarianceScaling`` draws
+  ``raw(key, shape) * multiplier`` (the multiplier rounded on the host from
+  the fan, :func:`jaxinit.samplers.std_multiplier`), and its counter-based
+  random bits (partitionable threefry) give element ``i`` the same value
+  whatever the shape: so layers of every shape (``length``: a power of two,
+  at least :data:`FLAT_MIN`) share one program. Where XLA folds the
+  multiplier and ``Scaled``'s factor into one constant ``multiplier x factor``
+  and nothing else (:data:`_LAST_OP_NOT_A_PRODUCT`), that product is a per-row
+  argument and every fan and preset over the sampler (He, LeCun, Glorot)
+  shares the program too (``constant`` None); otherwise (a normal draw ends in
+  a product by ``sqrt 2``, which XLA folds with constants) the multiplier is
+  the program's ``constant`` and the factor an argument, as in
+  :func:`_row_draw`. ``tests/test_sweep_init.py`` holds both to
+  ``jaxinit.initialize`` bit for bit.
+  """
+  if (type(init) is not VarianceScaling or not _elementwise(init)  # pylint: disable=unidiomatic-typecheck
+      or type(init.sampler).scaled is not samplers._Base.scaled  # pylint: disable=protected-access
+      or not jax.config.jax_threefry_partitionable
+      or jax.config.jax_default_prng_impl != "threefry2x32"):
+    return None
+  dtype = canonical_dtype(dtype, init.dtype)
+  if sampling_dtype(dtype) != jnp.float32:
+    return None
+  try:
+    variance = init._variance(init.fan(shape), shape, dtype, jnp.dtype(jnp.float32))  # pylint: disable=protected-access
+  except (ValueError, ZeroDivisionError):
+    return None  # the initializer's own call raises its error
+  multiplier = init.sampler._multiplier(variance, jnp.float32)  # pylint: disable=protected-access
+  if not (isinstance(multiplier, np.generic) and multiplier.dtype == np.float32):
+    return None
+  length = max(FLAT_MIN, 1 << (math.prod(shape) - 1).bit_length())
+  if isinstance(init.sampler, _LAST_OP_NOT_A_PRODUCT):
+    return (init.sampler, length, dtype, None), multiplier
+  return (init.sampler, length, dtype, float(multiplier)), np.float32(1.0)
+
+
+@functools.lru_cache(maxsize=None)
+def _flat_draw(sampler: Any, length: int, dtype: Any, constant: float | None) -> Any:
+  """Compiled: per row, ``sampler``'s raw ``(length,)`` draw times the row's
+  ``multiplier x factor`` (``constant`` None) or times ``constant``, then the row's factor
+  (see :func:`_flat_parts`)."""
+  def one(key_data, multiplier, factor):
+    raw = sampler._raw(jax.random.wrap_key_data(key_data), (length,), jnp.float32,  # pylint: disable=protected-access
+                       None)
+    if constant is None:
+      return (raw * (multiplier * factor)).astype(dtype)
+    return (raw * np.float32(constant) * factor).astype(dtype)
+  return jax.jit(jax.vmap(one))
+
+
 def _rows_per_call(size: int) -> int:
   """Layers per call of a row draw: a power of two, at most 256 and ~4M elements."""
   return max(1, min(256, 1 << max(0, (2**22 // max(size, 1)).bit_length() - 1)))
@@ -273,21 +340,32 @@ def _draw_rows(groups: dict[tuple[Any, ...], list[Any]], keys: np.ndarray,
     folded = _in_rows(_layer_keys, _KEY_ROWS, repeated, index)
     starts = np.cumsum([0] + [counts[r] for r in stacked])
     layer_keys.update({r: folded[lo:hi] for r, lo, hi in zip(stacked, starts[:-1], starts[1:])})
+  # Calls: (program, row length) -> row keys, per-row arguments, (model, assignment, rows).
+  calls: dict[tuple[Any, int], tuple[list[Any], list[Any], list[Any]]] = {}
   r = 0
   for (static, shape, dtype, scaled), members in groups.items():
-    row_keys, factors, places = [], [], []
+    flat = _flat_parts(static, shape, dtype)
+    if flat is None:
+      call = calls.setdefault((_row_draw(static, shape, dtype, scaled), math.prod(shape)),
+                              ([], [], []))
+    else:
+      program, multiplier = flat
+      call = calls.setdefault((_flat_draw(*program), program[1]), ([], [], []))
+    row_keys, row_args, places = call
     for j, a, factor in members:
       row_keys.append(layer_keys[r])
-      factors += [1.0 if factor is None else factor] * counts[r]
+      factor = 1.0 if factor is None else factor
+      row_args += [(factor,) if flat is None else (multiplier, factor)] * counts[r]
       places.append((j, a, counts[r]))
       r += 1
-    draw = _row_draw(static, shape, dtype, scaled)
-    values = _in_rows(draw, _rows_per_call(math.prod(shape)), np.concatenate(row_keys),
-                      np.asarray(factors, np.float32))
+  for (draw, length), (row_keys, row_args, places) in calls.items():
+    columns = [np.asarray(column, np.float32) for column in zip(*row_args)]
+    values = _in_rows(draw, _rows_per_call(length), np.concatenate(row_keys), *columns)
+    values = values.reshape(len(values), -1)  # a layer per row (flat draws: and a tail)
     start = 0
     for j, a, count in places:
       lo, hi = where[a.path]
-      out[j, lo:hi] = values[start:start + count].reshape(-1)
+      out[j, lo:hi] = values[start:start + count, :(hi - lo) // count].reshape(-1)
       start += count
 
 
