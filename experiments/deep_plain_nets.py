@@ -356,8 +356,8 @@ def _discussion(s: dict[str, Any], best: dict[tuple[str, int, str], dict[str, An
   text += (f", and TAT did not degrade from depth {shallow} to {deep}." if checks[2] else
            f", and TAT lost more than 2 points from depth {shallow} to {deep}.")
   gain = float(np.mean(best[("mlp", deep, "tat")]["late_gain"]))
-  text += (f" Optimization speed is where the plain networks differ: at the end of the run "
-           f"the training accuracy (first 1000 training examples) is "
+  text += (" Optimization speed is where the plain networks differ: at the end of the run "
+           "the training accuracy (first 1000 training examples) is "
            + ", ".join(f"{LABELS[a]} {train[a]:.3f}" for a in ARMS)
            + f"; TAT's test accuracy changed by {gain:+.3f} over the last quarter of the run, "
            "so a longer budget (`--full`) tests whether its gap to the residual network is "

@@ -1,6 +1,5 @@
 """LSUV (jaxinit.lsuv): convergence on real models, errors, jit and vmap over seeds."""
 
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +10,7 @@ from flax import nnx
 import jaxinit
 from jaxinit.capture import capture, forward
 from jaxinit.dynamic import LSUVError, LSUVWarning, lsuv_rules
-from jaxinit.models import MLP, ResMLP, functional
+from jaxinit.models import ResMLP
 
 TINY = jaxinit.normal(0.01)
 

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
 from jaxinit.rules.api import _check_unused, _draw_assignment, _make_plan, _traced_draw
 from jaxinit.rules.keys import as_key

@@ -32,7 +32,7 @@ from jaxinit.sweep.config import ModelSpec, SweepConfig
 from jaxinit.sweep.data import load_dataset
 from jaxinit.sweep.program import Program, device_data, network, param_shapes
 from jaxinit.sweep.progress import Progress
-from jaxinit.sweep.step import ravel, unravel
+from jaxinit.sweep.step import unravel
 
 PyTree = Any
 

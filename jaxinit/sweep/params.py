@@ -54,7 +54,7 @@ from jaxinit import samplers
 from jaxinit.base import canonical_dtype, sampling_dtype
 from jaxinit.initializers import Constant, Scaled, VarianceScaling
 from jaxinit.rules import Rule, RuleSet, plan as rules_plan
-from jaxinit.rules.keys import draw_hashed, path_hash
+from jaxinit.rules.keys import draw_hashed, elementwise, path_hash
 from jaxinit.sweep.kinds import Built
 
 WEIGHT_RANKS: tuple[int, ...] = tuple(range(2, 9))
@@ -132,11 +132,6 @@ def _split(init: Any) -> tuple[Any, float | None]:
   if isinstance(init, Scaled) and isinstance(init.factor, float):
     return init.init, init.factor
   return init, None
-
-
-def _elementwise(init: Any) -> bool:
-  """Whether ``vmap`` over keys draws exactly what each key alone draws (elementwise ops)."""
-  return isinstance(init, VarianceScaling) and getattr(init.sampler, "elementwise", False)
 
 
 def _key_data(key: jax.Array, shape: Any, dtype: Any) -> jax.Array:
@@ -221,7 +216,7 @@ def _flat_parts(init: Any, shape: tuple[int, ...], dtype: Any
   :func:`_row_draw`. ``tests/test_sweep_init.py`` holds both to
   ``jaxinit.initialize`` bit for bit.
   """
-  if (type(init) is not VarianceScaling or not _elementwise(init)  # pylint: disable=unidiomatic-typecheck
+  if (type(init) is not VarianceScaling or not elementwise(init)  # pylint: disable=unidiomatic-typecheck
       or type(init.sampler).scaled is not samplers._Base.scaled  # pylint: disable=protected-access
       or not jax.config.jax_threefry_partitionable
       or jax.config.jax_default_prng_impl != "threefry2x32"):
@@ -313,7 +308,7 @@ def draw_population(built: Built, rule_sets: Sequence[RuleSet], init_keys: np.nd
       if math.prod(a.stack) * math.prod(a.shape) == 0:
         continue  # nothing to draw (a stack of no layers: an MLP of depth 1)
       static, factor = _split(a.init)
-      table = rows if _elementwise(static) else others
+      table = rows if elementwise(static) else others
       table.setdefault((static, a.shape, np.dtype(a.dtype), factor is not None), []).append(
           (j, a, factor))
   keys = np.asarray(init_keys, np.uint32).reshape(num, 2)
