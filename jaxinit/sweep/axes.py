@@ -195,6 +195,10 @@ def model_axes(grid_data: Mapping[str, Any], model_values: tuple[Any, ...],
       first = next(iter(entries.values()))
       out[key] = axis_values(key, grid_data[key], paths, check=lambda w, v, k=key: (
           networks.check_kwarg(first, w, k, v)))
+  listed = len(model_values) > 1
+  for i, value in enumerate(model_values):
+    checked(lambda w, v: networks.check_offered(w, v, out, paths),
+            f"[grid] model[{i}]" if listed else "[grid] model", value)
   return out
 
 

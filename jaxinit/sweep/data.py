@@ -15,7 +15,8 @@ Data a function returns takes the same forms. Every dataset is checked when
 the config is read (:func:`from_arrays`): train and test inputs of one shape,
 as many targets as inputs, every value finite, class labels ``0..C-1``. The
 task is inferred (integer labels of rank 1: classification; anything else:
-regression) or given (``task``).
+regression; whole-number float labels with few values are regression with a
+warning, see :func:`from_arrays`) or given (``task``).
 
 Examples:
   >>> import numpy as np
@@ -34,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -103,6 +105,31 @@ def _finite(name: str, array: np.ndarray) -> None:
                      f"every value must be finite")
 
 
+CLASS_LIKE_MAX = 100
+"""Most distinct values float labels may hold for :func:`from_arrays` to warn that they look
+like classes."""
+
+
+def _infer_task(y_train: np.ndarray, y_test: np.ndarray) -> str:
+  """``task = "auto"``: integer (or bool) labels of shape ``(n,)`` are classes, anything else
+  regression targets; float labels that look like classes get a warning."""
+  if y_train.dtype.kind in "biu" and y_train.ndim == 1:
+    return "classification"
+  y = np.concatenate([y_train.ravel(), y_test.ravel()])
+  if y_train.ndim == 1 and y.dtype.kind == "f" and np.all(y == np.round(y)) and y.min() >= 0:
+    classes = np.unique(y)
+    if 2 <= len(classes) <= min(CLASS_LIKE_MAX, len(y_train) // 2):
+      shown = ", ".join(f"{c:g}" for c in classes[:8]) + (", ..." if len(classes) > 8 else "")
+      warnings.warn(
+          f"y_train holds floats that are whole numbers >= 0 with {len(classes)} distinct "
+          f"values ({shown}): task = \"auto\" treats float labels as regression targets; if "
+          f"they are classes, give task = \"classification\" (the dataset's task option, a "
+          f"data dict's \"task\" key, or from_arrays(..., task=\"classification\")) or "
+          f"integer labels (y.astype(int)); give task = \"regression\" to silence this",
+          UserWarning, stacklevel=3)
+  return "regression"
+
+
 def from_arrays(data: Any, *, task: str = "auto", name: str = "arrays") -> Dataset:
   """A checked :class:`Dataset` from arrays.
 
@@ -110,9 +137,20 @@ def from_arrays(data: Any, *, task: str = "auto", name: str = "arrays") -> Datas
     data: a :class:`Dataset`, a dict with ``x_train``, ``y_train``,
       ``x_test``, ``y_test`` (and optionally ``task``, ``name``), or a
       4-tuple of those arrays.
-    task: ``"auto"`` (integer labels of rank 1: classification, else
-      regression), ``"classification"`` or ``"regression"``.
+    task: ``"auto"``, ``"classification"`` or ``"regression"``. ``"auto"``
+      infers it from the labels' dtype: integer or bool labels of shape
+      ``(n,)`` are classes, float labels regression targets (the dtype says
+      what the data's author meant: scikit-learn's ``type_of_target`` calls
+      whole-number floats classes, but counts and ratings are whole numbers
+      too). Float labels of shape ``(n,)`` that are all whole numbers >= 0
+      with 2 to ``min(100, n_train // 2)`` distinct values look like classes
+      stored as floats (read from a CSV, say): they stay regression targets,
+      with a ``UserWarning`` naming ``task`` and how to give ``task =
+      "classification"``; giving ``task`` explicitly silences it.
     name: the dataset's name.
+
+  Warns:
+    UserWarning: float labels that look like classes under ``task = "auto"``.
 
   Raises:
     TypeError, ValueError: naming the array at fault: missing, not numbers,
@@ -149,8 +187,7 @@ def from_arrays(data: Any, *, task: str = "auto", name: str = "arrays") -> Datas
   for key, array in zip(_ARRAYS, (x_train, y_train, x_test, y_test)):
     _finite(key, array)
   if task == "auto":
-    task = "classification" if y_train.dtype.kind in "biu" and y_train.ndim == 1 else (
-        "regression")
+    task = _infer_task(y_train, y_test)
   if task == "classification":
     for key, y in (("y_train", y_train), ("y_test", y_test)):
       if y.ndim != 1 or np.any(y != np.round(y)) or np.any(y < 0):

@@ -168,8 +168,9 @@ class Built:
         target, rules, key, *self.plan_args, **self.plan_options)))
 
 
-def parameters(fn: Any) -> tuple[frozenset[str], bool]:
-  """The keyword names ``fn`` accepts, and whether it takes ``**kwargs``."""
+def _signature_params(fn: Any) -> list[inspect.Parameter] | None:
+  """The parameters of ``fn``'s signature (a class's ``__init__`` when its own signature is a
+  metaclass's ``(*args, **kwargs)``; ``self`` left out), or None when it has none."""
   candidates = [fn]
   if isinstance(fn, type):
     candidates = [fn, fn.__init__]
@@ -182,10 +183,26 @@ def parameters(fn: Any) -> tuple[frozenset[str], bool]:
     if params and all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params) and (
         candidate is not candidates[-1]):
       continue  # a metaclass's (*args, **kwargs): look at __init__
-    names = frozenset(p.name for p in params
-                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-    return names, any(p.kind == p.VAR_KEYWORD for p in params)
-  return frozenset(), True
+    return params
+  return None
+
+
+def parameters(fn: Any) -> tuple[frozenset[str], bool]:
+  """The keyword names ``fn`` accepts, and whether it takes ``**kwargs``."""
+  params = _signature_params(fn)
+  if params is None:
+    return frozenset(), True
+  names = frozenset(p.name for p in params
+                    if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+  return names, any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+def required(fn: Any) -> tuple[str, ...]:
+  """The parameters ``fn`` cannot be called without (no default; positional-only ones too),
+  in signature order, less ``rngs`` and ``key`` (:func:`construct` gives them)."""
+  params = _signature_params(fn) or []
+  return tuple(p.name for p in params if p.default is p.empty and p.name not in ("rngs", "key")
+               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
 
 
 def _is_kind(obj: Any, base: str) -> bool:

@@ -36,7 +36,7 @@ import numpy as np
 
 from jaxinit import checks
 from jaxinit.sweep import activations, refs
-from jaxinit.sweep.kinds import parameters
+from jaxinit.sweep.kinds import parameters, required
 
 Check = Callable[[str, Any], Any]
 
@@ -126,6 +126,44 @@ def accepted(model: ModelEntry, names: Iterable[str]) -> list[str]:
   return [n for n in names if var or n in taken]
 
 
+def missing(model: ModelEntry, offered: Iterable[str]) -> list[str]:
+  """The parameters ``model``'s factory requires (no default) that ``offered`` lacks.
+
+  Examples:
+    >>> def cnn(*, in_features, channels, rngs): ...
+    >>> missing(ModelEntry(cnn), DATA_KWARGS + OFFERED_AXES)
+    ['channels']
+  """
+  given = set(offered)
+  return [name for name in required(model.factory) if name not in given]
+
+
+def check_offered(where: str, value: Any, grid_keys: Iterable[str], paths: Sequence[str] = ()
+                  ) -> None:
+  """Refuses a model value whose factory requires keyword arguments the sweep does not give.
+
+  The sweep offers :data:`DATA_KWARGS`, :data:`OFFERED_AXES`, the grid's own keys
+  (``grid_keys``: its model axes) and the value's table options (plus ``rngs`` / ``key``).
+
+  Raises:
+    ValueError: naming the factory, its missing parameters and what the sweep offers.
+  """
+  name, options = (value["name"], set(value) - {"name"}) if isinstance(value, Mapping) else (
+      value, set())
+  model = entry(name, paths)
+  grid_keys = list(grid_keys)
+  lacking = missing(model, [*DATA_KWARGS, *OFFERED_AXES, *grid_keys, *options])
+  if lacking:
+    raise ValueError(
+        f"{where}: the factory {name} requires {', '.join(map(repr, lacking))}, which the "
+        f"sweep does not give; it offers {', '.join(DATA_KWARGS)} (from the dataset), "
+        f"{', '.join(OFFERED_AXES)} (static axes), the grid's keys for the model "
+        f"({', '.join(grid_keys) or 'none set'}) and the model table's options "
+        f"({', '.join(sorted(options)) or 'none set'}), plus rngs or key: set "
+        f"{lacking[0]} = [...] under [grid], or {{name = \"{name}\", {lacking[0]} = ...}} as "
+        f"the model, or give it a default")
+
+
 def ignored_axes(name: str, paths: Sequence[str] = ()) -> tuple[str, ...]:
   """The :data:`OFFERED_AXES` model ``name``'s factory does not take: the grid's values
   of these axes say nothing about the model (its result rows leave them empty).
@@ -184,4 +222,4 @@ def check_model(where: str, value: Any, paths: Sequence[str] = ()) -> Any:
 
 
 __all__ = ["DATA_KWARGS", "MODELS", "ModelEntry", "OFFERED_AXES", "accepted", "check_kwarg",
-           "check_model", "entry", "ignored_axes"]
+           "check_model", "check_offered", "entry", "ignored_axes", "missing"]

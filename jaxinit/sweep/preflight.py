@@ -2,9 +2,9 @@
 
 :func:`load_config` checks what a config says; :func:`preflight` checks what
 it means, shape group by shape group, with shapes only (``jax.eval_shape``:
-nothing is computed): every dataset loads, every model factory accepts its
-group's values and returns a model of float32 params that runs on the
-dataset's inputs, the loss returns a scalar and the metrics scalars, the
+nothing is computed): every dataset loads and holds at least ``batch_size``
+training examples, every model factory accepts its group's values and returns
+a model of float32 params (at least one) that runs on the dataset's inputs, the loss returns a scalar and the metrics scalars, the
 probes can see the model, the optimizer initializes, and every cell's rules
 can draw every parameter they serve, and every rule of a rule set matches
 some parameter (as ``jaxinit.initialize(..., strict=True)``; a rule meant
@@ -58,6 +58,7 @@ def preflight(config: SweepConfig, models: Sequence[ModelSpec]) -> None:
     key = json.dumps(m["dataset"], sort_keys=True)
     if key not in datasets:
       datasets[key] = load_dataset(m["dataset"], config.paths)
+  _batch_sizes(models, datasets)
   checked: set[str] = set()
   for members in group_models(models).values():
     first = models[members[0]]
@@ -79,6 +80,21 @@ def preflight(config: SweepConfig, models: Sequence[ModelSpec]) -> None:
         _init(program, m, batch)
 
 
+def _batch_sizes(models: Sequence[ModelSpec], datasets: dict[str, Any]) -> None:
+  """Every ``batch_size`` fits its dataset's training set (minibatches are drawn from it)."""
+  n_train = {label(m["dataset"]): len(datasets[json.dumps(m["dataset"], sort_keys=True)].x_train)
+             for m in models}
+  for m in models:
+    name = label(m["dataset"])
+    if m["batch_size"] > n_train[name]:
+      per = ("; n_train per dataset: " + ", ".join(f"{k} {v}" for k, v in n_train.items())
+             if len(n_train) > 1 else "")
+      raise ConfigError(
+          f"[grid] batch_size = {m['batch_size']} is larger than the training set of dataset "
+          f"{name} (n_train = {n_train[name]}), which minibatches are drawn from: use "
+          f"batch_size <= {n_train[name]}{per}")
+
+
 def _program(config: SweepConfig, spec: ModelSpec, dataset: Any) -> Program:
   """The group's program, its model built (a factory's refusal named)."""
   program = None
@@ -90,6 +106,11 @@ def _program(config: SweepConfig, spec: ModelSpec, dataset: Any) -> Program:
     args = thawed(program.model_kwargs) if program is not None else {}
     shown = ", ".join(f"{k}={v!r}" for k, v in args.items())
     raise _refused(f"{where} with {shown or 'no arguments'}", err) from None
+  if not sum(int(np.prod(x.shape)) for x in jax.tree.leaves(built.shapes)):
+    args = ", ".join(f"{k}={v!r}" for k, v in thawed(program.model_kwargs).items())
+    raise ConfigError(f"{where}: the model built with {args or 'no arguments'} has no "
+                      f"parameters to train ({len(built.paths)} param arrays, 0 values); give "
+                      f"a model with at least one parameter")
   bad = [(p, x.dtype) for p, x in zip(built.paths, jax.tree.leaves(built.shapes))
          if x.dtype != jnp.float32]
   if bad:
