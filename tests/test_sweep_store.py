@@ -40,14 +40,50 @@ def _rows(out):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference_dir(tmp_path_factory):
   out = tmp_path_factory.mktemp("reference")
   sweep.run_sweep(_config(), out_dir=out, progress=False)
-  return _rows(out)
+  return out
+
+
+@pytest.fixture(scope="module")
+def reference(reference_dir):
+  return _rows(reference_dir)
 
 
 def _chunks(out):
   return sorted((Path(out) / "chunks").glob("chunk-*.npz"))
+
+
+def _files(out):
+  return {p.relative_to(out): (p.read_bytes(), p.stat().st_mtime_ns)
+          for p in sorted(Path(out).rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
+def test_a_rerun_of_a_finished_sweep_keeps_it_and_trains_nothing(reference_dir, reference,
+                                                                  monkeypatch, capsys):
+  from jaxinit.sweep import loop  # pylint: disable=import-outside-toplevel
+  (reference_dir / "heatmap_final_test_loss.png").write_bytes(b"a plot")
+  before = _files(reference_dir)
+  trained = []
+  train = loop.train_models
+  monkeypatch.setattr(loop, "train_models",
+                      lambda config, todo, **kw: trained.extend(todo) or train(config, todo, **kw))
+  capsys.readouterr()
+  # No flags, the same config from its folder's own config.toml, through the command line.
+  assert sweep_cli.main([str(reference_dir / "config.toml"), "--out", str(reference_dir),
+                         "--no-progress", "--cpu-devices", "1"]) == 0
+  assert trained == []
+  assert "finished already: the 18 models" in capsys.readouterr().out
+  assert _files(reference_dir) == before  # tables, run.json, config.toml, plots: byte for byte
+  # A damaged chunk: only its models are trained again, then the tables are rewritten.
+  chunk = _chunks(reference_dir)[0]
+  os.truncate(chunk, 100)
+  result = sweep.run_sweep(_config(), out_dir=reference_dir, progress=False)
+  assert len(trained) == 2 and result.resumed_models == 16
+  assert _rows(reference_dir) == reference
+  (reference_dir / "chunks" / "damaged" / chunk.name).unlink()
+  (reference_dir / "heatmap_final_test_loss.png").unlink()
 
 
 def test_a_second_writer_is_refused_naming_the_holder(tmp_path):

@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                            "(refused if --out holds another config's sweep)")
   parser.add_argument("--overwrite", action="store_true",
                       help="clear the sweep saved in --out (chunks, results, plots) and start "
-                           "over")
+                           "over (without it, a finished sweep of the same config in --out is "
+                           "kept: nothing is trained again)")
   parser.add_argument("--coordinator", help="multi-process: HOST:PORT of process 0")
   parser.add_argument("--num-processes", type=int, help="multi-process: number of processes")
   parser.add_argument("--process-id", type=int, help="multi-process: this process's index")
@@ -250,7 +251,10 @@ def _run(args: argparse.Namespace, config: Any, models: list[Any], out: Path) ->
     return 2
   if jax.process_index() != 0:
     return 0
-  if result.resumed_models:
+  if result.resumed_models == len(models) and not args.resume:
+    print(f"finished already: the {len(models)} models of this config are saved in {out} "
+          f"(kept, none trained again; --overwrite trains them again)")
+  elif result.resumed_models:
     print(f"resumed: {result.resumed_models} models read from {out}/chunks, "
           f"{len(models) - result.resumed_models} trained now")
   compile_s = sum(g["compile_s"] + g["init_s"] for g in result.groups)

@@ -43,6 +43,10 @@ def run_sweep(config: SweepConfig | Mapping[str, Any] | str | Path, *,
       it does not hold (refused if it was written by another config or under
       other execution settings).
     overwrite: clear whatever sweep ``out_dir`` holds and start over.
+      Without either flag, a finished sweep of the same config in ``out_dir``
+      is kept: its models are read back, not trained again (only those no
+      valid chunk holds are), and when none was missing its files (tables,
+      ``run.json``, plots) are left untouched (:mod:`jaxinit.sweep.store`).
 
   Returns:
     The :class:`SweepResult`.
@@ -73,7 +77,12 @@ def run_sweep(config: SweepConfig | Mapping[str, Any] | str | Path, *,
     store = RunStore(out_dir, config, writer=jax.process_index() == 0)
     store.prepare(resume=resume, overwrite=overwrite)
   try:
-    if store is not None and resume:
+    # A finished sweep of this config is kept, not trained again (store.RunStore.prepare);
+    # process 0's view decides.
+    kept = store is not None and bool(distributed.broadcast(np.array(store.kept)))
+    if store is not None:
+      store.kept = kept
+    if store is not None and (resume or kept):
       done, lanes = store.load(models)
       # Process 0's view decides, so every process trains the same models.
       mask = distributed.broadcast(np.array([m.model_id in done for m in models]))
@@ -103,7 +112,8 @@ def run_sweep(config: SweepConfig | Mapping[str, Any] | str | Path, *,
         initial_params=[r.initial_params for r in records] if keep_params else None,
         final_params=[r.final_params for r in records] if keep_params else None,
         resumed_models=len(done))
-    if store is not None and store.writer:
+    if store is not None and store.writer and not (kept and not todo
+                                                   and store.outputs_complete()):
       write_results(result, out_dir)
     return result
   finally:

@@ -21,7 +21,11 @@ of :mod:`jaxinit.sweep.results` are written the same way.
 * Without ``--resume``: a folder holding an interrupted sweep is refused, and
   so is a finished sweep of a different config; ``--overwrite`` clears the
   folder's outputs (chunks, tables, plots) and starts over. A finished sweep
-  of the same config is simply run again.
+  of the same config is kept (:attr:`RunStore.kept`): its chunks are read back
+  as ``--resume`` reads them (checked, damaged ones set aside), nothing is
+  trained again but the models no valid chunk holds, and when none is missing
+  its tables, ``config.toml``, ``run.json`` and plots stay as they are, byte
+  for byte.
 
 Files honour the umask; temporary files a killed sweep left are removed.
 With several processes only process 0 writes (and locks); resuming on
@@ -169,6 +173,8 @@ class RunStore:
     self.digest = config_digest(config)
     self.execution = execution_identity()
     self.report = report or (lambda text: print(f"jaxinit sweep: {text}", file=sys.stderr))
+    self.kept = False
+    """Whether :meth:`prepare` found a finished sweep of this config and kept it."""
     self._lock: FolderLock | None = None
 
   def chunk_files(self) -> list[Path]:
@@ -208,6 +214,8 @@ class RunStore:
     for folder in (self.out, self.chunks):  # temporary files of a process killed mid-write
       for leftover in folder.glob(".*.tmp"):
         leftover.unlink()
+    if self.kept:  # a finished sweep of this config: its files stay as they are
+      return
     atomic_write(self.out / "config.toml", config_file.to_toml(self.config))
     with contextlib.suppress(FileNotFoundError):
       (self.out / "run.json").unlink()  # written again when the sweep completes
@@ -244,7 +252,16 @@ class RunStore:
       raise SweepDirError(
           f"{self.out} holds a finished sweep of a different config; pass --overwrite to "
           f"replace it (its results and plots are deleted), or choose another --out")
+    if finished:
+      self.kept = True  # the same config, finished: read back, not trained again
+      return
     self._clear()
+
+  def outputs_complete(self) -> bool:
+    """Whether the folder holds a finished sweep's tables (``results.csv``, ``curves.npz``,
+    ``run.json``): what a kept sweep leaves alone when no model was missing."""
+    return self._complete() and all(
+        (self.out / name).is_file() for name in ("results.csv", "curves.npz", "run.json"))
 
   def _complete(self) -> bool:
     try:
@@ -282,7 +299,8 @@ class RunStore:
     wanted = {m.model_id: m for m in models}
     records: dict[int, Any] = {}
     lanes: dict[str, int] = {}
-    self._refuse_mixing()
+    if not self.kept:
+      self._refuse_mixing()
     for path in self.chunk_files():
       try:
         arrays = read_chunk(path)
@@ -302,6 +320,10 @@ class RunStore:
             eval_step=arrays["eval_step"], metrics={k: v[j] for k, v in metrics.items()},
             step_loss=arrays["step_loss"][j], diverged_step=int(arrays["diverged_step"][j]),
             lanes=int(arrays["lanes"]))
+    if self.kept and set(wanted) - set(records):
+      # A kept sweep (complete, one execution) is read as it is; training the models it lacks
+      # must not mix other configs' or other execution settings' chunks in.
+      self._refuse_mixing()
     return records, lanes
 
   def _refuse_mixing(self) -> None:
@@ -318,9 +340,10 @@ class RunStore:
         foreign.append(path.name)
       elif execution != self.execution:
         other_execution.append((path.name, execution))
+    flag = "rerun of a finished sweep" if self.kept else "--resume"
     if foreign:
       raise SweepDirError(
-          f"--resume: {len(foreign)} chunk file(s) in {self.chunks} were computed for a "
+          f"{flag}: {len(foreign)} chunk file(s) in {self.chunks} were computed for a "
           f"different config (e.g. {foreign[0]}); refusing to mix them in: resume with that "
           f"config, or --overwrite to start over")
     if other_execution:
@@ -328,7 +351,7 @@ class RunStore:
       differences = {k: (execution.get(k), v) for k, v in self.execution.items()
                      if execution.get(k) != v}
       raise SweepDirError(
-          f"--resume: {len(other_execution)} chunk file(s) in {self.chunks} were computed "
+          f"{flag}: {len(other_execution)} chunk file(s) in {self.chunks} were computed "
           f"under other execution settings ({_describe(differences)}, in {name}); their "
           f"results would not be bitwise this run's: resume with the same settings, or "
           f"--overwrite to start over")
