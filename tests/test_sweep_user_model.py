@@ -226,3 +226,89 @@ def test_probes_of_a_pure_pair_that_cannot_be_captured_are_refused_at_load_time(
             "grid": {"model": _pure_pair, "dataset": data, "batch_size": 4, "steps": 1}}
   with pytest.raises(sweep.ConfigError, match="probes = \\['mean'\\].*cannot be captured"):
     sweep.run_sweep(config, progress=False)
+
+
+def _arrays(n_train):
+  x = np.random.default_rng(0).normal(size=(n_train + 4, 3)).astype(np.float32)
+  y = np.arange(n_train + 4) % 2
+  return {"x_train": x[:n_train], "y_train": y[:n_train], "x_test": x[n_train:],
+          "y_test": y[n_train:]}
+
+
+def _preflight(config):
+  from jaxinit.sweep.preflight import preflight  # pylint: disable=import-outside-toplevel
+  config = sweep.parse_config(config)
+  preflight(config, config.models())
+
+
+def test_a_batch_larger_than_the_training_set_is_refused_per_dataset():
+  teacher = {"name": "teacher_student", "n_train": 64, "n_test": 8, "in_features": 3}
+  grid = {"dataset": [teacher, _arrays(16)], "width": 4, "steps": 1}
+  base = {"probes": [], "eval_every": 1}
+  _preflight({**base, "grid": {**grid, "batch_size": 16}})  # a full batch of each: fine
+  for sizes, words in (([17], "dataset arrays:"), ([8, 65], "dataset teacher_student(")):
+    with pytest.raises(sweep.ConfigError) as err:
+      _preflight({**base, "grid": {**grid, "batch_size": sizes}})
+    message = str(err.value)
+    assert f"batch_size = {sizes[-1]} is larger than the training set of {words}" in message
+    assert "n_train per dataset: teacher_student(" in message and " 64, arrays:" in message
+    assert message.endswith(" 16"), message
+
+
+def _no_params(*, in_features, out_features, rngs):
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+
+  class Head(nnx.Module):
+    def __call__(self, x):
+      return x[:, :out_features]
+  del rngs, in_features
+  return Head()
+
+
+def _empty_pair(*, out_features):
+  return (lambda key: {}), (lambda params, x: x[:, :out_features])
+
+
+def _zero_size_pair(*, in_features, out_features):
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  return (lambda key: {"w": jnp.zeros((in_features, 0))}), (
+      lambda params, x: jnp.zeros((len(x), out_features)) + (x @ params["w"]).sum())
+
+
+@pytest.mark.parametrize("factory", [_no_params, _empty_pair, _zero_size_pair])
+def test_a_model_without_parameters_is_refused_naming_it(factory):
+  config = {"probes": [], "eval_every": 1,
+            "grid": {"model": factory, "dataset": _arrays(8), "batch_size": 4, "steps": 1}}
+  with pytest.raises(sweep.ConfigError, match=rf"model = .*:{factory.__name__}: .* has no "
+                                              r"parameters to train"):
+    _preflight(config)
+
+
+def _needs(*, in_features, out_features, channels, kernel=3, rngs):
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  return nnx.Linear(in_features * channels // channels, out_features, rngs=rngs)
+
+
+def _needs_positional(in_features, hidden, /, *, out_features, rngs):
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  return nnx.Linear(in_features, out_features + 0 * hidden, rngs=rngs)
+
+
+def test_a_factorys_missing_arguments_are_named_with_what_the_sweep_offers():
+  data = _arrays(8)
+  with pytest.raises(sweep.ConfigError) as err:
+    sweep.parse_config({"grid": {"model": _needs, "dataset": data}})
+  message = str(err.value)
+  assert f"[grid] model: the factory {_needs.__module__}:_needs requires 'channels', which " \
+         f"the sweep does not give" in message, message  # not kernel: it has a default
+  assert "in_features, in_shape, out_features" in message and "width, depth" in message
+  with pytest.raises(sweep.ConfigError, match=r"requires 'in_features', 'hidden' as "
+                                              r"positional-only .* make them keyword"):
+    sweep.parse_config({"grid": {"model": _needs_positional, "dataset": data}})
+  # Given as a grid axis or a table option, it is offered.
+  sweep.parse_config({"grid": {"model": _needs, "dataset": data, "channels": [2, 4]}})
+  sweep.parse_config({"grid": {"model": {"name": _needs, "channels": 2}, "dataset": data}})
+  # In a list of models, the one at fault is named.
+  with pytest.raises(sweep.ConfigError, match=r"\[grid\] model\[1\]: the factory .*_needs "):
+    sweep.parse_config({"grid": {"model": [{"name": _needs, "channels": 2}, _needs],
+                                 "dataset": data}})

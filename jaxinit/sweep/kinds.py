@@ -197,12 +197,14 @@ def parameters(fn: Any) -> tuple[frozenset[str], bool]:
   return names, any(p.kind == p.VAR_KEYWORD for p in params)
 
 
-def required(fn: Any) -> tuple[str, ...]:
-  """The parameters ``fn`` cannot be called without (no default; positional-only ones too),
-  in signature order, less ``rngs`` and ``key`` (:func:`construct` gives them)."""
+def required(fn: Any) -> dict[str, bool]:
+  """The parameters ``fn`` cannot be called without (no default), in signature order, less
+  ``rngs`` and ``key`` (:func:`construct` gives them): each name to whether a keyword can
+  give it (False for a positional-only one)."""
   params = _signature_params(fn) or []
-  return tuple(p.name for p in params if p.default is p.empty and p.name not in ("rngs", "key")
-               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+  return {p.name: p.kind != p.POSITIONAL_ONLY for p in params
+          if p.default is p.empty and p.name not in ("rngs", "key")
+          and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 
 def _is_kind(obj: Any, base: str) -> bool:

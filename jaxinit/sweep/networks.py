@@ -135,7 +135,8 @@ def missing(model: ModelEntry, offered: Iterable[str]) -> list[str]:
     ['channels']
   """
   given = set(offered)
-  return [name for name in required(model.factory) if name not in given]
+  return [name for name, keyword in required(model.factory).items()
+          if not keyword or name not in given]
 
 
 def check_offered(where: str, value: Any, grid_keys: Iterable[str], paths: Sequence[str] = ()
@@ -154,6 +155,12 @@ def check_offered(where: str, value: Any, grid_keys: Iterable[str], paths: Seque
   grid_keys = list(grid_keys)
   lacking = missing(model, [*DATA_KWARGS, *OFFERED_AXES, *grid_keys, *options])
   if lacking:
+    positional = [n for n in lacking if not required(model.factory)[n]]
+    if positional:
+      raise ValueError(f"{where}: the factory {name} requires {', '.join(map(repr, positional))} "
+                       f"as positional-only parameter(s), which the sweep cannot give: it "
+                       f"calls factories with keyword arguments; make them keyword parameters "
+                       f"(drop the '/')")
     raise ValueError(
         f"{where}: the factory {name} requires {', '.join(map(repr, lacking))}, which the "
         f"sweep does not give; it offers {', '.join(DATA_KWARGS)} (from the dataset), "
