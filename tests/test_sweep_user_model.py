@@ -312,3 +312,29 @@ def test_a_factorys_missing_arguments_are_named_with_what_the_sweep_offers():
   with pytest.raises(sweep.ConfigError, match=r"\[grid\] model\[1\]: the factory .*_needs "):
     sweep.parse_config({"grid": {"model": [{"name": _needs, "channels": 2}, _needs],
                                  "dataset": data}})
+
+
+def test_import_paths_resolve_from_the_working_folder_and_say_where_they_looked(
+    tmp_path, monkeypatch):
+  """``jaxinit sweep configs/x.toml`` run from a project's root finds ``models.py`` there (the
+  console script's sys.path holds its own folder, not the working one)."""
+  work, configs = tmp_path / "project", tmp_path / "project" / "configs"
+  configs.mkdir(parents=True)
+  (work / "cwd_models_14.py").write_text(
+      "from flax import nnx\n"
+      "def linear(*, in_features, out_features, rngs):\n"
+      "  return nnx.Linear(in_features, out_features, rngs=rngs)\n")
+  monkeypatch.chdir(work)
+  monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(work))])
+  config = configs / "sweep.toml"
+  config.write_text('[grid]\nmodel = "cwd_models_14:linear"\n'
+                    'dataset = { name = "teacher_student", n_train = 16 }\n')
+  assert sweep.load_config(config).grid["model"] == ("cwd_models_14:linear",)
+  config.write_text('[grid]\nmodel = "not_here_14.models:linear"\n')
+  with pytest.raises(sweep.ConfigError) as err:
+    sweep.load_config(config)
+  message = str(err.value)
+  assert "[grid] model: model 'not_here_14.models:linear': no module 'not_here_14.models' in " \
+         f"{configs}, {work} (the config's folder, its paths, the working folder) or the " \
+         "installed packages; add the folder that holds it to the config's paths = [...]" \
+         in message, message

@@ -9,7 +9,9 @@ into keys). Each names what it uses by
   dotted, ``"module:Outer.factory"``), the folders of the config's ``paths``
   (by default the config file's own folder) searched first, so a
   ``models.py`` beside the config is ``"models:CNN"``; or a file
-  ``"path/to/file.py:attribute"`` (relative to those folders);
+  ``"path/to/file.py:attribute"`` (relative to those folders); then the
+  installed packages, then the working folder (last, so that it shadows
+  none of them);
 * from Python, the object itself: a function or class is recorded as its
   import path ``"module:qualname"`` (and that object is used, so classes
   defined in a notebook work in the process that defined them), arrays as
@@ -28,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -149,7 +152,8 @@ def resolve(ref: str, what: str, paths: Sequence[str] = ()) -> Any:
     ref: ``"package.module:attribute"`` or ``"file.py:attribute"``.
     what: ``"model"``, ``"dataset"``, ... (for messages).
     paths: folders searched first (added to ``sys.path``, so the module's own
-      imports of its neighbours work).
+      imports of its neighbours work), then the installed packages, then the
+      working folder.
 
   Raises:
     ValueError: the module cannot be imported (with the reason) or has no
@@ -164,13 +168,24 @@ def resolve(ref: str, what: str, paths: Sequence[str] = ()) -> Any:
     raise ValueError(f"{what} {ref!r} was given as arrays from Python; pass the arrays again "
                      f"(a config written to a folder cannot hold them)")
   _with_paths(paths)
+  cwd = os.getcwd()
+  if cwd not in sys.path and "" not in sys.path:
+    sys.path.append(cwd)  # after the installed packages: it shadows none of them
+  folders = ", ".join(dict.fromkeys([*map(str, paths), cwd]))
+  file = module_name.endswith(".py")
   try:
-    module = (_load_file(module_name, paths) if module_name.endswith(".py")
-              else importlib.import_module(module_name))
+    module = _load_file(module_name, paths) if file else importlib.import_module(module_name)
   except Exception as err:  # noqa: BLE001  (any error of the user's module, named)
-    where = f" (searched {', '.join(map(str, paths))} first)" if paths else ""
-    raise ValueError(f"{what} {ref!r}: cannot import {module_name!r}{where}: "
-                     f"{type(err).__name__}: {err}") from None
+    if isinstance(err, ModuleNotFoundError) and (file or err.name is None or (
+        f"{module_name}.".startswith(f"{err.name}."))):  # the named module, not one it imports
+      kind, installed = ("file", "") if file else ("module", " or the installed packages")
+      raise ValueError(
+          f"{what} {ref!r}: no {kind} {module_name!r} in {folders} (the config's folder, its "
+          f"paths, the working folder){installed}; add the folder that holds it to the "
+          f"config's paths = [...] (relative to the config's folder)"
+          f"{'' if file else ', or install it'}") from None
+    raise ValueError(f"{what} {ref!r}: cannot import {module_name!r} (searched {folders} "
+                     f"first): {type(err).__name__}: {err}") from None
   obj = _get_attr(module, attr)
   if obj is None:
     names = [n for n in dir(module) if not n.startswith("_")]
