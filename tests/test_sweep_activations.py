@@ -63,3 +63,27 @@ def test_a_residual_network_refuses_a_transformed_activation():
                      "steps": 1}}
   with pytest.raises(sweep.ConfigError, match="plain"):
     sweep.run_sweep(config, progress=False)
+
+
+@pytest.mark.parametrize("activation, words", [
+    ('{ name = "tat", family = "leaky_relu", c_val_0 = 0.9 }', "c_val_0 = 0.9 is out of reach"),
+    ('{ name = "tat", family = "leaky_relu", c_val_0 = 1.5 }', "c_val_0 must be"),
+    ('{ name = "dks", family = "tanh", c_slope_1 = 0.5 }', "c_slope_1 must be"),
+    ('"tat:relu"', "TAT cannot shape a plain ReLU"),
+])
+def test_dry_run_refuses_targets_the_theory_cannot_solve_as_a_run_does(tmp_path, capsys,
+                                                                      activation, words):
+  """TAT leaky ReLU with c_val_0 = 0.9 has no solution for a plain net of depth 2 (even
+  ReLUs give C_f(0) = 0.49): a legitimate refusal, reported by ``--dry-run`` too."""
+  from jaxinit import cli  # pylint: disable=import-outside-toplevel
+  config = tmp_path / "tat.toml"
+  config.write_text(f'probes = []\n[grid]\ndataset = {{ name = "teacher_student", n_train = 16 }}'
+                    f'\nactivation = {activation}\ndepth = 2\nwidth = 4\nbatch_size = 8\n')
+  with pytest.raises(sweep.ConfigError) as err:
+    sweep.run_sweep(sweep.load_config(config), progress=False, out_dir=tmp_path / "out")
+  assert words in str(err.value) and "activation=" in str(err.value), str(err.value)
+  capsys.readouterr()
+  assert cli.main(["sweep", str(config), "--dry-run"]) == 2
+  printed = capsys.readouterr().err.strip().splitlines()
+  assert printed == [f"jaxinit sweep: {err.value}"], printed
+  assert not (tmp_path / "out").exists()

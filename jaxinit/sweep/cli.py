@@ -151,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--out", help="results folder (default: runs/NAME)")
   parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
   parser.add_argument("--dry-run", action="store_true",
-                      help="validate the config, list the shape groups, train nothing")
+                      help="validate the config, list the shape groups and check each one's "
+                           "data, model, loss, optimizer and init as a run would before it "
+                           "starts (shapes only); train and write nothing")
   parser.add_argument("--cpu-devices", type=_positive_int, default=None,
                       help="on CPU, spread each group's models over this many devices, one "
                            "per core (default: the count XLA_FLAGS' "
@@ -199,6 +201,13 @@ def main(argv: list[str] | None = None) -> int:
   if args.dry_run:
     for key, members in groups.items():
       print(f"  {len(members):5d} models  {key}")
+    from jaxinit.sweep.preflight import preflight  # pylint: disable=import-outside-toplevel
+    try:  # what a run checks before it writes anything: data, models, losses, inits
+      preflight(config, models)
+    except (ConfigError, ImportError) as err:  # ImportError: a dataset's extra is missing
+      print(f"jaxinit sweep: {err}", file=sys.stderr)
+      return 2
+    print("checked: every group's data, model, loss, optimizer and init (nothing trained)")
     return 0
   out = Path(args.out) if args.out else Path("runs") / config.name
   # A file-size limit (ulimit -f) then fails a write with EFBIG instead of killing us.

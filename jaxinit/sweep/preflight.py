@@ -103,11 +103,10 @@ def _program(config: SweepConfig, spec: ModelSpec, dataset: Any) -> Program:
     program = make_program(spec, dataset, config, 1)
     built = network(program)
   except Exception as err:  # noqa: BLE001  (the factory's own refusal)
-    args = thawed(program.model_kwargs) if program is not None else {}
-    shown = ", ".join(f"{k}={v!r}" for k, v in args.items())
-    raise _refused(f"{where} with {shown or 'no arguments'}", err) from None
+    args = _arguments(program, spec) if program is not None else ""
+    raise _refused(f"{where} with {args or 'no arguments'}", err) from None
   if not sum(int(np.prod(x.shape)) for x in jax.tree.leaves(built.shapes)):
-    args = ", ".join(f"{k}={v!r}" for k, v in thawed(program.model_kwargs).items())
+    args = _arguments(program, spec)
     raise ConfigError(f"{where}: the model built with {args or 'no arguments'} has no "
                       f"parameters to train ({len(built.paths)} param arrays, 0 values); give "
                       f"a model with at least one parameter")
@@ -117,6 +116,12 @@ def _program(config: SweepConfig, spec: ModelSpec, dataset: Any) -> Program:
     raise ConfigError(f"{where}: the sweep trains float32 params; {bad[0][0]} is "
                       f"{bad[0][1]} (build the model with param_dtype=float32)")
   return program
+
+
+def _arguments(program: Program, spec: ModelSpec) -> str:
+  """The factory's keyword arguments as the grid writes them (``activation=tat(family=...)``)."""
+  return ", ".join(f"{k}={label(spec.cell[k]) if k in spec.cell else repr(v)}"
+                   for k, v in thawed(program.model_kwargs).items())
 
 
 def _run(config: SweepConfig, spec: ModelSpec, program: Program, data: dict[str, Any]) -> None:
