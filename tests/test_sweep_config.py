@@ -272,3 +272,41 @@ def test_demo_names_an_unknown_activation(capsys):
   with pytest.raises(SystemExit) as exit_:
     cli.main(["demo", "--activation", "rleu"])
   assert exit_.value.code == 2 and "did you mean 'relu'" in capsys.readouterr().err
+
+
+def test_init_takes_every_rule_set_form_of_initialize_as_one_cell():
+  import jaxinit  # pylint: disable=import-outside-toplevel
+  forms = [{"*kernel*": "he_normal", "*bias*": jaxinit.zeros},   # {pattern: init}, as Python
+           [("*kernel*", jaxinit.he_normal()), ("*bias*", "zeros")],  # (pattern, init) pairs
+           {"name": "rules", "rules": [{"path": "*kernel*", "init": "he_normal"},
+                                       {"path": "*bias*", "init": "zeros"}]}]
+  configs = [parse_config({"grid": {"init": form}}) for form in forms]
+  # One cell: the same id (and init key), however spelled.
+  assert len({c.models()[0].model_id for c in configs}) == 1
+  toml = load_config_text('[grid]\ninit = [{ "*kernel*" = "he_normal", "*bias*" = "zeros" }, '
+                          '"lecun_normal"]\n')
+  assert toml.models()[0].model_id == configs[0].models()[0].model_id
+  assert parse_config({"grid": {"init": jaxinit.he_normal()}}).models()[0].model_id == (
+      parse_config({"grid": {"init": "he_normal"}}).models()[0].model_id)
+
+
+def load_config_text(text):
+  return parse_config(tomllib.loads(text))
+
+
+def test_jax_initializer_functions_are_refused_saying_what_to_write():
+  import jax  # pylint: disable=import-outside-toplevel
+  inits = jax.nn.initializers
+  for init, words in [
+      (inits.he_normal(), "is an initializer function: a sweep records every init by name"),
+      (inits.he_normal(), "write it as jaxinit names it: 'he_normal'"),
+      (inits.normal(0.02), "write it as jaxinit names it: {'name': 'normal', 'stddev': 0.02}"),
+      (inits.zeros, "names it: 'zeros'"),
+      (inits.he_normal, "is the initializer factory he_normal, not an initializer: call it"),
+      (inits.he_normal, "in a sweep, name it as jaxinit does: 'he_normal'"),
+      ({"*kernel*": inits.he_normal()}, "[grid] init[1]: rule '*kernel*': "),
+      ([("*kernel*", inits.glorot_uniform())], "names it: 'glorot_uniform'"),
+  ]:
+    with pytest.raises(ConfigError) as err:
+      parse_config({"grid": {"init": ["he_normal", init]}})
+    assert "[grid] init[1]" in str(err.value) and words in str(err.value), str(err.value)

@@ -62,12 +62,84 @@ PyTree = Any
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+def _jaxinit_spelling(fn: Any) -> Any:
+  """How jaxinit names what an initializer function draws (``jax.nn.initializers.he_normal()``
+  -> ``"he_normal"``), read from its factory's name and closure; None if unknown. A hint for
+  messages only: the sweep never draws from it."""
+  import inspect  # pylint: disable=import-outside-toplevel
+  try:
+    params = {k: v for k, v in inspect.getclosurevars(fn).nonlocals.items()
+              if isinstance(v, (str, int, float))}
+  except (TypeError, ValueError):
+    return None
+  if "distribution" in params:  # jax.nn.initializers.variance_scaling's name for the sampler
+    params["sampler"] = params.pop("distribution")
+  spec = {"name": getattr(fn, "__qualname__", "").split(".<locals>")[0], **params}
+  try:
+    canonical = keys_lib.canonical_initializer(spec)
+  except Exception:  # noqa: BLE001  (no jaxinit initializer of that name and parameters)
+    return None
+  for name in (spec["name"], *jaxinit.specs.names()):  # its own name first ('zeros')
+    try:
+      if keys_lib.canonical_initializer(name) == canonical:
+        return name
+    except Exception:  # noqa: BLE001  (a name that needs parameters)
+      continue
+  return spec
+
+
+def _function_refused(where: str, fn: Any) -> TypeError:
+  """The error for an initializer given as a function (no name to record it by)."""
+  try:
+    checks.initializer(where, fn)
+  except TypeError as err:  # an uncalled factory: say to call it, and what a sweep takes
+    try:
+      hint = _jaxinit_spelling(fn())
+    except Exception:  # noqa: BLE001  (a factory that needs arguments)
+      hint = None
+    also = f"; in a sweep, name it as jaxinit does: {hint!r}" if hint is not None else ""
+    return TypeError(f"{err}{also}")
+  hint = _jaxinit_spelling(fn)
+  named = (f"write it as jaxinit names it: {hint!r}" if hint is not None else
+           "write it as jaxinit names it (a name such as 'he_normal', or a table "
+           "{'name': 'variance_scaling', 'scale': 2.0, ...}: jaxinit.names() lists them)")
+  return TypeError(f"{where}: {getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', fn)} "
+                   f"is an initializer function: a sweep records every init by name (its "
+                   f"results, model ids and init keys), and a function has none; {named}")
+
+
+def _functions_in_rules(where: str, value: Any) -> None:
+  """Refuses a function initializer inside a ``{pattern: init}`` dict or a list of pairs."""
+  pairs = value.items() if isinstance(value, Mapping) else (
+      [r for r in value if isinstance(r, tuple) and len(r) == 2])
+  for pattern, init in pairs:
+    if callable(init) and not hasattr(init, "to_config"):
+      raise _function_refused(f"{where}: rule {pattern!r}", init)
+
+
 def check_initializer(where: str, value: Any) -> Any:
-  """An initializer value (anything :func:`jaxinit.get` takes, a rule set included), plain."""
+  """An initializer value, plain: anything :func:`jaxinit.get` takes, or a rule set in any
+  form :func:`jaxinit.initialize` takes (a rule set, a list of ``(pattern, init)`` pairs, a
+  ``{pattern: init}`` dict; its initializers jaxinit's, by name or object).
+
+  A function initializer (``jax.nn.initializers.he_normal()``) is refused, naming how jaxinit
+  spells it: the sweep records every init by name; an uncalled factory
+  (``jax.nn.initializers.he_normal``) is refused with a hint to call it."""
+  from jaxinit.rules import as_rule_set  # pylint: disable=import-outside-toplevel
   if isinstance(value, (list, tuple)) and value and all(
       isinstance(r, (tuple, dict)) or hasattr(r, "pattern") for r in value):
-    from jaxinit.rules import as_rule_set  # pylint: disable=import-outside-toplevel
+    _functions_in_rules(where, value)
     value = as_rule_set(value)  # a list of (pattern, initializer) pairs from Python
+  elif isinstance(value, Mapping) and value and "name" not in value and not (
+      set(value) <= {"rules", "default"}) and all(
+          isinstance(v, (str, Mapping)) or callable(v) for v in value.values()):
+    _functions_in_rules(where, value)
+    try:
+      value = as_rule_set(value)  # a {pattern: initializer} dict
+    except (TypeError, ValueError) as err:
+      raise type(err)(f"{where}: {err}") from None
+  elif callable(value) and not isinstance(value, str) and not hasattr(value, "to_config"):
+    raise _function_refused(where, value)
   if not isinstance(value, (str, Mapping)) and hasattr(value, "to_config"):
     try:
       value = value.to_config()  # an initializer or rule set object from Python
