@@ -43,7 +43,8 @@ Every key is optional; :data:`AXES` and :data:`TOP_LEVEL` hold the defaults.
 ``init`` is anything :func:`jaxinit.get` takes, meaning the rules of
 :func:`jaxinit.sweep.params.cell_rules` (every weight, every bias), or a rule
 set ``{name = "rules", rules = [{path = "*head*", init = "zeros"}, {module =
-"flax.nnx.Conv", init = "he_normal"}]}``, or either followed by a post-init
+"flax.nnx.Conv", init = "he_normal"}]}`` (or ``{"*head*" = "zeros", "*" =
+"he_normal"}``, any form :func:`jaxinit.initialize` takes), or either followed by a post-init
 (LSUV, MetaInit: :mod:`jaxinit.sweep.inits`, where the init axes live); ``activation`` a name of
 :data:`jaxinit.gains.ACTIVATIONS` or a DKS/TAT transformed activation
 (``"tat:leaky_relu"``, :mod:`~jaxinit.sweep.activations`); the others are documented beside their
