@@ -60,7 +60,7 @@ def test_bad_transformed_activations_are_config_errors(value, words):
 def test_a_residual_network_refuses_a_transformed_activation():
   config = {"probes": [], "eval_every": 1,
             "grid": {"dataset": DATA, "model": "resmlp", "activation": "dks:softplus",
-                     "steps": 1}}
+                     "batch_size": 16, "steps": 1}}
   with pytest.raises(sweep.ConfigError, match="plain"):
     sweep.run_sweep(config, progress=False)
 

@@ -129,7 +129,8 @@ def test_parametrization_values_and_base_are_checked():
 def test_a_base_value_the_model_does_not_take_is_refused_before_anything_runs(tmp_path):
   with pytest.raises(sweep.ConfigError, match=r"base.width: model .* takes no keyword argument"):
     sweep.run_sweep({"base": {"width": 8}, "grid": {
-        "model": pure_pair, "parametrization": "mup", "steps": 100, "dataset": TEACHER}},
+        "model": pure_pair, "parametrization": "mup", "steps": 100, "dataset": TEACHER,
+        "batch_size": 16}},
         out_dir=tmp_path, progress=False)
   assert not any(tmp_path.iterdir())
 
