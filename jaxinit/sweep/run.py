@@ -46,7 +46,8 @@ def run_sweep(config: SweepConfig | Mapping[str, Any] | str | Path, *,
       Without either flag, a finished sweep of the same config in ``out_dir``
       is kept: its models are read back, not trained again (only those no
       valid chunk holds are), and when none was missing its files (tables,
-      ``run.json``, plots) are left untouched (:mod:`jaxinit.sweep.store`).
+      ``run.json``, plots) are left untouched (:mod:`jaxinit.sweep.store`);
+      with ``keep_params`` it is trained again (chunks hold no params).
 
   Returns:
     The :class:`SweepResult`.
@@ -75,7 +76,7 @@ def run_sweep(config: SweepConfig | Mapping[str, Any] | str | Path, *,
   store, done, lanes = None, {}, {}
   if out_dir is not None:
     store = RunStore(out_dir, config, writer=jax.process_index() == 0)
-    store.prepare(resume=resume, overwrite=overwrite)
+    store.prepare(resume=resume, overwrite=overwrite, keep_finished=not keep_params)
   try:
     # A finished sweep of this config is kept, not trained again (store.RunStore.prepare);
     # process 0's view decides.

@@ -181,12 +181,15 @@ class RunStore:
     """The saved chunks, in name order."""
     return sorted(self.chunks.glob("chunk-*.npz")) if self.chunks.is_dir() else []
 
-  def prepare(self, *, resume: bool = False, overwrite: bool = False) -> None:
+  def prepare(self, *, resume: bool = False, overwrite: bool = False,
+              keep_finished: bool = True) -> None:
     """Locks the folder, checks it against the config and readies it.
 
     Args:
       resume: keep the saved chunks of the same config.
       overwrite: clear whatever sweep the folder holds.
+      keep_finished: keep a finished sweep of the same config (:attr:`kept`); False
+        trains it again (chunks hold no params: a caller that wants them).
 
     Raises:
       SweepDirError: the folder is in use, is a file, or holds a sweep the
@@ -206,7 +209,7 @@ class RunStore:
     except FolderInUseError as err:
       raise SweepDirError(str(err)) from None
     try:
-      self._check(resume, overwrite)
+      self._check(resume, overwrite, keep_finished)
     except BaseException:
       self.close()
       raise
@@ -220,7 +223,7 @@ class RunStore:
     with contextlib.suppress(FileNotFoundError):
       (self.out / "run.json").unlink()  # written again when the sweep completes
 
-  def _check(self, resume: bool, overwrite: bool) -> None:
+  def _check(self, resume: bool, overwrite: bool, keep_finished: bool = True) -> None:
     saved = self.chunk_files()
     old_path = self.out / "config.toml"
     finished = self._complete()
@@ -252,7 +255,7 @@ class RunStore:
       raise SweepDirError(
           f"{self.out} holds a finished sweep of a different config; pass --overwrite to "
           f"replace it (its results and plots are deleted), or choose another --out")
-    if finished:
+    if finished and keep_finished:
       self.kept = True  # the same config, finished: read back, not trained again
       return
     self._clear()
