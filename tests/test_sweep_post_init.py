@@ -148,7 +148,8 @@ def test_post_init_values_are_checked_and_round_trip_through_toml():
 def test_a_post_init_of_a_pure_model_is_refused_before_anything_runs(tmp_path):
   with pytest.raises(sweep.ConfigError, match=r"init = lsuv.*pure \(init, apply\) pair"):
     sweep.run_sweep({"grid": {"model": pure_pair, "init": "lsuv", "steps": 100,
-                              "dataset": TEACHER, "batch_size": 16}}, out_dir=tmp_path, progress=False)
+                              "dataset": TEACHER, "batch_size": 16}},
+                    out_dir=tmp_path, progress=False)
   assert not any(tmp_path.iterdir())
 
 

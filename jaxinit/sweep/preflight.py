@@ -4,11 +4,12 @@
 it means, shape group by shape group, with shapes only (``jax.eval_shape``:
 nothing is computed): every dataset loads and holds at least ``batch_size``
 training examples, every model factory accepts its group's values and returns
-a model of float32 params (at least one) that runs on the dataset's inputs, the loss returns a scalar and the metrics scalars, the
-probes can see the model, the optimizer initializes, and every cell's rules
-can draw every parameter they serve, and every rule of a rule set matches
-some parameter (as ``jaxinit.initialize(..., strict=True)``; a rule meant
-for other models of the grid says ``required = false``). Each failure is one
+a model of float32 params (at least one) that runs on the dataset's inputs,
+the loss returns a scalar and the metrics scalars, the probes can see the
+model, the optimizer initializes, and every cell's rules can draw every
+parameter they serve, and every rule of a rule set matches some parameter
+(as ``jaxinit.initialize(..., strict=True)``; a rule meant for other models of
+the grid says ``required = false``). Each failure is one
 :class:`~jaxinit.sweep.config.ConfigError` naming the grid value at fault.
 """
 
