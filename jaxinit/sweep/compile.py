@@ -38,7 +38,7 @@ import numpy as np
 from jaxinit.sweep import inits, losses, networks, optimizers, registry
 from jaxinit.sweep.config import AXES, ModelSpec, SweepConfig
 from jaxinit.sweep.data import Dataset
-from jaxinit.sweep.program import Program, frozen, network, param_count
+from jaxinit.sweep.program import Program, convolutional, frozen, network, param_count
 from jaxinit.sweep.step import init_opt_state, train_block
 
 VMAP_FLOPS = 16e6
@@ -54,7 +54,8 @@ MAX_LANES_ACCELERATOR = 4096
 """Most models one GPU or TPU trains at once."""
 
 
-def default_lanes(flops_per_model_step: float, backend: str | None = None) -> int:
+def default_lanes(flops_per_model_step: float, backend: str | None = None,
+                  convolutional: bool = False) -> int:
   """Models one device trains at once (``vmap``-ed): a power of two set by the model's size.
 
   On CPU a step over many models at once streams all their activations
@@ -77,8 +78,12 @@ def default_lanes(flops_per_model_step: float, backend: str | None = None) -> in
   Examples:
     >>> default_lanes(25e6, "cpu"), default_lanes(1.7e6, "cpu"), default_lanes(2e4, "cpu")
     (1, 8, 64)
+    >>> default_lanes(2e4, "cpu", convolutional=True), default_lanes(2e4, "gpu", convolutional=True)
+    (1, 4096)
   """
   backend = jax.default_backend() if backend is None else backend
+  if convolutional and backend == "cpu":
+    return 1
   target, most = ((VMAP_FLOPS, MAX_LANES_CPU) if backend == "cpu" else
                   (ACCELERATOR_FLOPS, MAX_LANES_ACCELERATOR))
   fit = max(1, int(target // max(flops_per_model_step, 1.0)))
@@ -123,7 +128,7 @@ def make_program(spec: ModelSpec, dataset: Dataset, config: SweepConfig,
       parametrized=bool(inits.static_part(spec.cell)))
   if lanes is None:
     lanes = config.lanes if isinstance(config.lanes, int) else default_lanes(
-        6 * program.batch_size * param_count(program))
+        6 * program.batch_size * param_count(program), convolutional=convolutional(program))
   return dataclasses.replace(program, lanes=lanes)
 
 
