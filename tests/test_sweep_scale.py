@@ -155,7 +155,7 @@ def test_memory_budget_sets_lanes(reference):
   assert whole.program.lanes == 64  # a tiny model: the most lanes
   fit, _ = compile_lib.plan_group(spec, dataset, config, host, whole.memory_bytes - 1, cache)
   assert fit.program.lanes < 64 and fit.memory_bytes <= whole.memory_bytes - 1
-  with pytest.raises(compile_lib.MemoryBudgetError, match="memory_budget: .* raise"):
+  with pytest.raises(sweep.MemoryBudgetError, match="memory_budget: .* raise"):
     compile_lib.plan_group(spec, dataset, config, host, 1000, cache, lanes=fit.program.lanes)
   result = sweep.run_sweep(config, progress=False, memory_budget=fit.memory_bytes, cache=cache)
   assert result.groups[0]["lanes"] == fit.program.lanes
@@ -168,7 +168,7 @@ def test_memory_budget_sets_lanes(reference):
 
 def test_bad_budget_and_flags_are_named(tmp_path):
   with pytest.raises(ValueError, match="memory_budget must be .* got '4 parsecs'"):
-    compile_lib.parse_bytes("4 parsecs")
+    sweep.parse_bytes("4 parsecs")
   with pytest.raises(ValueError, match="missing: num_processes, process_id"):
     distributed.initialize("localhost:1234")
   with pytest.raises(ValueError, match="process_id must be in"):

@@ -23,7 +23,9 @@ can name), :mod:`~jaxinit.sweep.kinds` (any model as the engine sees it),
 :mod:`~jaxinit.sweep.data` (any data, checked), :mod:`~jaxinit.sweep.program`
 (a shape group), :mod:`~jaxinit.sweep.preflight` (checks before anything
 runs), :mod:`~jaxinit.sweep.step` (the traced train step, evaluation and
-block), :mod:`~jaxinit.sweep.compile` (lanes, mesh, memory budget, cache),
+block; :mod:`~jaxinit.sweep.convolutions` keeps convolutions on XLA:CPU's fast
+path inside it), :mod:`~jaxinit.sweep.compile` (lanes, mesh, cache;
+:mod:`~jaxinit.sweep.memory` the memory budget),
 :mod:`~jaxinit.sweep.inits` (what a model's initial state is made from: the
 init axes, rules, draw and post-init; :mod:`~jaxinit.sweep.post_inits` the
 post-inits), :mod:`~jaxinit.sweep.keys` and
@@ -50,14 +52,14 @@ Examples:
 from __future__ import annotations
 
 from jaxinit.sweep.axes import ConfigError
-from jaxinit.sweep.compile import (MemoryBudgetError, ProgramCache, default_lanes,
-                                   default_memory_budget, parse_bytes)
+from jaxinit.sweep.compile import ProgramCache, default_lanes
 from jaxinit.sweep.config import (AXES, STATIC_AXES, VMAPPED_AXES, ModelSpec, SweepConfig, label,
                                   parse_config)
 from jaxinit.sweep.config_file import load_config, saved_config, to_toml
 from jaxinit.sweep.data import Dataset, from_arrays, load_dataset
 from jaxinit.sweep.datasets import DATASETS
 from jaxinit.sweep.identity import execution_identity
+from jaxinit.sweep.memory import MemoryBudgetError, default_memory_budget, parse_bytes
 from jaxinit.sweep.inits import INIT_AXES
 from jaxinit.sweep.kinds import Built, Functional
 from jaxinit.sweep.losses import LOSSES, METRICS

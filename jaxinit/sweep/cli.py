@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
   if args.resume and args.overwrite:
     parser.error("--resume and --overwrite exclude each other")
   if args.memory_budget is not None:
-    from jaxinit.sweep.compile import parse_bytes  # pylint: disable=import-outside-toplevel
+    from jaxinit.sweep.memory import parse_bytes  # pylint: disable=import-outside-toplevel
     try:
       parse_bytes(args.memory_budget)
     except ValueError as err:
@@ -246,7 +246,7 @@ def _run(args: argparse.Namespace, config: Any, models: list[Any], out: Path) ->
   use_cpu_devices(count)
   import jax  # pylint: disable=import-outside-toplevel
   from jaxinit.sweep import SweepDirError, run_sweep  # pylint: disable=import-outside-toplevel
-  from jaxinit.sweep.compile import MemoryBudgetError  # pylint: disable=import-outside-toplevel
+  from jaxinit.sweep.memory import MemoryBudgetError  # pylint: disable=import-outside-toplevel
   if multi:
     print(f"process {jax.process_index()} of {jax.process_count()}: "
           f"{jax.local_device_count()} of {jax.device_count()} devices", file=sys.stderr)

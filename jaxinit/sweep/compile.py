@@ -1,4 +1,4 @@
-"""Compiling a shape group's programs: lanes, the model mesh, the memory budget, the cache.
+"""Compiling a shape group's programs: lanes, the model mesh, the cache (the budget: :mod:`~jaxinit.sweep.memory`).
 
 A group compiles two programs, whatever its size and however many
 initializers, variances, learning rates and seeds it holds (those are
@@ -38,7 +38,8 @@ import numpy as np
 from jaxinit.sweep import inits, losses, networks, optimizers, registry
 from jaxinit.sweep.config import AXES, ModelSpec, SweepConfig
 from jaxinit.sweep.data import Dataset
-from jaxinit.sweep.program import Program, frozen, network, param_count
+from jaxinit.sweep.memory import MemoryBudgetError
+from jaxinit.sweep.program import Program, convolutional, frozen, network, param_count
 from jaxinit.sweep.step import init_opt_state, train_block
 
 VMAP_FLOPS = 16e6
@@ -54,7 +55,8 @@ MAX_LANES_ACCELERATOR = 4096
 """Most models one GPU or TPU trains at once."""
 
 
-def default_lanes(flops_per_model_step: float, backend: str | None = None) -> int:
+def default_lanes(flops_per_model_step: float, backend: str | None = None,
+                  convolutional: bool = False) -> int:
   """Models one device trains at once (``vmap``-ed): a power of two set by the model's size.
 
   On CPU a step over many models at once streams all their activations
@@ -77,8 +79,12 @@ def default_lanes(flops_per_model_step: float, backend: str | None = None) -> in
   Examples:
     >>> default_lanes(25e6, "cpu"), default_lanes(1.7e6, "cpu"), default_lanes(2e4, "cpu")
     (1, 8, 64)
+    >>> default_lanes(2e4, "cpu", convolutional=True), default_lanes(2e4, "gpu", convolutional=True)
+    (1, 4096)
   """
   backend = jax.default_backend() if backend is None else backend
+  if convolutional and backend == "cpu":
+    return 1
   target, most = ((VMAP_FLOPS, MAX_LANES_CPU) if backend == "cpu" else
                   (ACCELERATOR_FLOPS, MAX_LANES_ACCELERATOR))
   fit = max(1, int(target // max(flops_per_model_step, 1.0)))
@@ -123,7 +129,7 @@ def make_program(spec: ModelSpec, dataset: Dataset, config: SweepConfig,
       parametrized=bool(inits.static_part(spec.cell)))
   if lanes is None:
     lanes = config.lanes if isinstance(config.lanes, int) else default_lanes(
-        6 * program.batch_size * param_count(program))
+        6 * program.batch_size * param_count(program), convolutional=convolutional(program))
   return dataclasses.replace(program, lanes=lanes)
 
 
@@ -149,52 +155,6 @@ def device_count() -> int:
     True
   """
   return jax.device_count()
-
-
-def parse_bytes(value: int | float | str) -> int:
-  """A memory size: bytes, or text such as ``"4GiB"``, ``"512MB"``, ``"1.5G"``.
-
-  Raises:
-    ValueError: anything else, naming the accepted forms.
-
-  Examples:
-    >>> parse_bytes("4GiB"), parse_bytes("512MB"), parse_bytes(1024)
-    (4294967296, 512000000, 1024)
-  """
-  units = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6,
-           "mib": 2**20, "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12,
-           "tib": 2**40}
-  if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-    return int(value)
-  if isinstance(value, str):
-    text = value.strip().lower().replace(" ", "")
-    number = text.rstrip("kmgtib")
-    try:
-      size = float(number) * units[text[len(number):]]
-    except (ValueError, KeyError):
-      size = -1.0
-    if size > 0:
-      return int(size)
-  raise ValueError(f"memory_budget must be a positive number of bytes or a size such as "
-                   f"'4GiB', '512MB' or '1.5G' (units B, K/KiB, M/MiB, G/GiB, T/TiB, KB, MB, "
-                   f"GB, TB); got {value!r}")
-
-
-DEFAULT_CPU_BUDGET = 2 * 2**30
-"""Default memory budget of a process on CPU (its devices share the host's RAM)."""
-
-
-def default_memory_budget() -> int:
-  """Bytes the programs of one process may use: half its devices' memory on accelerators,
-  :data:`DEFAULT_CPU_BUDGET` on CPU."""
-  devices = jax.local_devices()
-  if devices[0].platform == "cpu":
-    return DEFAULT_CPU_BUDGET
-  total = 0
-  for device in devices:
-    stats = device.memory_stats() or {}
-    total += int(stats.get("bytes_limit", DEFAULT_CPU_BUDGET))
-  return total // 2
 
 
 @dataclasses.dataclass
@@ -356,10 +316,6 @@ SHARED_CACHE = ProgramCache()
 """The process's default cache."""
 
 
-class MemoryBudgetError(ValueError):
-  """The memory budget cannot hold even one model per device of a group."""
-
-
 def plan_group(spec: ModelSpec, dataset: Dataset, config: SweepConfig,
                data: Mapping[str, np.ndarray], budget_per_device: int, cache: ProgramCache,
                lanes: int | None = None) -> tuple[GroupPrograms, float]:
@@ -403,8 +359,6 @@ def plan_group(spec: ModelSpec, dataset: Dataset, config: SweepConfig,
       f"the budget allows {budget_per_device:,}; raise --memory-budget")
 
 
-__all__ = ["ACCELERATOR_FLOPS", "DEFAULT_CPU_BUDGET", "GroupPrograms", "MAX_LANES_ACCELERATOR",
-           "MAX_LANES_CPU", "MemoryBudgetError", "ProgramCache", "SHARED_CACHE",
-           "VMAP_FLOPS", "compile_group", "default_lanes",
-           "default_memory_budget", "device_count", "make_program", "model_mesh",
-           "parse_bytes", "plan_group"]
+__all__ = ["ACCELERATOR_FLOPS", "GroupPrograms", "MAX_LANES_ACCELERATOR", "MAX_LANES_CPU",
+           "ProgramCache", "SHARED_CACHE", "VMAP_FLOPS", "compile_group", "default_lanes",
+           "device_count", "make_program", "model_mesh", "plan_group"]

@@ -25,11 +25,10 @@ import numpy as np
 
 from jaxinit.sweep import inits
 from jaxinit.sweep import keys as keys_lib
-from jaxinit.sweep.compile import (SHARED_CACHE, GroupPrograms, ProgramCache,
-                                   default_memory_budget, make_program, parse_bytes,
-                                   plan_group)
+from jaxinit.sweep.compile import SHARED_CACHE, GroupPrograms, ProgramCache, make_program, plan_group
 from jaxinit.sweep.config import ModelSpec, SweepConfig
 from jaxinit.sweep.data import load_dataset
+from jaxinit.sweep.memory import default_memory_budget, parse_bytes
 from jaxinit.sweep.program import Program, device_data, network, param_shapes
 from jaxinit.sweep.progress import Progress
 from jaxinit.sweep.step import unravel

@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxinit.sweep import kinds, optimizers
+from jaxinit.sweep import convolutions, kinds, optimizers
 
 PyTree = Any
 
@@ -107,6 +107,19 @@ def _build(factory: Any, kwargs: tuple[tuple[str, Any], ...],
 def network(program: Program) -> kinds.Built:
   """The group's model, built once per process (:func:`jaxinit.sweep.kinds.build`)."""
   return _build(program.factory, program.model_kwargs, program.input_shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _convolutional(factory: Any, kwargs: tuple[tuple[str, Any], ...],
+                   input_shape: tuple[int, ...]) -> bool:
+  net = _build(factory, kwargs, input_shape)
+  x = jax.ShapeDtypeStruct((1,) + input_shape, np.float32)
+  return convolutions.has_convolution(jax.make_jaxpr(net.run)(net.shapes, net.state, x).jaxpr)
+
+
+def convolutional(program: Program) -> bool:
+  """Whether the group's model computes a convolution (traced once per process)."""
+  return _convolutional(program.factory, program.model_kwargs, program.input_shape)
 
 
 def base_network(program: Program) -> kinds.Built:

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxinit.sweep import convolutions
 from jaxinit.sweep import probes as probes_lib
 from jaxinit.sweep.program import Program, network, optimizer, param_shapes
 
@@ -284,11 +285,15 @@ def train_block(program: Program, data: Mapping[str, jax.Array], data_keys: jax.
   steps = start + jnp.arange(program.block_steps, dtype=jnp.int32)
   num_train = data["x_train"].shape[0]
 
+  # Inside the loops below XLA:CPU leaves a convolution's gradient off its fast path
+  # unless it is written in canonical layout (:mod:`jaxinit.sweep.convolutions`).
+  step_fn = convolutions.for_backend(functools.partial(train_step, program))
+  evaluate_fn = convolutions.for_backend(functools.partial(evaluate, program))
+
   def train_one(args):  # one model's block; lax.map vmaps it over a chunk of models
     state, data_key = args
     index = batch_indices(program.batch_size, num_train, data_key, steps)
-    return jax.lax.scan(lambda s, xs: train_step(program, data, s, *xs, data_key), state,
-                        (index, steps))
+    return jax.lax.scan(lambda s, xs: step_fn(data, s, *xs, data_key), state, (index, steps))
 
   def run(state):
     return _map_models(train_one, (state, data_keys), program.lanes)
@@ -300,7 +305,7 @@ def train_block(program: Program, data: Mapping[str, jax.Array], data_keys: jax.
   state, losses = jax.lax.cond(train, run, skip, dict(state))
   # In chunks of models: a whole group's activations on the test set at once
   # could need gigabytes.
-  metrics = _map_models(lambda args: evaluate(program, data, *args),
+  metrics = _map_models(lambda args: evaluate_fn(data, *args),
                         (state["params"], state["net_state"]), program.lanes)
   metrics.update(step_loss=losses, alive=state["alive"],
                  diverged_step=state["diverged_step"])

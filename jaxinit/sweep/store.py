@@ -60,10 +60,11 @@ EXECUTION_KEYS: tuple[str, ...] = ("chunk_size", "paths")
 """Config keys that change how a sweep runs, not what it computes: they may
 differ between a sweep and its resumption."""
 
-CHUNK_FORMAT = 4
+CHUNK_FORMAT = 5
 """Version of the chunk files' layout (3: params drawn by the model-level rules; 4: parameters
-no rule serves drawn with each model's own model key; chunks of earlier versions hold other
-numbers and are trained again)."""
+no rule serves drawn with each model's own model key; 5: convolutions on CPU in canonical
+layout, :mod:`jaxinit.sweep.convolutions`, which moves convolutional models' last bits; chunks
+of earlier versions hold other numbers and are trained again)."""
 
 OUTPUTS: tuple[str, ...] = ("results.csv", "curves.npz", "run.json", "config.toml",
                             "heatmap_*.png", "curves_*.png", "probe_*.png")
