@@ -27,8 +27,9 @@ block; :mod:`~jaxinit.sweep.convolutions` keeps convolutions on XLA:CPU's fast
 path inside it), :mod:`~jaxinit.sweep.compile` (lanes, mesh, cache;
 :mod:`~jaxinit.sweep.memory` the memory budget),
 :mod:`~jaxinit.sweep.inits` (what a model's initial state is made from: the
-init axes, rules, draw and post-init; :mod:`~jaxinit.sweep.post_inits` the
-post-inits), :mod:`~jaxinit.sweep.keys` and
+init axes, rules, draw and post-init; :mod:`~jaxinit.sweep.init_values` an
+``init`` value checked and spelled canonically; :mod:`~jaxinit.sweep.post_inits`
+the post-inits), :mod:`~jaxinit.sweep.keys` and
 :mod:`~jaxinit.sweep.params` (where a model's params and batches come from), :mod:`~jaxinit.sweep.loop` (the host loop),
 :mod:`~jaxinit.sweep.store` and :mod:`~jaxinit.sweep.lock` (the folder),
 :mod:`~jaxinit.sweep.results`, :mod:`~jaxinit.sweep.plot`,
