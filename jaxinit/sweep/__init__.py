@@ -19,7 +19,8 @@ and import paths), the registries :mod:`~jaxinit.sweep.networks`,
 :mod:`~jaxinit.sweep.activations` (names and DKS/TAT transforms),
 :mod:`~jaxinit.sweep.datasets`, :mod:`~jaxinit.sweep.optimizers`,
 :mod:`~jaxinit.sweep.losses` and :mod:`~jaxinit.sweep.probes` (what a grid
-can name), :mod:`~jaxinit.sweep.kinds` (any model as the engine sees it),
+can name), :mod:`~jaxinit.sweep.kinds` (any model as the engine sees it;
+:mod:`~jaxinit.sweep.signatures` what a factory or call accepts),
 :mod:`~jaxinit.sweep.data` (any data, checked), :mod:`~jaxinit.sweep.program`
 (a shape group), :mod:`~jaxinit.sweep.preflight` (checks before anything
 runs), :mod:`~jaxinit.sweep.step` (the traced train step, evaluation and
