@@ -14,26 +14,33 @@ rules (:mod:`jaxinit.sweep.params`); results land in a folder
 (:mod:`jaxinit.sweep.results`) that ``jaxinit plot`` draws.
 
 The engine's modules, one job each: :mod:`~jaxinit.sweep.config` and
-:mod:`~jaxinit.sweep.axes` (the schema; :mod:`~jaxinit.sweep.config_file` its files), :mod:`~jaxinit.sweep.refs` (names
-and import paths), the registries :mod:`~jaxinit.sweep.networks`,
-:mod:`~jaxinit.sweep.activations` (names and DKS/TAT transforms),
-:mod:`~jaxinit.sweep.datasets`, :mod:`~jaxinit.sweep.optimizers`,
-:mod:`~jaxinit.sweep.losses` and :mod:`~jaxinit.sweep.probes` (what a grid
-can name), :mod:`~jaxinit.sweep.kinds` (any model as the engine sees it),
-:mod:`~jaxinit.sweep.data` (any data, checked), :mod:`~jaxinit.sweep.program`
-(a shape group), :mod:`~jaxinit.sweep.preflight` (checks before anything
-runs), :mod:`~jaxinit.sweep.step` (the traced train step, evaluation and
-block; :mod:`~jaxinit.sweep.convolutions` keeps convolutions on XLA:CPU's fast
-path inside it), :mod:`~jaxinit.sweep.compile` (lanes, mesh, cache;
-:mod:`~jaxinit.sweep.memory` the memory budget),
+:mod:`~jaxinit.sweep.axes` (the schema; :mod:`~jaxinit.sweep.config_file` its
+files), :mod:`~jaxinit.sweep.refs` (names and import paths), the registries
+:mod:`~jaxinit.sweep.networks`, :mod:`~jaxinit.sweep.activations` (names and
+DKS/TAT transforms), :mod:`~jaxinit.sweep.datasets`,
+:mod:`~jaxinit.sweep.optimizers`, :mod:`~jaxinit.sweep.losses` and
+:mod:`~jaxinit.sweep.probes` (what a grid can name;
+:mod:`~jaxinit.sweep.registry` what they share), :mod:`~jaxinit.sweep.kinds`
+(any model as the engine sees it; :mod:`~jaxinit.sweep.signatures` what a
+factory or call accepts), :mod:`~jaxinit.sweep.data` (any data, checked),
+:mod:`~jaxinit.sweep.program` (a shape group), :mod:`~jaxinit.sweep.preflight`
+(checks before anything runs), :mod:`~jaxinit.sweep.step` (the traced train
+step, evaluation and block; :mod:`~jaxinit.sweep.convolutions` keeps
+convolutions on XLA:CPU's fast path inside it), :mod:`~jaxinit.sweep.compile`
+(lanes, mesh, cache; :mod:`~jaxinit.sweep.memory` the memory budget),
 :mod:`~jaxinit.sweep.inits` (what a model's initial state is made from: the
-init axes, rules, draw and post-init; :mod:`~jaxinit.sweep.post_inits` the
-post-inits), :mod:`~jaxinit.sweep.keys` and
-:mod:`~jaxinit.sweep.params` (where a model's params and batches come from), :mod:`~jaxinit.sweep.loop` (the host loop),
-:mod:`~jaxinit.sweep.store` and :mod:`~jaxinit.sweep.lock` (the folder),
-:mod:`~jaxinit.sweep.results`, :mod:`~jaxinit.sweep.plot`,
-:mod:`~jaxinit.sweep.cli`, :mod:`~jaxinit.sweep.distributed`. Everything
-outside the package uses the names below.
+init axes, rules, draw and post-init; :mod:`~jaxinit.sweep.init_values` an
+``init`` value checked and spelled canonically;
+:mod:`~jaxinit.sweep.post_inits` the post-inits), :mod:`~jaxinit.sweep.keys`
+and :mod:`~jaxinit.sweep.params` (where a model's params and batches come
+from), :mod:`~jaxinit.sweep.loop` (the host loop;
+:mod:`~jaxinit.sweep.progress` its progress line), :mod:`~jaxinit.sweep.run`
+(a sweep from its config to its folder), :mod:`~jaxinit.sweep.store`,
+:mod:`~jaxinit.sweep.lock` and :mod:`~jaxinit.sweep.identity` (the folder, and
+what a run's bits depend on), :mod:`~jaxinit.sweep.results`,
+:mod:`~jaxinit.sweep.plot`, :mod:`~jaxinit.sweep.cli`,
+:mod:`~jaxinit.sweep.distributed`. Everything outside the package uses the
+names below.
 
 Examples:
   >>> from jaxinit import sweep

@@ -45,8 +45,8 @@ Every key is optional; :data:`AXES` and :data:`TOP_LEVEL` hold the defaults.
 set ``{name = "rules", rules = [{path = "*head*", init = "zeros"}, {module =
 "flax.nnx.Conv", init = "he_normal"}]}`` (or ``{"*head*" = "zeros", "*" =
 "he_normal"}``, any form :func:`jaxinit.initialize` takes), or either followed by a post-init
-(LSUV, MetaInit: :mod:`jaxinit.sweep.inits`, where the init axes live); ``activation`` a name of
-:data:`jaxinit.gains.ACTIVATIONS` or a DKS/TAT transformed activation
+(LSUV, MetaInit: :mod:`jaxinit.sweep.init_values`; the init axes in :mod:`~jaxinit.sweep.inits`);
+``activation`` a name of :data:`jaxinit.gains.ACTIVATIONS` or a DKS/TAT transformed activation
 (``"tat:leaky_relu"``, :mod:`~jaxinit.sweep.activations`); the others are documented beside their
 registries: :mod:`~jaxinit.sweep.networks` and :mod:`~jaxinit.sweep.kinds`
 (models), :mod:`~jaxinit.sweep.data` and :mod:`~jaxinit.sweep.datasets`,

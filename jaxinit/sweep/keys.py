@@ -59,10 +59,10 @@ def _canonical(value: Any) -> str:
 
 
 def canonical_init(spec: Any) -> Any:
-  """An init value in one spelling per meaning (:func:`jaxinit.sweep.inits.canonical_init`:
+  """An init value in one spelling per meaning (:func:`jaxinit.sweep.init_values.canonical_init`:
   post-inits too)."""
-  from jaxinit.sweep.inits import canonical_init as canonical  # pylint: disable=import-outside-toplevel
-  return canonical(spec)
+  from jaxinit.sweep import init_values  # pylint: disable=import-outside-toplevel
+  return init_values.canonical_init(spec)
 
 
 def canonical_initializer(spec: Any) -> Any:

@@ -36,7 +36,8 @@ Train and eval mode are
   count 0), so its dropout masks depend on the model and the step only;
 * linen: the call's ``train`` / ``training`` / ``is_training`` keyword
   (``True`` in train mode), or ``deterministic`` / ``use_running_average``
-  / ``eval`` / ``inference`` (``False``), the first of these the call takes;
+  / ``eval`` / ``inference`` (``False``), the first of these the call takes
+  (:func:`jaxinit.sweep.signatures.mode_kwargs`);
   the state's collections are ``mutable`` in train mode and the ``"dropout"``
   RNG is ``key``;
 * Equinox: ``eqx.nn.inference_mode(model, not train)``; in train mode a call
@@ -54,7 +55,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -63,6 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxinit.rules.targets import path_of, target_kind
+from jaxinit.sweep.signatures import mode_kwargs, parameters
 
 PyTree = Any
 
@@ -166,45 +167,6 @@ class Built:
     import jaxinit  # pylint: disable=import-outside-toplevel
     return jax.device_get(self.unwrap(jaxinit.initialize(
         target, rules, key, *self.plan_args, **self.plan_options)))
-
-
-def _signature_params(fn: Any) -> list[inspect.Parameter] | None:
-  """The parameters of ``fn``'s signature (a class's ``__init__`` when its own signature is a
-  metaclass's ``(*args, **kwargs)``; ``self`` left out), or None when it has none."""
-  candidates = [fn]
-  if isinstance(fn, type):
-    candidates = [fn, fn.__init__]
-  for candidate in candidates:
-    try:
-      sig = inspect.signature(candidate)
-    except (TypeError, ValueError):
-      continue
-    params = [p for p in sig.parameters.values() if p.name != "self"]
-    if params and all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params) and (
-        candidate is not candidates[-1]):
-      continue  # a metaclass's (*args, **kwargs): look at __init__
-    return params
-  return None
-
-
-def parameters(fn: Any) -> tuple[frozenset[str], bool]:
-  """The keyword names ``fn`` accepts, and whether it takes ``**kwargs``."""
-  params = _signature_params(fn)
-  if params is None:
-    return frozenset(), True
-  names = frozenset(p.name for p in params
-                    if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-  return names, any(p.kind == p.VAR_KEYWORD for p in params)
-
-
-def required(fn: Any) -> dict[str, bool]:
-  """The parameters ``fn`` cannot be called without (no default), in signature order, less
-  ``rngs`` and ``key`` (:func:`construct` gives them): each name to whether a keyword can
-  give it (False for a positional-only one)."""
-  params = _signature_params(fn) or []
-  return {p.name: p.kind != p.POSITIONAL_ONLY for p in params
-          if p.default is p.empty and p.name not in ("rngs", "key")
-          and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 
 def _is_kind(obj: Any, base: str) -> bool:
@@ -326,27 +288,6 @@ def _nnx(module: Any, rebuild: Callable[[jax.Array], Any]) -> Built:
                forward=forward)
 
 
-TRAIN_FLAGS: tuple[tuple[str, bool], ...] = (
-    ("train", True), ("training", True), ("is_training", True), ("deterministic", False),
-    ("use_running_average", False), ("eval", False), ("inference", False))
-"""A linen call's train/eval keyword and its value in train mode (the first the call takes)."""
-
-
-def mode_kwargs(fn: Any, train: bool) -> dict[str, bool]:
-  """The keyword argument that puts a linen call in train or eval mode (``{}`` if none).
-
-  Examples:
-    >>> def call(self, x, train: bool = False): ...
-    >>> mode_kwargs(call, True), mode_kwargs(call, False), mode_kwargs(lambda x: x, True)
-    ({'train': True}, {'train': False}, {})
-  """
-  names, _ = parameters(fn)
-  for name, value in TRAIN_FLAGS:
-    if name in names:
-      return {name: value if train else not value}
-  return {}
-
-
 def _linen(module: Any, x: np.ndarray) -> Built:
   from flax import linen as nn  # pylint: disable=import-outside-toplevel
   sample = np.asarray(x[:1])
@@ -435,4 +376,4 @@ def _functional(model: Functional) -> Built:
                plan_options=options, rebuild=model.init)
 
 
-__all__ = ["Built", "Functional", "TRAIN_FLAGS", "build", "construct", "mode_kwargs", "parameters"]
+__all__ = ["Built", "Functional", "build", "construct"]

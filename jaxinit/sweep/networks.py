@@ -36,7 +36,7 @@ import numpy as np
 
 from jaxinit import checks
 from jaxinit.sweep import activations, refs
-from jaxinit.sweep.kinds import parameters, required
+from jaxinit.sweep.signatures import parameters, required
 
 Check = Callable[[str, Any], Any]
 

@@ -1,6 +1,6 @@
 """Post-inits: data-dependent steps after the rules' draw (LSUV, MetaInit), per model.
 
-An init value may name one (:mod:`jaxinit.sweep.inits`): ``{lsuv =
+An init value may name one (:mod:`jaxinit.sweep.init_values`): ``{lsuv =
 "orthogonal", tol = 0.05}``, ``{metainit = "he_normal"}`` or ``"lsuv"``;
 canonical as ``{name = "lsuv", init = "orthogonal", tol = 0.05}``. A model's
 post-init runs after its rules' draw on ``batch_size`` training examples
