@@ -42,8 +42,13 @@ built-in MLP grid (width 64) against (c) on ``jaxinit.models.MLP``. The
 ratios are medians of per-round ratios.
 
 Also: compile time of one shape group at depth 4 and 64 (layers are
-scanned: nearly the same), peak memory (``ru_maxrss``) and the block
-program's ``memory_analysis``.
+scanned: nearly the same), peak memory (``ru_maxrss``; on a GPU the device's
+``peak_bytes_in_use``) and the block program's ``memory_analysis``.
+
+On a GPU the default grids are ``gpu_width64`` and ``gpu_width256``: 4096
+MLPs each, against (a) extrapolated from ``--baseline-models`` models, and an
+8192^2 matmul as the FLOP/s reference; ``--user-model cnn`` there measures
+vmapped convolutions (the engine's lanes > 1 on accelerators).
 
 Side by side with another checkout (``--compare-with DIR``, e.g. the engine of
 ``main`` unpacked with ``git archive main | tar -x -C /tmp/sweep-base``): both
@@ -95,8 +100,10 @@ def sweep_config(width: int, depth: int, models: int, steps: int, batch: int,
   return config
 
 
-def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
-  """FLOP/s of an ``n x n`` float32 matmul (median of ``repeats``)."""
+def matmul_flops(n: int | None = None, repeats: int = 5) -> float:
+  """FLOP/s of an ``n x n`` float32 matmul (median of ``repeats``; ``n`` 2048 on CPU, 8192
+  on accelerators)."""
+  n = n or (2048 if jax.default_backend() == "cpu" else 8192)
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
   f = jax.jit(lambda a: a @ a)
   f(a).block_until_ready()
@@ -500,7 +507,6 @@ def measure_builtin_vs_handwritten(width: int, batch: int, models: int, steps: i
                           rngs=rngs)
   config = sweep_config(width, 8, models, steps, batch, dataset)
   run_c, compile_c = handwritten_ensemble(make, data, models, steps, batch, LEARNING_RATES)
-  run_a()  # warm: its eager ops (key splits, copies, optimizer inits) compile on first use
   per_round = []
   for _ in range(rounds):
     engine, info = engine_rate(config, models)
@@ -517,7 +523,18 @@ GRIDS = {
     "width256": (256, 128, 32, 40),
     "small": (32, 32, 256, 200),
     "tiny": (16, 16, 256, 200),
+    # On a GPU: 4096 MNIST-1D MLPs (the default grids there).
+    "gpu_width64": (64, 128, 4096, 200),
+    "gpu_width256": (256, 128, 4096, 200),
 }
+CPU_GRIDS = ["width64", "width256", "small", "tiny"]
+ACCELERATOR_GRIDS = ["gpu_width64", "gpu_width256"]
+
+
+def peak_device_bytes() -> int | None:
+  """Peak bytes in use on the first device so far (None where the backend does not say)."""
+  stats = jax.devices()[0].memory_stats() or {}
+  return stats.get("peak_bytes_in_use")
 
 
 _WORKER = """
@@ -573,7 +590,8 @@ def compare(other: str, grids: list[str], scale: float, rounds: int, dataset: st
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--grids", nargs="*", default=list(GRIDS), choices=list(GRIDS))
+  parser.add_argument("--grids", nargs="*", default=None, choices=list(GRIDS),
+                      help="default: the CPU grids on CPU, the 4096-model grids on a GPU")
   parser.add_argument("--scale", type=float, default=1.0,
                       help="multiply every grid's models and steps (0.25 for a quick look)")
   parser.add_argument("--baseline-models", type=int, default=8)
@@ -609,6 +627,8 @@ def main(argv: list[str] | None = None) -> int:
     jax.config.update("jax_num_cpu_devices", args.cpu_devices)
   print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax "
         f"{jax.__version__}, {os.cpu_count()} CPUs, {len(jax.devices())} devices")
+  if args.grids is None:
+    args.grids = CPU_GRIDS if jax.default_backend() == "cpu" else ACCELERATOR_GRIDS
   runs = []
   for name in args.grids:
     width, batch, models, steps = GRIDS[name]
@@ -654,7 +674,8 @@ def main(argv: list[str] | None = None) -> int:
                   "on the first models of the grid and extrapolated per model-step; FLOP/s "
                   "counts 6 x params x batch per model-step"),
          "runs": runs, "user_model": user_runs, "compile_s_by_depth": {str(k): v for k, v in compiles.items()},
-         "compile_ratio_depth64_over_depth4": ratio, "peak_rss_mib": peak}
+         "compile_ratio_depth64_over_depth4": ratio, "peak_rss_mib": peak,
+         "peak_device_bytes": peak_device_bytes()}
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w") as f:
     json.dump(out, f, indent=1)
