@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -247,7 +248,8 @@ def test_values_are_identical_jitted_and_on_1_2_4_8_devices():
   """)
   procs = [subprocess.Popen([sys.executable, "-c", script, str(n)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
-                            env={"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
+                            env={"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
+                                 + f" --xla_force_host_platform_device_count={n}",
                                  "JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"})
            for n in (1, 2, 4, 8)]
   digests = set()

@@ -15,6 +15,7 @@ init from shapes (``nnx.with_partitioning``, linen logical partitioning, explici
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 import sys
 import textwrap
@@ -325,7 +326,8 @@ def test_sharded_init_from_shapes_matches_unsharded_values():
       np.testing.assert_array_equal(np.asarray(out["up"]["kernel"]), np.asarray(k))
       print("ok")
   """)
-  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu",
+  env = {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4",
+         "JAX_PLATFORMS": "cpu",
          "PATH": "/usr/bin:/bin"}
   out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
                        check=False)

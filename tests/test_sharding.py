@@ -57,8 +57,8 @@ SCRIPT = textwrap.dedent("""
 
 
 def _run_out_sharding(which: str) -> None:
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+             + " --xla_force_host_platform_device_count=8")
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
   result = subprocess.run([sys.executable, "-c", SCRIPT, which], env=env, capture_output=True,
@@ -136,8 +136,8 @@ SHARD_MAP_SCRIPT = textwrap.dedent("""
 
 def _run_shard_map_matrix(which: str) -> None:
   here = os.path.dirname(os.path.abspath(__file__))
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+             + " --xla_force_host_platform_device_count=4")
   env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(here), here, env.get("PYTHONPATH", "")])
   result = subprocess.run([sys.executable, "-c", SHARD_MAP_SCRIPT, which], env=env,
                           capture_output=True, text=True, timeout=1800)
