@@ -95,6 +95,21 @@ def test_convolutions_in_nested_calls_are_rewritten():
                              rtol=1e-5, atol=1e-5)
 
 
+def test_convolutions_inside_shard_map_are_left_as_they_are():
+  mesh = jax.make_mesh((jax.device_count(),), ("d",),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+  conv = _conv(("NCW", "OIW", "NCW"), (1,), (1,), 1)
+  x, w = _operands(("NCW", "OIW", "NCW"), (1,), 1, jax.random.key(3))
+  x = jnp.tile(x, (jax.device_count(), 1, 1))
+  mapped = jax.shard_map(lambda x, w: jax.lax.psum(conv(x, w), "d"), mesh=mesh,
+                         in_specs=(jax.sharding.PartitionSpec("d"), jax.sharding.PartitionSpec()),
+                         out_specs=jax.sharding.PartitionSpec())
+  fn = lambda x, w: jnp.sum(conv(x, w)) + jnp.sum(mapped(x, w))  # noqa: E731
+  # The axis name lives in the shard_map call: its body is not traced again on its own.
+  np.testing.assert_allclose(jax.jit(canonical_convolutions(jax.grad(fn, 1)))(x, w),
+                             jax.jit(jax.grad(fn, 1))(x, w), rtol=1e-5, atol=1e-5)
+
+
 def test_a_function_without_convolutions_is_called_as_it_is():
   fn = lambda a: jnp.tanh(a @ a.T)  # noqa: E731
   a = jnp.ones((3, 3))

@@ -51,3 +51,19 @@ def test_task_is_inferred_from_the_labels_dtype_and_class_like_floats_warn():
                                          r'"classification"') as record:
       assert from_arrays(_labelled(floats, floats[:10])).task == "regression"
     assert 'task = "auto"' in str(record[0].message)
+
+
+def test_integer_labels_of_shape_n_by_1_are_refused_naming_the_fix():
+  from jaxinit.sweep.data import from_arrays  # pylint: disable=import-outside-toplevel
+  classes = (np.arange(40) % 3)[:, None]
+  with pytest.raises(ValueError, match=r"y_train: integer labels of shape \(40, 1\).*y.ravel"):
+    from_arrays(_labelled(classes, classes[:10]))
+  assert from_arrays(_labelled(classes, classes[:10]), task="regression").task == "regression"
+
+
+def test_a_dataset_function_that_raises_is_named_in_one_line(tmp_path):
+  (tmp_path / "raising_data_21.py").write_text(
+      "def boom(n=3):\n  raise RuntimeError('boom in my loader\\nsecond line')\n")
+  with pytest.raises(ValueError, match=r"^dataset 'raising_data_21:boom' with options \{\}: "
+                                       r"RuntimeError: boom in my loader$"):
+    load_dataset("raising_data_21:boom", [str(tmp_path)])

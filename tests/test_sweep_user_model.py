@@ -338,3 +338,13 @@ def test_import_paths_resolve_from_the_working_folder_and_say_where_they_looked(
          f"{configs}, {work} (the config's folder, its paths, the working folder) or the " \
          "installed packages; add the folder that holds it to the config's paths = [...]" \
          in message, message
+
+
+def test_a_model_instance_is_refused_in_one_short_line():
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  from jaxinit.sweep import refs  # pylint: disable=import-outside-toplevel
+  model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+  with pytest.raises(TypeError, match=r"^an instance of Linear \(.*\) has no import path.*"
+                                      r"\(not an instance\)") as err:
+    refs.reference(model)
+  assert len(str(err.value)) < 300 and "\n" not in str(err.value)

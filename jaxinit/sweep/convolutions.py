@@ -43,6 +43,10 @@ from jax.extend import core as jcore
 
 CONVOLUTION = lax.conv_general_dilated_p
 
+_AXIS_BINDERS = frozenset({"shard_map", "xla_pmap"})
+"""Primitives whose bodies use mesh axis names: re-tracing a body alone would lose them, so
+the convolutions inside are left as they are."""
+
 
 def _is_canonical(dimension_numbers: lax.ConvDimensionNumbers, ndim: int) -> bool:
   """Whether the operands and output are ``[batch, spatial..., feature]`` / ``[spatial..., in, out]``."""
@@ -58,8 +62,8 @@ def _rewritten(eqn: Any) -> bool:
 
 
 def _needs_rewrite(jaxpr: jcore.Jaxpr) -> bool:
-  return any(_rewritten(eqn) or any(_needs_rewrite(sub) for sub in jcore.jaxprs_in_params(
-      eqn.params)) for eqn in jaxpr.eqns)
+  return any(_rewritten(eqn) or (eqn.primitive.name not in _AXIS_BINDERS and any(
+      _needs_rewrite(sub) for sub in jcore.jaxprs_in_params(eqn.params))) for eqn in jaxpr.eqns)
 
 
 def has_convolution(jaxpr: jcore.Jaxpr) -> bool:
@@ -120,7 +124,8 @@ def _evaluate(jaxpr: jcore.Jaxpr, consts: Any, *args: Any) -> list[Any]:
         outputs = [_canonical_convolution(*inputs, **eqn.params)]
       else:
         params = eqn.params
-        if any(_needs_rewrite(sub) for sub in jcore.jaxprs_in_params(params)):
+        if eqn.primitive.name not in _AXIS_BINDERS and any(
+            _needs_rewrite(sub) for sub in jcore.jaxprs_in_params(params)):
           params = {k: _rewrite_param(v) for k, v in params.items()}
         outputs = eqn.primitive.bind(*inputs, **eqn.primitive.get_bind_params(params))
         if not eqn.primitive.multiple_results:
@@ -132,9 +137,13 @@ def _evaluate(jaxpr: jcore.Jaxpr, consts: Any, *args: Any) -> list[Any]:
 def canonical_convolutions(fn: Callable[..., Any]) -> Callable[..., Any]:
   """``fn`` with every convolution in canonical (NHWC / HWIO) form, for XLA:CPU's fast path.
 
-  ``fn`` is traced once per call; if it has no convolution to rewrite it is
-  called as it is (the same program as without this wrapper). Arguments are
-  pytrees of arrays (close over static values).
+  ``fn`` is traced once per call (its Python side effects run twice when it
+  has a convolution to rewrite, as the rewritten jaxpr is then evaluated);
+  if it has none it is called as it is (the same program as without this
+  wrapper). Arguments are positional pytrees of arrays (close over static
+  values and keyword arguments). Convolutions inside ``shard_map`` or
+  ``pmap`` bodies are left as they are (their axis names live in the
+  enclosing call).
 
   Args:
     fn: a function of arrays.

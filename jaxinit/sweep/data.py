@@ -115,6 +115,9 @@ def _infer_task(y_train: np.ndarray, y_test: np.ndarray) -> str:
   regression targets; float labels that look like classes get a warning."""
   if y_train.dtype.kind in "biu" and y_train.ndim == 1:
     return "classification"
+  if y_train.dtype.kind in "biu" and y_train.shape[1:] == (1,):
+    raise ValueError(f"y_train: integer labels of shape {y_train.shape}: give class labels as "
+                     f"shape (n,) (y.ravel()), or task = \"regression\" for integer targets")
   y = np.concatenate([y_train.ravel(), y_test.ravel()])
   if y_train.ndim == 1 and y.dtype.kind == "f" and np.all(y == np.round(y)) and y.min() >= 0:
     classes = np.unique(y)
@@ -300,8 +303,10 @@ def load_dataset(spec: Spec, paths: Sequence[str] = ()) -> Dataset:
       if callable(source) and not isinstance(source, Dataset):
         try:
           source = source(**options)
-        except TypeError as err:
-          raise TypeError(f"dataset {name!r} with options {options}: {err}") from None
+        except Exception as err:  # noqa: BLE001  (any failure of the user's loader, named)
+          text = str(err).splitlines()[0] if str(err) else ""
+          raise ValueError(f"dataset {name!r} with options {options}: "
+                           f"{type(err).__name__}: {text}") from None
       _LOADED[key] = from_arrays(source, name=name.rpartition(":")[2])
   return _LOADED[key]
 

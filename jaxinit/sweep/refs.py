@@ -78,8 +78,13 @@ def reference(obj: Any) -> str:
   """
   ref = _importable_as(obj)
   if ref is None:
-    raise TypeError(f"{obj!r} has no import path (__module__ and __qualname__); give a "
-                    f"function or class, or name it by 'package.module:attribute'")
+    shown = repr(obj).splitlines()[0]
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    what = (shown if isinstance(obj, type) else
+            f"an instance of {type(obj).__qualname__} ({shown})")
+    raise TypeError(f"{what} has no import path (__module__ and __qualname__); give a "
+                    f"function or class (not an instance), or name it by "
+                    f"'package.module:attribute'")
   _OBJECTS[ref] = obj
   return ref
 
