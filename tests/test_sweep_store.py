@@ -270,3 +270,30 @@ def test_ctrl_c_exits_130_and_says_what_was_saved(reference, tmp_path):
   assert proc.returncode == 0, err
   assert f"resumed: {saved} models" in out_text
   assert json.loads((out / "run.json").read_text())["complete"]
+
+
+USER_CODE = """
+from flax import nnx
+
+
+def make(*, in_features, out_features, rngs):
+  return nnx.Linear(in_features, out_features, rngs=rngs)
+"""
+
+
+def test_resume_refuses_chunks_of_another_version_of_the_users_code(tmp_path):
+  (tmp_path / "user_code_21.py").write_text(USER_CODE)
+  config = {"name": "code", "seeds": 2, "chunk_size": 1, "eval_every": 10, "lanes": 1,
+            "paths": [str(tmp_path)],
+            "grid": {"model": "user_code_21:make", "dataset": "teacher_student", "steps": 10,
+                     "batch_size": 16, "learning_rate": [0.1, 0.01]}}
+  out = tmp_path / "out"
+  sweep.run_sweep(config, out_dir=out, progress=False)
+  _chunks(out)[0].unlink()
+  # The model's module changes (the config does not): its chunks are another code's.
+  (tmp_path / "user_code_21.py").write_text(USER_CODE + "# edited\n")
+  with pytest.raises(sweep.SweepDirError, match="other execution settings .*user_code"):
+    sweep.run_sweep(config, out_dir=out, progress=False, resume=True)
+  (tmp_path / "user_code_21.py").write_text(USER_CODE)
+  result = sweep.run_sweep(config, out_dir=out, progress=False, resume=True)
+  assert result.resumed_models == 3  # the same code again: its chunks are this run's

@@ -8,6 +8,8 @@ results would agree statistically, not bitwise.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import inspect
 import os
 import platform
 from pathlib import Path
@@ -47,6 +49,51 @@ def execution_identity() -> dict[str, Any]:
   return out
 
 
+def code_identity(config: Any) -> str:
+  """16 hex digits of the SHA-256 of the user code a sweep names: for every reference of the
+  config (``"module:factory"``, an object given from Python), its text and the source file of
+  its module (or the object's own source where the module has no file).
+
+  A changed model, dataset, loss or optimizer factory changes results without changing the
+  config: chunks record this digest beside :func:`execution_identity`, so ``--resume``
+  refuses to mix chunks of two versions of the code. Built-in names and jaxinit itself
+  are covered by the config and jaxinit's version.
+  """
+  from jaxinit.sweep import refs  # pylint: disable=import-outside-toplevel
+  found: set[str] = set()
+
+  def walk(value: Any) -> None:
+    if refs.is_reference(value):
+      found.add(value)
+    elif isinstance(value, dict):
+      for v in value.values():
+        walk(v)
+    elif isinstance(value, (list, tuple)):
+      for v in value:
+        walk(v)
+
+  for cell in config.cells():
+    walk(dict(cell))
+  walk([config.loss, list(config.metrics)])
+  h = hashlib.sha256()
+  for ref in sorted(found):
+    h.update(ref.encode())
+    try:
+      obj = refs.resolve(ref, "reference", config.paths)
+    except Exception:  # noqa: BLE001  (not code: an activation spec such as "tat:relu")
+      continue
+    h.update(_source(obj))
+  return h.hexdigest()[:16]
+
+
+def _source(obj: Any) -> bytes:
+  with contextlib.suppress(TypeError, OSError):
+    return Path(inspect.getsourcefile(inspect.getmodule(obj))).read_bytes()
+  with contextlib.suppress(TypeError, OSError):
+    return inspect.getsource(obj).encode()
+  return b""
+
+
 def _cpu_model() -> str:
   with contextlib.suppress(OSError):
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -55,4 +102,4 @@ def _cpu_model() -> str:
   return platform.processor()
 
 
-__all__ = ["execution_identity"]
+__all__ = ["code_identity", "execution_identity"]

@@ -14,7 +14,9 @@ of :mod:`jaxinit.sweep.results` are written the same way.
   written by a different config (compared with ``DIR/config.toml``, and with
   every chunk's config digest, so it holds even when ``config.toml`` was
   deleted) and chunks computed under another execution identity
-  (:func:`execution_identity`: what could change a result's bits), and keeps
+  (:func:`execution_identity`: what could change a result's bits; with
+  :func:`~jaxinit.sweep.identity.code_identity`, the source of the user's
+  models, data and losses the config names), and keeps
   each group's lanes as saved. A damaged file (truncated, bad CRC, not a
   chunk, arrays of the wrong lengths) is reported, moved to
   ``DIR/chunks/damaged/``, and its models are trained again.
@@ -53,7 +55,7 @@ import numpy as np
 
 from jaxinit.sweep import config_file
 from jaxinit.sweep.config import ConfigError, ModelSpec, SweepConfig
-from jaxinit.sweep.identity import execution_identity
+from jaxinit.sweep.identity import code_identity, execution_identity
 from jaxinit.sweep.lock import FolderInUseError, FolderLock
 
 EXECUTION_KEYS: tuple[str, ...] = ("chunk_size", "paths")
@@ -172,7 +174,7 @@ class RunStore:
     self.config = config
     self.writer = writer
     self.digest = config_digest(config)
-    self.execution = execution_identity()
+    self.execution = {**execution_identity(), "user_code": code_identity(config)}
     self.report = report or (lambda text: print(f"jaxinit sweep: {text}", file=sys.stderr))
     self.kept = False
     """Whether :meth:`prepare` found a finished sweep of this config and kept it."""
