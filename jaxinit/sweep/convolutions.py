@@ -101,9 +101,11 @@ def _rewrite_param(value: Any) -> Any:
   if isinstance(value, jcore.Jaxpr):
     if not _needs_rewrite(value):
       return value
-    closed = _rewrite_param(jcore.ClosedJaxpr(value, ()))
-    if value.constvars or closed.consts:
+    if value.constvars:
       raise NotImplementedError("a convolution in a nested open jaxpr with constants")
+    closed = _rewrite_param(jcore.ClosedJaxpr(value, ()))
+    if closed.consts:  # the rewrite adds transposes only: no constant to carry
+      raise NotImplementedError("a rewritten nested open jaxpr with constants")
     return closed.jaxpr
   if isinstance(value, tuple) and value and all(
       isinstance(v, (jcore.ClosedJaxpr, jcore.Jaxpr)) for v in value):

@@ -30,7 +30,7 @@ import numpy as np
 
 from jaxinit.sweep import convolutions
 from jaxinit.sweep import probes as probes_lib
-from jaxinit.sweep.program import Program, network, optimizer, param_shapes
+from jaxinit.sweep.program import Program, convolutional, network, optimizer, param_shapes
 
 PyTree = Any
 
@@ -287,8 +287,9 @@ def train_block(program: Program, data: Mapping[str, jax.Array], data_keys: jax.
 
   # Inside the loops below XLA:CPU leaves a convolution's gradient off its fast path
   # unless it is written in canonical layout (:mod:`jaxinit.sweep.convolutions`).
-  step_fn = convolutions.for_backend(functools.partial(train_step, program))
-  evaluate_fn = convolutions.for_backend(functools.partial(evaluate, program))
+  fast = convolutions.for_backend if convolutional(program) else (lambda fn: fn)
+  step_fn = fast(functools.partial(train_step, program))
+  evaluate_fn = fast(functools.partial(evaluate, program))
 
   def train_one(args):  # one model's block; lax.map vmaps it over a chunk of models
     state, data_key = args
